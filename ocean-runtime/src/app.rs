@@ -1,0 +1,260 @@
+//! Wiring: the built-in Port (when no credentials are set), the Port client, the mapping, the queue,
+//! the workers and the webhook server, started together and stopped together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::local_port::{LocalPort, LocalPortError, LocalPortOptions};
+use crate::mapping::{MappingSource, MappingStore, PortAppConfig};
+use crate::pipeline::Pipeline;
+use crate::port::{PortClient, PortClientConfig, PortError};
+use crate::queue::{EventQueue, MemoryQueue};
+use crate::registry::Registry;
+use crate::server::{Ingress, router};
+
+/// The app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The built-in Port could not start.
+    #[error(transparent)]
+    LocalPort(#[from] LocalPortError),
+    /// The Port client could not be built.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The default mapping file is unreadable or invalid.
+    #[error("the default mapping ({path}) is invalid: {reason}")]
+    DefaultMapping {
+        /// Where it came from.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The webhook server cannot listen.
+    #[error("cannot listen on {addr} (OCEAN__APPLICATION__HOST/OCEAN__APPLICATION__PORT): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// An integration ready to start: settings plus processors.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    registry: Arc<Registry>,
+}
+
+/// A started integration.
+pub struct RunningApp {
+    ingress_addr: SocketAddr,
+    port_url: String,
+    local_port: Option<LocalPort>,
+    queue: Arc<dyn EventQueue>,
+    stop_ingress: oneshot::Sender<()>,
+    ingress: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    refresher: JoinHandle<()>,
+    shutdown_wait: Duration,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("ingress_addr", &self.ingress_addr)
+            .field("port_url", &self.port_url)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn seed_local_port(config: &Config, local: &LocalPort) -> Result<(), StartError> {
+    let path = config.resources_path.join("port-app-config.yml").display().to_string();
+    let text = config
+        .default_mapping_text()
+        .map_err(|e| StartError::DefaultMapping { path: path.clone(), reason: e.to_string() })?;
+    let Some(text) = text else { return Ok(()) };
+    let mapping = PortAppConfig::from_yaml(&text).map_err(|e| StartError::DefaultMapping { path: path.clone(), reason: e.to_string() })?;
+    let value = serde_json::to_value(&mapping).map_err(|e| StartError::DefaultMapping { path, reason: e.to_string() })?;
+    local
+        .seed_integration(&config.integration_identifier, &config.integration_type, &config.integration_version, value)
+        .await?;
+    Ok(())
+}
+
+impl App {
+    /// An app with these settings and processors.
+    #[must_use]
+    pub fn new(config: Config, registry: Registry) -> Self {
+        Self { config, registry: Arc::new(registry) }
+    }
+
+    /// Starts everything; returns once the webhook server is listening.
+    ///
+    /// # Errors
+    /// A part could not start; nothing is left running.
+    pub async fn start(self) -> Result<RunningApp, StartError> {
+        let config = self.config;
+        let (local_port, base_url, client_id, client_secret) = match &config.credentials {
+            Some(c) => (None, config.port_base_url.clone(), c.client_id.clone(), c.client_secret.clone()),
+            None => {
+                let addr = SocketAddr::new(config.local_port_host, config.local_port_port);
+                let local = LocalPort::start(LocalPortOptions {
+                    data_dir: config.local_port_data_dir.clone(),
+                    addr,
+                    credentials: None,
+                })
+                .await?;
+                tracing::info!(
+                    "no Port credentials set (OCEAN__PORT__CLIENT_ID, OCEAN__PORT__CLIENT_SECRET): using the built-in local Port at {} (data in {})",
+                    local.base_url(),
+                    config.local_port_data_dir.display()
+                );
+                if let Err(e) = seed_local_port(&config, &local).await {
+                    local.shutdown().await;
+                    return Err(e);
+                }
+                let url = local.base_url();
+                (Some(local), url, "local".to_owned(), "local".to_owned())
+            }
+        };
+        let port = Arc::new(PortClient::new(PortClientConfig {
+            base_url: base_url.clone(),
+            client_id,
+            client_secret,
+            integration_identifier: config.integration_identifier.clone(),
+            integration_type: config.integration_type.clone(),
+            integration_version: config.integration_version.clone(),
+        })?);
+        let source = match &config.mapping_file {
+            Some(path) => MappingSource::File(path.clone()),
+            None => MappingSource::Port(Arc::clone(&port)),
+        };
+        let mapping = Arc::new(MappingStore::new(source));
+        match mapping.reload().await {
+            Ok(_) => tracing::info!("mapping loaded"),
+            Err(e) => tracing::warn!(error = %e, "no mapping loaded yet; events are kept until one loads"),
+        }
+        let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(config.queue_capacity));
+        let pipeline = Arc::new(Pipeline::new(Arc::clone(&self.registry), Arc::clone(&mapping), port, config.job_timeout));
+        let workers = (0..config.workers)
+            .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue))))
+            .collect();
+        let refresher = tokio::spawn({
+            let mapping = Arc::clone(&mapping);
+            let every = config.mapping_refresh.max(Duration::from_secs(1));
+            async move {
+                let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+                loop {
+                    tick.tick().await;
+                    match mapping.reload().await {
+                        Ok(true) => tracing::info!("new mapping version in force"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "mapping refresh failed; the previous version stays in force"),
+                    }
+                }
+            }
+        });
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = match tokio::net::TcpListener::bind(addr).await.and_then(|l| l.local_addr().map(|a| (l, a))) {
+            Ok(pair) => pair,
+            Err(source) => {
+                refresher.abort();
+                queue.close();
+                if let Some(local) = local_port {
+                    local.shutdown().await;
+                }
+                return Err(StartError::Bind { addr, source });
+            }
+        };
+        let (listener, ingress_addr) = listener;
+        let ingress = Arc::new(Ingress {
+            registry: Arc::clone(&self.registry),
+            queue: Arc::clone(&queue),
+            mapping,
+            body_limit: config.body_limit,
+        });
+        let (stop_ingress, stopped) = oneshot::channel::<()>();
+        let app = router(ingress);
+        let ingress = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "webhook server stopped");
+            }
+        });
+        let paths: Vec<String> = self.registry.paths().map(|p| format!("/integration{p}")).collect();
+        tracing::info!(workers = config.workers, "listening on http://{ingress_addr} for {}", paths.join(", "));
+        Ok(RunningApp {
+            ingress_addr,
+            port_url: base_url,
+            local_port,
+            queue,
+            stop_ingress,
+            ingress,
+            workers,
+            refresher,
+            shutdown_wait: config.shutdown_wait,
+        })
+    }
+}
+
+impl RunningApp {
+    /// The webhook server's address.
+    #[must_use]
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_addr
+    }
+
+    /// The webhook server's base URL, e.g. `http://127.0.0.1:8000`.
+    #[must_use]
+    pub fn ingress_url(&self) -> String {
+        format!("http://{}", self.ingress_addr)
+    }
+
+    /// The Port API in use (the built-in Port's URL when no credentials are set).
+    #[must_use]
+    pub fn port_url(&self) -> &str {
+        &self.port_url
+    }
+
+    /// Events held by the queue (waiting plus in flight).
+    #[must_use]
+    pub fn queue_depth(&self) -> usize {
+        self.queue.depth()
+    }
+
+    /// Stops accepting webhooks, lets queued and in-flight events finish within
+    /// `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN`, then stops the workers and the built-in Port.
+    pub async fn shutdown(self) {
+        let deadline = Instant::now() + self.shutdown_wait;
+        let _ = self.stop_ingress.send(());
+        let _ = self.ingress.await;
+        while self.queue.depth() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.queue.depth();
+        if left > 0 {
+            tracing::warn!(events = left, "shutdown wait is over; events still queued are dropped (memory queue)");
+        }
+        self.queue.close();
+        for worker in self.workers {
+            let abort = worker.abort_handle();
+            if tokio::time::timeout_at(deadline, worker).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.refresher.abort();
+        if let Some(local) = self.local_port {
+            local.shutdown().await;
+        }
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,301 @@
+//! Settings from the environment, with Ocean's names (`OCEAN__…`).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `OCEAN__APPLICATION__HOST` | `127.0.0.1` | address the webhook server listens on |
+//! | `OCEAN__APPLICATION__PORT` | `8000` | port of the webhook server (`0` picks a free one) |
+//! | `OCEAN__PORT__CLIENT_ID`, `OCEAN__PORT__CLIENT_SECRET` | unset | Port credentials; unset means the built-in local Port |
+//! | `OCEAN__PORT__BASE_URL` | `https://api.getport.io` | Port's API (ignored with the built-in Port) |
+//! | `OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL` | `60` | seconds between mapping refreshes |
+//! | `OCEAN__INTEGRATION__IDENTIFIER` | `my-<type>-integration` | the integration's identifier in Port |
+//! | `OCEAN__INTEGRATION__TYPE` | the binary's package name | the integration type |
+//! | `OCEAN__EVENT_WORKERS_COUNT` | `8` | concurrent event workers (Ocean: 1 per path) |
+//! | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
+//! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
+//! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
+//! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` |
+//! | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
+//! | `OCEAN__INGRESS__BODY_LIMIT_BYTES` | `1048576` | largest webhook body accepted (413 above) |
+//! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
+//! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
+//! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
+//!
+//! The default of 8 workers: handlers mostly wait on third-party APIs, so a handful per core keeps
+//! the upstream busy without flooding it; raise it for slow upstreams.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that is missing or malformed; always names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The value does not parse.
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A variable that another one makes necessary is unset.
+    #[error("{var} must be set because {because}")]
+    Missing {
+        /// The missing variable.
+        var: String,
+        /// Why it is needed.
+        because: String,
+    },
+}
+
+/// The integration built into this binary: its package name and version (filled in by `main!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntegrationInfo {
+    /// Default integration type (`OCEAN__INTEGRATION__TYPE`).
+    pub name: &'static str,
+    /// The integration's version, reported to Port in the user agent.
+    pub version: &'static str,
+    /// The default mapping compiled into the binary, if the crate has `.port/resources/port-app-config.yml`.
+    pub default_mapping: Option<&'static str>,
+}
+
+/// Port credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortCredentials {
+    /// `OCEAN__PORT__CLIENT_ID`.
+    pub client_id: String,
+    /// `OCEAN__PORT__CLIENT_SECRET`.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for PortCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortCredentials").field("client_id", &self.client_id).field("client_secret", &"***").finish()
+    }
+}
+
+/// Every setting of the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address of the webhook server.
+    pub host: IpAddr,
+    /// Port of the webhook server; 0 picks a free one.
+    pub port: u16,
+    /// Port credentials; `None` runs against the built-in local Port.
+    pub credentials: Option<PortCredentials>,
+    /// Port's API base URL.
+    pub port_base_url: String,
+    /// How often the mapping is refreshed.
+    pub mapping_refresh: Duration,
+    /// The integration's identifier.
+    pub integration_identifier: String,
+    /// The integration type.
+    pub integration_type: String,
+    /// The integration's version.
+    pub integration_version: String,
+    /// Concurrent event workers.
+    pub workers: usize,
+    /// Time limit of one processor job.
+    pub job_timeout: Duration,
+    /// How long shutdown waits for in-flight events.
+    pub shutdown_wait: Duration,
+    /// An explicit mapping file (read instead of Port's integration record).
+    pub mapping_file: Option<PathBuf>,
+    /// Folder of the default `port-app-config.yml`.
+    pub resources_path: PathBuf,
+    /// The default mapping compiled into the binary.
+    pub default_mapping: Option<&'static str>,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Largest accepted webhook body, in bytes.
+    pub body_limit: usize,
+    /// Address of the built-in Port.
+    pub local_port_host: IpAddr,
+    /// Port of the built-in Port; 0 picks a free one.
+    pub local_port_port: u16,
+    /// Data folder of the built-in Port.
+    pub local_port_data_dir: PathBuf,
+}
+
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, var: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
+                var: var.to_owned(),
+                reason: format!("expected {expected}"),
+                value,
+            }),
+        }
+    }
+
+    fn seconds(&self, var: &str, default: f64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parse(var, default, "a number of seconds")?;
+        Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
+            var: var.to_owned(),
+            value: secs.to_string(),
+            reason: "expected a non-negative number of seconds".to_owned(),
+        })
+    }
+
+    fn positive(&self, var: &str, default: usize) -> Result<usize, ConfigError> {
+        let n: usize = self.parse(var, default, "a positive whole number")?;
+        if n == 0 {
+            return Err(ConfigError::Invalid { var: var.to_owned(), value: "0".to_owned(), reason: "must be at least 1".to_owned() });
+        }
+        Ok(n)
+    }
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    ///
+    /// # Errors
+    /// The first setting that is malformed, by name.
+    pub fn from_env(info: IntegrationInfo) -> Result<Self, ConfigError> {
+        Self::from_lookup(info, |k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings through `lookup` (a variable name → its value), e.g. a map in tests.
+    ///
+    /// # Errors
+    /// The first setting that is malformed, by name.
+    pub fn from_lookup(info: IntegrationInfo, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let localhost = IpAddr::from([127, 0, 0, 1]);
+        let client_id = env.raw("OCEAN__PORT__CLIENT_ID");
+        let client_secret = env.raw("OCEAN__PORT__CLIENT_SECRET");
+        let credentials = match (client_id, client_secret) {
+            (Some(client_id), Some(client_secret)) => Some(PortCredentials { client_id, client_secret }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    var: "OCEAN__PORT__CLIENT_SECRET".to_owned(),
+                    because: "OCEAN__PORT__CLIENT_ID is set".to_owned(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    var: "OCEAN__PORT__CLIENT_ID".to_owned(),
+                    because: "OCEAN__PORT__CLIENT_SECRET is set".to_owned(),
+                });
+            }
+        };
+        let integration_type = env.raw("OCEAN__INTEGRATION__TYPE").unwrap_or_else(|| info.name.to_ascii_lowercase());
+        let integration_identifier =
+            env.raw("OCEAN__INTEGRATION__IDENTIFIER").unwrap_or_else(|| format!("my-{integration_type}-integration"));
+        let port_base_url = env.raw("OCEAN__PORT__BASE_URL").unwrap_or_else(|| "https://api.getport.io".to_owned());
+        if !(port_base_url.starts_with("http://") || port_base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "OCEAN__PORT__BASE_URL".to_owned(),
+                value: port_base_url,
+                reason: "expected an http:// or https:// URL".to_owned(),
+            });
+        }
+        Ok(Self {
+            host: env.parse("OCEAN__APPLICATION__HOST", localhost, "an IP address")?,
+            port: env.parse("OCEAN__APPLICATION__PORT", 8000, "a TCP port number (0-65535)")?,
+            credentials,
+            port_base_url,
+            mapping_refresh: env.seconds("OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL", 60.0)?,
+            integration_identifier,
+            integration_type,
+            integration_version: info.version.to_owned(),
+            workers: env.positive("OCEAN__EVENT_WORKERS_COUNT", 8)?,
+            job_timeout: env.seconds("OCEAN__MAX_EVENT_PROCESSING_SECONDS", 90.0)?,
+            shutdown_wait: env.seconds("OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN", 5.0)?,
+            mapping_file: env.raw("OCEAN__PORT_APP_CONFIG_FILE").map(PathBuf::from),
+            resources_path: env.raw("OCEAN__RESOURCES_PATH").map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
+            default_mapping: info.default_mapping,
+            queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
+            body_limit: env.positive("OCEAN__INGRESS__BODY_LIMIT_BYTES", 1024 * 1024)?,
+            local_port_host: env.parse("OCEAN__LOCAL_PORT__HOST", localhost, "an IP address")?,
+            local_port_port: env.parse("OCEAN__LOCAL_PORT__PORT", 5101, "a TCP port number (0-65535)")?,
+            local_port_data_dir: env
+                .raw("OCEAN__LOCAL_PORT__DATA_DIR")
+                .map_or_else(|| PathBuf::from(".ocean/local-port"), PathBuf::from),
+        })
+    }
+
+    /// The default mapping text: `<resources path>/port-app-config.yml` (or `.yaml`, `.json`) if present,
+    /// else the one compiled into the binary.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn default_mapping_text(&self) -> std::io::Result<Option<String>> {
+        for name in ["port-app-config.yml", "port-app-config.yaml", "port-app-config.json"] {
+            let path = self.resources_path.join(name);
+            if path.is_file() {
+                return std::fs::read_to_string(path).map(Some);
+            }
+        }
+        Ok(self.default_mapping.map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const INFO: IntegrationInfo = IntegrationInfo { name: "Jira", version: "1.2.3", default_mapping: None };
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(INFO, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_ocean() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.integration_type, "jira");
+        assert_eq!(c.integration_identifier, "my-jira-integration");
+        assert_eq!(c.job_timeout, Duration::from_secs(90));
+        assert_eq!(c.shutdown_wait, Duration::from_secs(5));
+        assert_eq!(c.workers, 8);
+        assert!(c.credentials.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = config(&[("OCEAN__APPLICATION__PORT", "eighty")]).unwrap_err();
+        assert!(e.to_string().starts_with("OCEAN__APPLICATION__PORT=\"eighty\" is invalid"), "{e}");
+        let e = config(&[("OCEAN__EVENT_WORKERS_COUNT", "0")]).unwrap_err();
+        assert!(e.to_string().contains("OCEAN__EVENT_WORKERS_COUNT"), "{e}");
+        let e = config(&[("OCEAN__MAX_EVENT_PROCESSING_SECONDS", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("OCEAN__MAX_EVENT_PROCESSING_SECONDS"), "{e}");
+        let e = config(&[("OCEAN__PORT__BASE_URL", "api.getport.io")]).unwrap_err();
+        assert!(e.to_string().contains("OCEAN__PORT__BASE_URL"), "{e}");
+    }
+
+    #[test]
+    fn half_credentials_name_the_missing_half() {
+        let e = config(&[("OCEAN__PORT__CLIENT_ID", "id")]).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                var: "OCEAN__PORT__CLIENT_SECRET".to_owned(),
+                because: "OCEAN__PORT__CLIENT_ID is set".to_owned()
+            }
+        );
+        let c = config(&[("OCEAN__PORT__CLIENT_ID", "id"), ("OCEAN__PORT__CLIENT_SECRET", "s")]).unwrap();
+        assert_eq!(c.credentials.unwrap().client_id, "id");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = config(&[("OCEAN__PORT__CLIENT_ID", "id"), ("OCEAN__PORT__CLIENT_SECRET", "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,378 @@
+//! The built-in Port's data: entities and integration records in memory, persisted with redb.
+//!
+//! Every mutation is applied in memory under one lock and handed, in the same order, to a writer
+//! thread that commits whatever has queued up in one durable transaction (group commit). A request
+//! is answered only after its changes are committed, so an answered write survives `kill -9`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use super::LocalPortError;
+use super::search::{Subject, matches};
+
+const ENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("entities");
+const INTEGRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("integrations");
+const MAX_GROUP: usize = 4096;
+
+/// An entity as stored: Port's JSON plus the datasource that wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    pub(crate) entity: Value,
+    pub(crate) datasource: String,
+}
+
+/// Everything the built-in Port knows.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) entities: BTreeMap<(String, String), Stored>,
+    pub(crate) integrations: BTreeMap<String, Value>,
+}
+
+pub(crate) enum Change {
+    PutEntity(String, Vec<u8>),
+    DeleteEntity(String),
+    PutIntegration(String, Vec<u8>),
+}
+
+struct Batch {
+    changes: Vec<Change>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// A per-entity refusal, as Port reports it in a 207.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntityRefusal {
+    pub(crate) status: u16,
+    pub(crate) error: &'static str,
+    pub(crate) message: String,
+}
+
+fn key(blueprint: &str, identifier: &str) -> String {
+    format!("{blueprint}\u{1f}{identifier}")
+}
+
+/// Port's identifier pattern.
+fn valid_identifier(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 1000
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c))
+}
+
+/// Now as RFC 3339 UTC with milliseconds, like Port's timestamps.
+pub(crate) fn now_rfc3339() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+impl State {
+    /// Upserts one entity of `blueprint`; returns whether it was created.
+    pub(crate) fn upsert(
+        &mut self,
+        blueprint: &str,
+        incoming: &Value,
+        merge: bool,
+        datasource: &str,
+        changes: &mut Vec<Change>,
+    ) -> Result<(String, bool), EntityRefusal> {
+        let Some(fields) = incoming.as_object() else {
+            return Err(refusal(422, "invalid_entity", "an entity must be a JSON object".to_owned()));
+        };
+        let identifier = match fields.get("identifier") {
+            Some(Value::String(id)) if valid_identifier(id) => id.clone(),
+            Some(Value::String(id)) => {
+                return Err(refusal(
+                    422,
+                    "invalid_identifier",
+                    format!("identifier `{id}` does not match ^[A-Za-z0-9@_.+:\\\\/=-]+$"),
+                ));
+            }
+            Some(query @ Value::Object(_)) => self.resolve(blueprint, query)?,
+            _ => return Err(refusal(422, "invalid_identifier", "identifier must be a string or a search query".to_owned())),
+        };
+        for (name, kind) in [("properties", "object"), ("relations", "object")] {
+            if fields.get(name).is_some_and(|v| !v.is_object() && !v.is_null()) {
+                return Err(refusal(422, "invalid_entity", format!("`{name}` must be an {kind}")));
+            }
+        }
+        let now = now_rfc3339();
+        let k = (blueprint.to_owned(), identifier.clone());
+        let previous = self.entities.get(&k).map(|s| s.entity.clone());
+        let created = previous.is_none();
+        let mut entity = match previous {
+            Some(Value::Object(mut old)) if merge => {
+                for (name, value) in fields {
+                    match (name.as_str(), value, old.get_mut(name)) {
+                        ("properties" | "relations", Value::Object(new), Some(Value::Object(existing))) => {
+                            existing.extend(new.clone());
+                        }
+                        _ => {
+                            old.insert(name.clone(), value.clone());
+                        }
+                    }
+                }
+                old
+            }
+            Some(Value::Object(old)) => {
+                let mut fresh = fields.clone();
+                if let Some(c) = old.get("createdAt") {
+                    fresh.insert("createdAt".to_owned(), c.clone());
+                }
+                fresh
+            }
+            _ => {
+                let mut fresh = fields.clone();
+                fresh.insert("createdAt".to_owned(), Value::String(now.clone()));
+                fresh
+            }
+        };
+        entity.insert("identifier".to_owned(), Value::String(identifier.clone()));
+        entity.insert("blueprint".to_owned(), Value::String(blueprint.to_owned()));
+        for name in ["properties", "relations"] {
+            if !entity.get(name).is_some_and(Value::is_object) {
+                entity.insert(name.to_owned(), Value::Object(Map::new()));
+            }
+        }
+        entity.entry("title").or_insert(Value::Null);
+        entity.insert("updatedAt".to_owned(), Value::String(now));
+        let stored = Stored { entity: Value::Object(entity), datasource: datasource.to_owned() };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| refusal(500, "internal_error", e.to_string()))?;
+        changes.push(Change::PutEntity(key(blueprint, &identifier), bytes));
+        self.entities.insert(k, stored);
+        Ok((identifier, created))
+    }
+
+    fn resolve(&self, blueprint: &str, query: &Value) -> Result<String, EntityRefusal> {
+        let mut found = Vec::new();
+        for ((bp, id), s) in &self.entities {
+            if bp != blueprint {
+                continue;
+            }
+            let hit = matches(query, &Subject { entity: &s.entity, datasource: &s.datasource })
+                .map_err(|e| refusal(422, "invalid_search_query", e))?;
+            if hit {
+                found.push(id.clone());
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(refusal(404, "not_found", "the search identifier matches no entity".to_owned())),
+            _ => Err(refusal(422, "ambiguous_identifier", "the search identifier matches several entities".to_owned())),
+        }
+    }
+
+    /// Deletes one entity; returns whether it existed.
+    pub(crate) fn delete(&mut self, blueprint: &str, identifier: &str, changes: &mut Vec<Change>) -> bool {
+        let existed = self.entities.remove(&(blueprint.to_owned(), identifier.to_owned())).is_some();
+        if existed {
+            changes.push(Change::DeleteEntity(key(blueprint, identifier)));
+        }
+        existed
+    }
+
+    /// Stores an integration record.
+    pub(crate) fn put_integration(&mut self, id: &str, record: Value, changes: &mut Vec<Change>) -> Result<(), String> {
+        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        changes.push(Change::PutIntegration(id.to_owned(), bytes));
+        self.integrations.insert(id.to_owned(), record);
+        Ok(())
+    }
+}
+
+fn refusal(status: u16, error: &'static str, message: String) -> EntityRefusal {
+    EntityRefusal { status, error, message }
+}
+
+/// The state plus its persistence.
+pub(crate) struct Store {
+    state: Mutex<State>,
+    writer: mpsc::Sender<Batch>,
+}
+
+fn commit(db: &Database, batches: &[Batch]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut entities = txn.open_table(ENTITIES)?;
+        let mut integrations = txn.open_table(INTEGRATIONS)?;
+        for change in batches.iter().flat_map(|b| &b.changes) {
+            match change {
+                Change::PutEntity(k, v) => {
+                    entities.insert(k.as_str(), v.as_slice())?;
+                }
+                Change::DeleteEntity(k) => {
+                    entities.remove(k.as_str())?;
+                }
+                Change::PutIntegration(k, v) => {
+                    integrations.insert(k.as_str(), v.as_slice())?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn write_loop(db: Database, rx: mpsc::Receiver<Batch>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(b) => group.push(b),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &group).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "built-in Port could not persist a write");
+        }
+        for b in group {
+            let _ = b.done.send(result.clone());
+        }
+    }
+}
+
+fn load(db: &Database) -> Result<State, redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(ENTITIES)?;
+    txn.open_table(INTEGRATIONS)?;
+    txn.commit()?;
+    let mut state = State::default();
+    let read = db.begin_read()?;
+    for row in read.open_table(ENTITIES)?.iter()? {
+        let (k, v) = row?;
+        let Ok(stored) = serde_json::from_slice::<Stored>(v.value()) else {
+            tracing::warn!(key = k.value(), "built-in Port: skipping an unreadable entity record");
+            continue;
+        };
+        if let Some((bp, id)) = k.value().split_once('\u{1f}') {
+            state.entities.insert((bp.to_owned(), id.to_owned()), stored);
+        }
+    }
+    for row in read.open_table(INTEGRATIONS)?.iter()? {
+        let (k, v) = row?;
+        if let Ok(record) = serde_json::from_slice(v.value()) {
+            state.integrations.insert(k.value().to_owned(), record);
+        }
+    }
+    Ok(state)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and loads it into memory.
+    pub(crate) fn open(dir: &Path) -> Result<Self, LocalPortError> {
+        std::fs::create_dir_all(dir).map_err(|source| LocalPortError::DataDir { path: dir.to_owned(), source })?;
+        let path = dir.join("port.redb");
+        let db = Database::create(&path).map_err(|e| LocalPortError::Storage { path: path.clone(), reason: e.to_string() })?;
+        let state = load(&db).map_err(|e| LocalPortError::Storage { path: path.clone(), reason: e.to_string() })?;
+        let (writer, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("local-port-writer".to_owned())
+            .spawn(move || write_loop(db, rx))
+            .map_err(|source| LocalPortError::DataDir { path: dir.to_owned(), source })?;
+        Ok(Self { state: Mutex::new(state), writer })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the state.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Mutates the state and waits until the changes are durable.
+    pub(crate) async fn write<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Change>) -> R) -> Result<R, String> {
+        let (done, committed) = oneshot::channel();
+        let result = {
+            let mut state = self.lock();
+            let mut changes = Vec::new();
+            let result = f(&mut state, &mut changes);
+            if changes.is_empty() {
+                return Ok(result);
+            }
+            self.writer
+                .send(Batch { changes, done })
+                .map_err(|_| "the built-in Port's writer has stopped".to_owned())?;
+            result
+        };
+        committed.await.map_err(|_| "the built-in Port's writer has stopped".to_owned())??;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+
+    #[test]
+    fn merge_keeps_unsent_properties_and_replace_drops_them() {
+        let mut s = State::default();
+        let mut ch = Vec::new();
+        let (_, created) = s
+            .upsert("b", &json!({"identifier": "x", "properties": {"a": 1, "b": 2}}), true, "ds", &mut ch)
+            .unwrap();
+        assert!(created);
+        let (_, created) = s.upsert("b", &json!({"identifier": "x", "properties": {"a": 9}}), true, "ds", &mut ch).unwrap();
+        assert!(!created);
+        assert_eq!(s.entities[&("b".into(), "x".into())].entity["properties"], json!({"a": 9, "b": 2}));
+        s.upsert("b", &json!({"identifier": "x", "properties": {"a": 7}}), false, "ds", &mut ch).unwrap();
+        assert_eq!(s.entities[&("b".into(), "x".into())].entity["properties"], json!({"a": 7}));
+        assert_eq!(ch.len(), 3);
+    }
+
+    #[test]
+    fn bad_identifiers_are_refused() {
+        let mut s = State::default();
+        let mut ch = Vec::new();
+        let e = s.upsert("b", &json!({"identifier": "has space"}), true, "ds", &mut ch).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(s.upsert("b", &json!({"identifier": 5}), true, "ds", &mut ch).is_err());
+        assert!(ch.is_empty());
+    }
+
+    #[test]
+    fn search_identifier_resolves_to_exactly_one_entity() {
+        let mut s = State::default();
+        let mut ch = Vec::new();
+        s.upsert("b", &json!({"identifier": "x", "properties": {"email": "a@b"}}), true, "ds", &mut ch).unwrap();
+        let q = json!({"combinator": "and", "rules": [{"property": "email", "operator": "=", "value": "a@b"}]});
+        let (id, created) = s.upsert("b", &json!({"identifier": q, "title": "T"}), true, "ds", &mut ch).unwrap();
+        assert_eq!((id.as_str(), created), ("x", false));
+        let none = json!({"rules": [{"property": "email", "operator": "=", "value": "zz"}]});
+        assert_eq!(s.upsert("b", &json!({"identifier": none}), true, "ds", &mut ch).unwrap_err().status, 404);
+    }
+}

@@ -1,0 +1,192 @@
+//! The workers: select processors → authenticate → validate → handle (retry, timeout) → map → apply
+//! to Port → ack.
+
+mod apply;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tracing::Instrument;
+
+use crate::event::WebhookEvent;
+use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
+use crate::port::PortClient;
+use crate::processor::{JobContext, ProcessError, RawResults};
+use crate::queue::{EventQueue, Lease};
+use crate::registry::{RegisteredProcessor, Registry};
+
+pub use apply::Applied;
+
+/// What became of one event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Jobs ran and their results were applied to Port.
+    Applied(Applied),
+    /// No processor selected the event (recorded, not retried).
+    Unsupported,
+    /// Processors selected the event but no mapping resource has their kinds.
+    NoResource,
+    /// No mapping is loaded yet; the event waits.
+    NoMapping,
+    /// Port could not be written to for now; the event waits and is processed again.
+    PortUnavailable(String),
+}
+
+/// The per-event processing, shared by all workers.
+pub struct Pipeline {
+    registry: Arc<Registry>,
+    mapping: Arc<MappingStore>,
+    port: Arc<PortClient>,
+    job_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("job_timeout", &self.job_timeout).finish_non_exhaustive()
+    }
+}
+
+struct Job<'a> {
+    processor: &'a RegisteredProcessor,
+    resource: &'a ResourceConfig,
+    index: usize,
+}
+
+/// Delay before an event that could not be applied is handed out again: 1 s doubling, at most 60 s.
+fn redelivery_delay(delivery: u32) -> Duration {
+    Duration::from_secs(1u64 << delivery.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+impl Pipeline {
+    /// A pipeline over these parts; `job_timeout` bounds each processor job unless the processor sets its own.
+    #[must_use]
+    pub fn new(registry: Arc<Registry>, mapping: Arc<MappingStore>, port: Arc<PortClient>, job_timeout: Duration) -> Self {
+        Self { registry, mapping, port, job_timeout }
+    }
+
+    fn select<'a>(&'a self, event: &WebhookEvent, mapping: &'a CompiledMapping) -> Option<Vec<Job<'a>>> {
+        let processors = self.registry.processors(event.path())?;
+        let payload = ocean_jq::to_val(event.payload());
+        let mut selected_any = false;
+        let mut jobs = Vec::new();
+        for processor in processors.iter().filter(|p| p.selects(event, &payload)) {
+            selected_any = true;
+            let before = jobs.len();
+            for kind in processor.kinds_for(event) {
+                for (index, resource) in mapping.resources_of(&kind) {
+                    jobs.push(Job { processor, resource, index });
+                }
+            }
+            if jobs.len() == before {
+                tracing::info!(processor = processor.name(), "no mapping resource has this processor's kinds; skipped");
+            }
+        }
+        selected_any.then_some(jobs)
+    }
+
+    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+        let p = job.processor.processor();
+        let limit = p.timeout().unwrap_or(self.job_timeout);
+        let work = async {
+            p.authenticate(event).await?;
+            p.validate(event)?;
+            let policy = p.retry_policy();
+            let mut retry = 0;
+            loop {
+                let ctx = JobContext::new(event, job.resource, job.index, retry + 1);
+                match p.handle(&ctx).await {
+                    Ok(results) => return Ok(results),
+                    Err(e) => match policy.delay(retry).filter(|_| e.is_retryable()) {
+                        Some(delay) => {
+                            tracing::warn!(attempt = retry + 1, delay_ms = delay.as_millis() as u64, error = %e, "handler failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            retry += 1;
+                        }
+                        None => return Err(e),
+                    },
+                }
+            }
+        };
+        let span = tracing::info_span!("process", processor = job.processor.name(), kind = %job.resource.kind, resource = job.index);
+        match tokio::time::timeout(limit, work.instrument(span)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProcessError::permanent(format!("processor timed out after {:.1} s", limit.as_secs_f64()))),
+        }
+    }
+
+    /// Processes one event to the end: select, run the jobs concurrently, map, apply.
+    pub async fn process(&self, event: &WebhookEvent) -> Outcome {
+        let Some(mapping) = self.mapping.current() else {
+            return Outcome::NoMapping;
+        };
+        let Some(jobs) = self.select(event, &mapping) else {
+            tracing::warn!(path = event.path(), "no processor selected the event (unsupported event)");
+            return Outcome::Unsupported;
+        };
+        if jobs.is_empty() {
+            return Outcome::NoResource;
+        }
+        let results = join_all(jobs.iter().map(|job| async move { (job, self.run_job(job, event).await) })).await;
+        let mut successes = Vec::new();
+        for (job, result) in results {
+            match result {
+                Ok(raw) => successes.push((job.index, raw)),
+                Err(e) => tracing::error!(processor = job.processor.name(), resource = job.index, error = %e, "job failed; its results are dropped"),
+            }
+        }
+        match apply::apply(&self.port, &mapping, &successes).await {
+            Ok(applied) => Outcome::Applied(applied),
+            Err(e) if e.is_transient() => Outcome::PortUnavailable(e.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "Port refused the event's changes");
+                Outcome::Applied(Applied::default())
+            }
+        }
+    }
+
+    /// Runs one worker: pulls events until the queue closes, processes each, then acks it or puts it
+    /// back for later when it could not be applied yet.
+    pub async fn work(self: Arc<Self>, queue: Arc<dyn EventQueue>) {
+        while let Some(lease) = queue.pull().await {
+            self.handle_lease(&*queue, &lease).await;
+        }
+    }
+
+    async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
+        let span = tracing::info_span!("event", event_id = lease.event.id(), path = lease.event.path(), delivery = lease.delivery);
+        let outcome = self.process(&lease.event).instrument(span.clone()).await;
+        let _enter = span.enter();
+        let later = match &outcome {
+            Outcome::NoMapping => Some("no mapping is loaded yet".to_owned()),
+            Outcome::PortUnavailable(e) => Some(e.clone()),
+            Outcome::Applied(a) => {
+                tracing::debug!(upserted = a.upserted, deleted = a.deleted, failed = a.failed, "event applied");
+                None
+            }
+            Outcome::Unsupported | Outcome::NoResource => None,
+        };
+        let result = match later {
+            Some(reason) => {
+                let delay = redelivery_delay(lease.delivery);
+                tracing::warn!(reason, delay_ms = delay.as_millis() as u64, "event not applied; will process it again");
+                queue.retry_later(lease, delay).await
+            }
+            None => queue.ack(lease).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "queue refused to settle the event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_backs_off_to_a_minute() {
+        let d: Vec<_> = [1, 2, 3, 7, 8, 50].iter().map(|n| redelivery_delay(*n).as_secs()).collect();
+        assert_eq!(d, [1, 2, 4, 60, 60, 60]);
+    }
+}

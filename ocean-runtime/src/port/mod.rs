@@ -1,0 +1,405 @@
+//! The Port API client: token, bulk upsert, ownership search, bulk delete, integration record.
+//!
+//! One pooled HTTP client per process. The access token is fetched lazily, reused until shortly
+//! before it expires, and refreshed once when Port answers 401. Transient failures (connection
+//! errors, 408, 429, 502, 503, 504) are retried with exponential backoff that honours `Retry-After`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// Port's limit on entities per bulk upsert request.
+pub const UPSERT_BATCH_MAX: usize = 20;
+/// Ocean's cap on identifiers per bulk delete request.
+pub const DELETE_BATCH_MAX: usize = 100;
+const RETRIES: u32 = 4;
+const BODY_EXCERPT: usize = 500;
+
+/// A Port call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Port could not be reached or the connection broke.
+    #[error("cannot reach Port ({method} {path}): {source}")]
+    Transport {
+        /// HTTP method.
+        method: Method,
+        /// API path.
+        path: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// Port answered with an error status.
+    #[error("Port answered {status} to {method} {path}: {body}")]
+    Status {
+        /// HTTP method.
+        method: Method,
+        /// API path.
+        path: String,
+        /// The status.
+        status: StatusCode,
+        /// The start of the response body.
+        body: String,
+    },
+    /// Port's answer did not have the expected shape.
+    #[error("unexpected answer from Port to {path}: {reason}")]
+    Decode {
+        /// API path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The base URL is not a URL.
+    #[error("OCEAN__PORT__BASE_URL `{0}` is not a valid base URL")]
+    BaseUrl(String),
+}
+
+impl PortError {
+    /// Whether trying again later may succeed (network failures, 408, 429 and 5xx).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Status { status, .. } => retryable_status(*status) || status.is_server_error(),
+            Self::Decode { .. } | Self::BaseUrl(_) => false,
+        }
+    }
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 408 | 429 | 502 | 503 | 504)
+}
+
+/// Where Port is and who this integration is.
+#[derive(Debug, Clone)]
+pub struct PortClientConfig {
+    /// Base URL, e.g. `https://api.getport.io`.
+    pub base_url: String,
+    /// `OCEAN__PORT__CLIENT_ID`.
+    pub client_id: String,
+    /// `OCEAN__PORT__CLIENT_SECRET`.
+    pub client_secret: String,
+    /// `OCEAN__INTEGRATION__IDENTIFIER`.
+    pub integration_identifier: String,
+    /// `OCEAN__INTEGRATION__TYPE`.
+    pub integration_type: String,
+    /// The integration's version.
+    pub integration_version: String,
+}
+
+/// Request options for upserts, from the mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct UpsertOptions {
+    /// Merge into the stored entity (`enableMergeEntity`).
+    pub merge: bool,
+    /// Create placeholder related entities (`createMissingRelatedEntities`).
+    pub create_missing_related_entities: bool,
+}
+
+/// An entity Port refused in a bulk upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityFailure {
+    /// The entity's identifier as sent.
+    pub identifier: Value,
+    /// Port's reason.
+    pub message: String,
+}
+
+struct Token {
+    header: String,
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+    #[serde(default = "bearer")]
+    token_type: String,
+}
+
+fn bearer() -> String {
+    "Bearer".to_owned()
+}
+
+/// A client of one Port organisation, for one integration.
+pub struct PortClient {
+    http: reqwest::Client,
+    base: Url,
+    config: PortClientConfig,
+    user_agent: String,
+    token: Mutex<Option<Token>>,
+}
+
+impl std::fmt::Debug for PortClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(300)))
+}
+
+impl PortClient {
+    /// A client for `config`.
+    ///
+    /// # Errors
+    /// [`PortError::BaseUrl`] when the base URL does not parse.
+    pub fn new(config: PortClientConfig) -> Result<Self, PortError> {
+        let base = Url::parse(config.base_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| PortError::BaseUrl(config.base_url.clone()))?;
+        let user_agent = format!(
+            "port-ocean/{}/{}/{}",
+            config.integration_type, config.integration_version, config.integration_identifier
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|source| PortError::Transport { method: Method::GET, path: String::new(), source })?;
+        Ok(Self { http, base, config, user_agent, token: Mutex::new(None) })
+    }
+
+    /// The base URL in use.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("v1").extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    fn ua(&self, entity_op: bool) -> String {
+        let suffix = if entity_op { "/exporter" } else { "" };
+        format!("{}{suffix} ocean-rs/{}", self.user_agent, env!("CARGO_PKG_VERSION"))
+    }
+
+    async fn token(&self, force: bool) -> Result<String, PortError> {
+        let mut slot = self.token.lock().await;
+        if !force && let Some(t) = slot.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(t.header.clone());
+        }
+        let body = json!({"clientId": self.config.client_id, "clientSecret": self.config.client_secret});
+        let value = self
+            .send(Method::POST, &["auth", "access_token"], &[], Some(&body), None, false)
+            .await?;
+        let t: TokenResponse = serde_json::from_value(value).map_err(|e| PortError::Decode {
+            path: "/v1/auth/access_token".to_owned(),
+            reason: e.to_string(),
+        })?;
+        let life = Duration::from_secs(t.expires_in);
+        let header = format!("{} {}", t.token_type, t.access_token);
+        *slot = Some(Token { header: header.clone(), refresh_at: Instant::now() + life - life.min(Duration::from_secs(60)) / 2 });
+        Ok(header)
+    }
+
+    /// One authenticated call with retries and one token refresh on 401.
+    async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        entity_op: bool,
+    ) -> Result<Value, PortError> {
+        let auth = self.token(false).await?;
+        match self.send(method.clone(), segments, query, body, Some(&auth), entity_op).await {
+            Err(PortError::Status { status: StatusCode::UNAUTHORIZED, .. }) => {
+                tracing::info!("Port answered 401; refreshing the access token once");
+                let auth = self.token(true).await?;
+                self.send(method, segments, query, body, Some(&auth), entity_op).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        auth: Option<&str>,
+        entity_op: bool,
+    ) -> Result<Value, PortError> {
+        let url = self.url(segments, query);
+        let path = url.path().to_owned();
+        let mut attempt = 0;
+        loop {
+            let mut req = self.http.request(method.clone(), url.clone()).header(reqwest::header::USER_AGENT, self.ua(entity_op));
+            if let Some(auth) = auth {
+                req = req.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let started = Instant::now();
+            let result = req.send().await;
+            let (error, wait) = match result {
+                Ok(resp) if resp.status().is_success() => {
+                    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "port call");
+                    let bytes = resp.bytes().await.map_err(|source| PortError::Transport { method: method.clone(), path: path.clone(), source })?;
+                    if bytes.is_empty() {
+                        return Ok(Value::Null);
+                    }
+                    return serde_json::from_slice(&bytes).map_err(|e| PortError::Decode { path, reason: e.to_string() });
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let wait = retry_after(resp.headers());
+                    let text = resp.text().await.unwrap_or_default();
+                    let body: String = text.chars().take(BODY_EXCERPT).collect();
+                    (PortError::Status { method: method.clone(), path: path.clone(), status, body }, wait)
+                }
+                Err(source) => (PortError::Transport { method: method.clone(), path: path.clone(), source }, None),
+            };
+            let retry = match &error {
+                PortError::Transport { .. } => true,
+                PortError::Status { status, .. } => retryable_status(*status),
+                _ => false,
+            };
+            if !retry || attempt >= RETRIES {
+                return Err(error);
+            }
+            let backoff = Duration::from_millis(300u64 << attempt.min(10));
+            let delay = wait.unwrap_or(backoff);
+            tracing::warn!(%method, %path, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %error, "Port call failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// The integration record (`GET /v1/integration/{identifier}`), or `None` when Port has none.
+    ///
+    /// # Errors
+    /// Any [`PortError`] except a 404.
+    pub async fn integration(&self) -> Result<Option<Value>, PortError> {
+        let id = self.config.integration_identifier.clone();
+        match self.call(Method::GET, &["integration", &id], &[], None, false).await {
+            Ok(v) => Ok(v.get("integration").cloned()),
+            Err(PortError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Upserts entities of one blueprint, at most [`UPSERT_BATCH_MAX`] per request, and returns the
+    /// entities Port refused (207 partial answers).
+    ///
+    /// # Errors
+    /// The first request that failed as a whole.
+    pub async fn upsert_entities(
+        &self,
+        blueprint: &str,
+        entities: &[Value],
+        options: UpsertOptions,
+    ) -> Result<Vec<EntityFailure>, PortError> {
+        let merge = options.merge.to_string();
+        let missing = options.create_missing_related_entities.to_string();
+        let query = [
+            ("upsert", "true"),
+            ("merge", merge.as_str()),
+            ("create_missing_related_entities", missing.as_str()),
+            ("validation_only", "false"),
+            ("ocean_info_event_type", "http_request"),
+        ];
+        let mut failures = Vec::new();
+        for chunk in entities.chunks(UPSERT_BATCH_MAX) {
+            let body = json!({ "entities": chunk });
+            let answer = self
+                .call(Method::POST, &["blueprints", blueprint, "entities", "bulk"], &query, Some(&body), true)
+                .await?;
+            for err in answer.get("errors").and_then(Value::as_array).into_iter().flatten() {
+                let index = err.get("index").and_then(Value::as_u64).and_then(|i| usize::try_from(i).ok());
+                let identifier = index
+                    .and_then(|i| chunk.get(i))
+                    .and_then(|e| e.get("identifier").cloned())
+                    .or_else(|| err.get("identifier").cloned())
+                    .unwrap_or(Value::Null);
+                let message = err
+                    .get("message")
+                    .or_else(|| err.get("error"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("refused")
+                    .to_owned();
+                failures.push(EntityFailure { identifier, message });
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Which of `identifiers` of `blueprint` exist in Port and were written by this integration: one
+    /// search for the whole list.
+    ///
+    /// # Errors
+    /// The search failed.
+    pub async fn search_owned(&self, blueprint: &str, identifiers: &[String]) -> Result<Vec<String>, PortError> {
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = json!({
+            "combinator": "and",
+            "rules": [
+                {"property": "$blueprint", "operator": "=", "value": blueprint},
+                {"property": "$identifier", "operator": "in", "value": identifiers},
+                {"property": "$datasource", "operator": "contains", "value": format!("port-ocean/{}/", self.config.integration_type)},
+                {"property": "$datasource", "operator": "contains", "value": format!("/{}/exporter", self.config.integration_identifier)},
+            ]
+        });
+        let query = [("exclude_calculated_properties", "true"), ("include", "identifier"), ("include", "blueprint")];
+        let answer = self.call(Method::POST, &["entities", "search"], &query, Some(&body), true).await?;
+        let entities = answer.get("entities").and_then(Value::as_array).ok_or_else(|| PortError::Decode {
+            path: "/v1/entities/search".to_owned(),
+            reason: "no `entities` array".to_owned(),
+        })?;
+        Ok(entities
+            .iter()
+            .filter_map(|e| e.get("identifier").and_then(Value::as_str).map(str::to_owned))
+            .collect())
+    }
+
+    /// Deletes entities of one blueprint, [`DELETE_BATCH_MAX`] per request, and returns the identifiers
+    /// Port says it deleted.
+    ///
+    /// # Errors
+    /// The first request that failed.
+    pub async fn delete_entities(
+        &self,
+        blueprint: &str,
+        identifiers: &[String],
+        delete_dependents: bool,
+    ) -> Result<Vec<String>, PortError> {
+        let dependents = delete_dependents.to_string();
+        let query = [("delete_dependents", dependents.as_str()), ("ocean_info_event_type", "http_request")];
+        let mut deleted = Vec::new();
+        for chunk in identifiers.chunks(DELETE_BATCH_MAX) {
+            let body = json!({ "entities": chunk });
+            let answer = self
+                .call(Method::POST, &["blueprints", blueprint, "bulk", "entities", "delete"], &query, Some(&body), true)
+                .await?;
+            deleted.extend(
+                answer
+                    .get("deletedEntities")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            );
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,272 @@
+//! The processor contract: what a processor is, what it returns, and how it is registered.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::event::WebhookEvent;
+use crate::mapping::ResourceConfig;
+use crate::retry::RetryPolicy;
+
+/// A boxed, `Send` future: the return type of the processor trait's async methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a processor's handler found: third-party items to upsert and items to delete.
+///
+/// Items are raw third-party objects; the mapping of the matched resource turns them into entities.
+/// Deleted items need only enough fields for the mapping to compute `identifier` and `blueprint`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawResults {
+    /// Items that exist now; upserted if they pass the resource's selector.
+    pub updated: Vec<Value>,
+    /// Items that are gone; deleted from Port if they pass the resource's selector.
+    pub deleted: Vec<Value>,
+}
+
+impl RawResults {
+    /// Results with these items updated and nothing deleted.
+    pub fn updated(items: impl IntoIterator<Item = Value>) -> Self {
+        Self { updated: items.into_iter().collect(), deleted: Vec::new() }
+    }
+
+    /// Results with these items deleted and nothing updated.
+    pub fn deleted(items: impl IntoIterator<Item = Value>) -> Self {
+        Self { updated: Vec::new(), deleted: items.into_iter().collect() }
+    }
+
+    /// Results with nothing to do.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+/// Whether a failure may go away if the handler is called again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Transient (network error, upstream 429 or 5xx): retried by the processor's policy.
+    Retryable,
+    /// Final (bad payload, upstream 4xx, a bug): never retried.
+    Permanent,
+}
+
+/// A processor failure, with whether retrying may help.
+#[derive(Debug)]
+pub struct ProcessError {
+    retry: Retry,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProcessError {
+    /// A failure that retrying may fix.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { retry: Retry::Retryable, message: message.into(), source: None }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { retry: Retry::Permanent, message: message.into(), source: None }
+    }
+
+    /// Attaches the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Whether the processor's retry policy applies to this failure.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.retry == Retry::Retryable
+    }
+
+    /// The failure's class.
+    #[must_use]
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<reqwest::Error> for ProcessError {
+    /// Network failures, timeouts and upstream 408/429/5xx statuses are retryable; anything else is not.
+    fn from(err: reqwest::Error) -> Self {
+        let retryable = err.is_timeout()
+            || err.is_connect()
+            || err.is_request()
+            || err.status().is_some_and(|s| s.as_u16() == 408 || s.as_u16() == 429 || s.is_server_error());
+        let base = if retryable { Self::retryable("upstream request failed") } else { Self::permanent("upstream request failed") };
+        base.with_source(err)
+    }
+}
+
+impl From<serde_json::Error> for ProcessError {
+    fn from(err: serde_json::Error) -> Self {
+        Self::permanent("invalid JSON").with_source(err)
+    }
+}
+
+/// One job: a processor run for one event against one matching mapping resource.
+#[derive(Debug)]
+pub struct JobContext<'a> {
+    event: &'a WebhookEvent,
+    resource: &'a ResourceConfig,
+    resource_index: usize,
+    attempt: u32,
+}
+
+impl<'a> JobContext<'a> {
+    /// A job for `event` against `resources[resource_index]` of the mapping; `attempt` counts from 1.
+    #[must_use]
+    pub fn new(event: &'a WebhookEvent, resource: &'a ResourceConfig, resource_index: usize, attempt: u32) -> Self {
+        Self { event, resource, resource_index, attempt }
+    }
+
+    /// The event being processed.
+    #[must_use]
+    pub fn event(&self) -> &'a WebhookEvent {
+        self.event
+    }
+
+    /// The mapping resource this job produces entities for.
+    #[must_use]
+    pub fn resource(&self) -> &'a ResourceConfig {
+        self.resource
+    }
+
+    /// Position of the resource in the mapping's `resources` list.
+    #[must_use]
+    pub fn resource_index(&self) -> usize {
+        self.resource_index
+    }
+
+    /// Which call of the handler this is: 1 for the first, 2 for the first retry…
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// A webhook processor: decides whether an event concerns it and turns it into raw results.
+///
+/// `#[webhook_processor]` implements this for a plain `async fn`; implement it by hand for full
+/// control and register it with [`inventory::submit!`] and a [`Registration`]:
+///
+/// ```
+/// use ocean_runtime::prelude::*;
+/// use ocean_runtime::processor::{BoxFuture, JobContext, Registration};
+///
+/// struct Echo;
+///
+/// impl WebhookProcessor for Echo {
+///     fn should_process(&self, event: &WebhookEvent) -> bool {
+///         event.payload().get("id").is_some()
+///     }
+///     fn handle<'a>(&'a self, job: &'a JobContext<'a>) -> BoxFuture<'a, Result<RawResults, ProcessError>> {
+///         Box::pin(async move { Ok(RawResults::updated([job.event().payload().clone()])) })
+///     }
+/// }
+///
+/// ocean_runtime::register!(Registration {
+///     path: "/echo",
+///     name: "echo",
+///     kinds: &["thing"],
+///     matches: None,
+///     processor: &Echo,
+/// });
+/// # fn main() {}
+/// ```
+pub trait WebhookProcessor: Send + Sync + 'static {
+    /// A routing filter run after the registration's `matches` expression (both must pass).
+    fn should_process(&self, _event: &WebhookEvent) -> bool {
+        true
+    }
+
+    /// The mapping kinds this event affects; `None` means the registration's `kinds`.
+    fn matching_kinds(&self, _event: &WebhookEvent) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Checks the event's origin. Run once per job before the handler; never retried.
+    fn authenticate<'a>(&'a self, _event: &'a WebhookEvent) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Checks the payload's shape. Run once per job before the handler; never retried.
+    ///
+    /// # Errors
+    /// A [`ProcessError`] saying what is wrong with the payload.
+    fn validate(&self, _event: &WebhookEvent) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    /// Fetches what changed and returns the raw items to upsert and delete.
+    fn handle<'a>(&'a self, job: &'a JobContext<'a>) -> BoxFuture<'a, Result<RawResults, ProcessError>>;
+
+    /// How retryable failures of [`handle`](Self::handle) are retried.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::OCEAN
+    }
+
+    /// A per-job time limit overriding `OCEAN__MAX_EVENT_PROCESSING_SECONDS`.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A processor's registration: where it listens and what it produces.
+///
+/// Only `'static` data and a `'static` processor, so that it can be submitted at compile time.
+pub struct Registration {
+    /// The path under `/integration`, starting with `/` (e.g. `/webhook`).
+    pub path: &'static str,
+    /// Unique among the processors of `path`.
+    pub name: &'static str,
+    /// The mapping kinds this processor produces.
+    pub kinds: &'static [&'static str],
+    /// A jq expression over the payload; the processor is selected only when it yields true.
+    pub matches: Option<&'static str>,
+    /// The processor itself.
+    pub processor: &'static dyn WebhookProcessor,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .field("matches", &self.matches)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Registers a hand-written processor: `ocean_runtime::register!(Registration { … });`.
+#[macro_export]
+macro_rules! register {
+    ($registration:expr $(,)?) => {
+        $crate::__private::inventory::submit! { $registration }
+    };
+}

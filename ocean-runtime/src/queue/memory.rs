@@ -1,0 +1,216 @@
+//! A bounded in-memory queue: fastest, and loses everything on a crash (Ocean's behaviour).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{EventQueue, Lease, QueueError};
+use crate::event::WebhookEvent;
+use crate::processor::BoxFuture;
+
+struct Entry {
+    seq: u64,
+    event: Arc<WebhookEvent>,
+    delivery: u32,
+    not_before: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Waiting events in arrival (`seq`) order.
+    waiting: VecDeque<Entry>,
+    leased: HashMap<u64, Entry>,
+    next_seq: u64,
+    closed: bool,
+}
+
+/// A bounded in-memory [`EventQueue`].
+pub struct MemoryQueue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryQueue").field("capacity", &self.capacity).field("depth", &self.depth()).finish()
+    }
+}
+
+impl MemoryQueue {
+    /// A queue holding at most `capacity` events (waiting plus leased).
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), notify: Notify::new(), capacity }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the first due event, or says when the next one will be due.
+    fn try_take(&self) -> Result<Lease, Option<Instant>> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut next_due: Option<Instant> = None;
+        let pos = inner.waiting.iter().position(|e| match e.not_before {
+            Some(t) if t > now => {
+                next_due = Some(next_due.map_or(t, |n| n.min(t)));
+                false
+            }
+            _ => true,
+        });
+        let Some(mut entry) = pos.and_then(|p| inner.waiting.remove(p)) else {
+            return Err(next_due);
+        };
+        entry.delivery += 1;
+        entry.not_before = None;
+        let lease = Lease { seq: entry.seq, event: Arc::clone(&entry.event), delivery: entry.delivery };
+        inner.leased.insert(entry.seq, entry);
+        Ok(lease)
+    }
+}
+
+impl EventQueue for MemoryQueue {
+    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
+        let result = {
+            let mut inner = self.lock();
+            if inner.closed {
+                Err(QueueError::Closed)
+            } else if inner.waiting.len() + inner.leased.len() >= self.capacity {
+                Err(QueueError::Full { capacity: self.capacity })
+            } else {
+                let seq = inner.next_seq;
+                inner.next_seq += 1;
+                inner.waiting.push_back(Entry { seq, event: Arc::new(event), delivery: 0, not_before: None });
+                Ok(())
+            }
+        };
+        if result.is_ok() {
+            self.notify.notify_one();
+        }
+        Box::pin(async move { result })
+    }
+
+    fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
+        Box::pin(async move {
+            loop {
+                let notified = self.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.is_closed() {
+                    return None;
+                }
+                match self.try_take() {
+                    Ok(lease) => return Some(lease),
+                    Err(None) => notified.await,
+                    Err(Some(due)) => {
+                        let _ = tokio::time::timeout_at(due, notified).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
+        let result = match self.lock().leased.remove(&lease.seq) {
+            Some(_) => Ok(()),
+            None => Err(QueueError::UnknownLease(lease.seq)),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn retry_later<'a>(&'a self, lease: &'a Lease, delay: Duration) -> BoxFuture<'a, Result<(), QueueError>> {
+        let result = {
+            let mut inner = self.lock();
+            match inner.leased.remove(&lease.seq) {
+                Some(mut entry) => {
+                    entry.not_before = Some(Instant::now() + delay);
+                    let at = inner.waiting.partition_point(|e| e.seq < entry.seq);
+                    inner.waiting.insert(at, entry);
+                    Ok(())
+                }
+                None => Err(QueueError::UnknownLease(lease.seq)),
+            }
+        };
+        self.notify.notify_one();
+        Box::pin(async move { result })
+    }
+
+    fn depth(&self) -> usize {
+        let inner = self.lock();
+        inner.waiting.len() + inner.leased.len()
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u32) -> WebhookEvent {
+        WebhookEvent::new(n.to_string(), "/w", [], format!("{{\"n\":{n}}}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn fifo_with_lease_and_ack() {
+        let q = MemoryQueue::new(10);
+        q.push(event(1)).await.unwrap();
+        q.push(event(2)).await.unwrap();
+        let a = q.pull().await.unwrap();
+        let b = q.pull().await.unwrap();
+        assert_eq!((a.event.id(), b.event.id()), ("1", "2"));
+        assert_eq!(q.depth(), 2, "leased events still count");
+        q.ack(&a).await.unwrap();
+        assert!(matches!(q.ack(&a).await, Err(QueueError::UnknownLease(_))));
+        q.ack(&b).await.unwrap();
+        assert_eq!(q.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn full_queue_refuses() {
+        let q = MemoryQueue::new(1);
+        q.push(event(1)).await.unwrap();
+        assert!(matches!(q.push(event(2)).await, Err(QueueError::Full { capacity: 1 })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_later_waits_and_keeps_arrival_order() {
+        let q = MemoryQueue::new(10);
+        q.push(event(1)).await.unwrap();
+        let a = q.pull().await.unwrap();
+        q.push(event(2)).await.unwrap();
+        q.retry_later(&a, Duration::from_secs(5)).await.unwrap();
+        // Event 1 is not due yet, so event 2 goes first.
+        let b = q.pull().await.unwrap();
+        assert_eq!(b.event.id(), "2");
+        let started = Instant::now();
+        let again = q.pull().await.unwrap();
+        assert_eq!((again.event.id(), again.delivery), ("1", 2));
+        assert!(started.elapsed() >= Duration::from_secs(4));
+    }
+
+    #[tokio::test]
+    async fn close_wakes_pullers() {
+        let q = Arc::new(MemoryQueue::new(10));
+        let waiter = tokio::spawn({
+            let q = Arc::clone(&q);
+            async move { q.pull().await.is_none() }
+        });
+        tokio::task::yield_now().await;
+        q.close();
+        assert!(waiter.await.unwrap());
+        assert!(matches!(q.push(event(1)).await, Err(QueueError::Closed)));
+    }
+}

@@ -1,0 +1,233 @@
+//! The processors of this binary, collected from the inventory and checked once at start-up.
+
+use std::collections::BTreeMap;
+
+use ocean_jq::JqProgram;
+
+use crate::event::WebhookEvent;
+use crate::processor::{Registration, WebhookProcessor};
+
+/// A registry that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Nothing was registered.
+    #[error(
+        "no webhook processor is registered in this binary. Annotate an `async fn` with \
+         #[webhook_processor(...)]; if your processors live in another library crate, the binary must \
+         mention that crate (e.g. `use my_processors as _;` next to `ocean_runtime::main!()`), otherwise \
+         the linker drops it and its registrations with it"
+    )]
+    Empty,
+    /// Two processors share a name on one path.
+    #[error("two processors are named `{name}` on path `{path}`; give one of them another `name`")]
+    DuplicateName {
+        /// The path.
+        path: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// A path that does not start with `/`.
+    #[error("processor `{name}` has path `{path}`, which does not start with `/`")]
+    BadPath {
+        /// The processor.
+        name: String,
+        /// The path.
+        path: String,
+    },
+    /// A `matches` expression that does not compile (only hand-written registrations can get here).
+    #[error("processor `{name}`: `matches` does not compile: {error}")]
+    BadMatcher {
+        /// The processor.
+        name: String,
+        /// The jq error.
+        error: ocean_jq::JqErrors,
+    },
+}
+
+/// A registered processor, with its `matches` expression compiled.
+pub struct RegisteredProcessor {
+    name: &'static str,
+    kinds: &'static [&'static str],
+    matcher: Option<JqProgram>,
+    processor: &'static dyn WebhookProcessor,
+}
+
+impl std::fmt::Debug for RegisteredProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredProcessor")
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .field("matcher", &self.matcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegisteredProcessor {
+    /// The processor's name, unique on its path.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The kinds this event affects: the processor's own answer, else the registered kinds.
+    #[must_use]
+    pub fn kinds_for(&self, event: &WebhookEvent) -> Vec<String> {
+        self.processor
+            .matching_kinds(event)
+            .unwrap_or_else(|| self.kinds.iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    /// Whether the processor takes the event: `matches` yields a true value and `should_process` agrees.
+    /// A `matches` expression that fails at run time counts as false.
+    #[must_use]
+    pub fn selects(&self, event: &WebhookEvent, payload: &ocean_jq::Val) -> bool {
+        let matched = match &self.matcher {
+            None => true,
+            Some(program) => match program.first_val(payload.clone()) {
+                Ok(Some(v)) => ocean_jq::truthy(&v),
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::debug!(processor = self.name, error = %e, "matches failed; processor not selected");
+                    false
+                }
+            },
+        };
+        matched && self.processor.should_process(event)
+    }
+
+    /// The processor.
+    #[must_use]
+    pub fn processor(&self) -> &'static dyn WebhookProcessor {
+        self.processor
+    }
+}
+
+
+/// Every processor, grouped by path, sorted by name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    paths: BTreeMap<&'static str, Vec<RegisteredProcessor>>,
+}
+
+impl Registry {
+    /// Collects every `#[webhook_processor]` and hand-written registration linked into this binary.
+    ///
+    /// # Errors
+    /// See [`Registry::from_registrations`].
+    pub fn from_inventory() -> Result<Self, RegistryError> {
+        Self::from_registrations(inventory::iter::<Registration>)
+    }
+
+    /// Builds a registry from registrations: sorts them by (path, name), rejects duplicate names on a
+    /// path, compiles every `matches` once.
+    ///
+    /// # Errors
+    /// No registration at all, a duplicate name, a bad path, or a `matches` that does not compile.
+    pub fn from_registrations<'a>(regs: impl IntoIterator<Item = &'a Registration>) -> Result<Self, RegistryError> {
+        let mut paths: BTreeMap<&'static str, Vec<RegisteredProcessor>> = BTreeMap::new();
+        for reg in regs {
+            if !reg.path.starts_with('/') {
+                return Err(RegistryError::BadPath { name: reg.name.to_owned(), path: reg.path.to_owned() });
+            }
+            let matcher = reg
+                .matches
+                .map(JqProgram::compile)
+                .transpose()
+                .map_err(|error| RegistryError::BadMatcher { name: reg.name.to_owned(), error })?;
+            paths.entry(reg.path).or_default().push(RegisteredProcessor {
+                name: reg.name,
+                kinds: reg.kinds,
+                matcher,
+                processor: reg.processor,
+            });
+        }
+        if paths.is_empty() {
+            return Err(RegistryError::Empty);
+        }
+        for (path, procs) in &mut paths {
+            procs.sort_by_key(|p| p.name);
+            if let Some(w) = procs.windows(2).find(|w| w[0].name == w[1].name) {
+                return Err(RegistryError::DuplicateName { path: (*path).to_owned(), name: w[0].name.to_owned() });
+            }
+        }
+        Ok(Self { paths })
+    }
+
+    /// The registered paths, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.paths.keys().copied()
+    }
+
+    /// The processors of `path`, sorted by name; `None` for an unknown path.
+    #[must_use]
+    pub fn processors(&self, path: &str) -> Option<&[RegisteredProcessor]> {
+        self.paths.get(path).map(Vec::as_slice)
+    }
+
+    /// Every kind some processor declares, sorted and without repeats.
+    #[must_use]
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.paths.values().flatten().flat_map(|p| p.kinds.iter().copied()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processor::{BoxFuture, JobContext, ProcessError, RawResults};
+
+    struct Nop;
+    impl WebhookProcessor for Nop {
+        fn handle<'a>(&'a self, _job: &'a JobContext<'a>) -> BoxFuture<'a, Result<RawResults, ProcessError>> {
+            Box::pin(async { Ok(RawResults::none()) })
+        }
+    }
+
+    fn reg(path: &'static str, name: &'static str, matches: Option<&'static str>) -> Registration {
+        Registration { path, name, kinds: &["k"], matches, processor: &Nop }
+    }
+
+    #[test]
+    fn empty_registry_names_the_linker_cause() {
+        let err = Registry::from_registrations([]).unwrap_err();
+        assert!(err.to_string().contains("use my_processors as _;"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_on_a_path_are_rejected_but_allowed_across_paths() {
+        let a = [reg("/a", "x", None), reg("/a", "x", None)];
+        assert!(matches!(Registry::from_registrations(&a), Err(RegistryError::DuplicateName { .. })));
+        let b = [reg("/a", "x", None), reg("/b", "x", None)];
+        assert_eq!(Registry::from_registrations(&b).unwrap().paths().count(), 2);
+    }
+
+    #[test]
+    fn processors_are_sorted_by_name() {
+        let r = Registry::from_registrations(&[reg("/a", "b", None), reg("/a", "a", None)]).unwrap();
+        let names: Vec<_> = r.processors("/a").unwrap().iter().map(RegisteredProcessor::name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(r.processors("/zzz").is_none());
+    }
+
+    #[test]
+    fn matcher_selects_by_payload() {
+        let r = Registry::from_registrations(&[reg("/a", "a", Some(r#".type == "x""#))]).unwrap();
+        let p = &r.processors("/a").unwrap()[0];
+        let yes = WebhookEvent::new("1", "/a", [], r#"{"type":"x"}"#.to_owned()).unwrap();
+        let no = WebhookEvent::new("2", "/a", [], r#"{"type":"y"}"#.to_owned()).unwrap();
+        assert!(p.selects(&yes, &ocean_jq::to_val(yes.payload())));
+        assert!(!p.selects(&no, &ocean_jq::to_val(no.payload())));
+    }
+
+    #[test]
+    fn bad_matcher_and_bad_path_are_rejected() {
+        assert!(matches!(
+            Registry::from_registrations(&[reg("/a", "a", Some(".a | nosuch"))]),
+            Err(RegistryError::BadMatcher { .. })
+        ));
+        assert!(matches!(Registry::from_registrations(&[reg("a", "a", None)]), Err(RegistryError::BadPath { .. })));
+    }
+}

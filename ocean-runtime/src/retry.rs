@@ -1,0 +1,91 @@
+//! The retry policy of a processor's handler.
+
+use std::time::Duration;
+
+/// How a failed handler is retried: exponential backoff with a cap, for retryable errors only.
+///
+/// The default is Ocean's: 3 retries after the first attempt (4 calls at most), first delay 1 s,
+/// each next delay multiplied by 2, no delay longer than 30 s. Unlike Ocean, whose counter is bumped
+/// before the delay is computed (so its sleeps are 2, 4, 8 s), the first retry here waits `initial`
+/// (1, 2, 4 s), which is what the setting's name says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Delay before the first retry.
+    pub initial: Duration,
+    /// Upper bound of any one delay.
+    pub max_delay: Duration,
+    /// Factor between consecutive delays.
+    pub base: f64,
+}
+
+impl RetryPolicy {
+    /// Ocean's defaults: 3 retries, 1 s initial delay, 30 s cap, base 2.
+    pub const OCEAN: Self = Self {
+        max_retries: 3,
+        initial: Duration::from_secs(1),
+        max_delay: Duration::from_secs(30),
+        base: 2.0,
+    };
+
+    /// No retries at all.
+    pub const NEVER: Self = Self {
+        max_retries: 0,
+        ..Self::OCEAN
+    };
+
+    /// The delay before retry number `retry` (0 for the first retry), or `None` when retries are used up.
+    #[must_use]
+    pub fn delay(&self, retry: u32) -> Option<Duration> {
+        if retry >= self.max_retries {
+            return None;
+        }
+        let factor = self.base.powi(i32::try_from(retry).unwrap_or(i32::MAX));
+        let secs = self.initial.as_secs_f64() * factor;
+        let capped = if secs.is_finite() {
+            secs.min(self.max_delay.as_secs_f64())
+        } else {
+            self.max_delay.as_secs_f64()
+        };
+        Some(Duration::from_secs_f64(capped.max(0.0)))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::OCEAN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ocean_default_delays_then_gives_up() {
+        let p = RetryPolicy::OCEAN;
+        let delays: Vec<_> = (0..4).map(|n| p.delay(n)).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(4)),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn delays_are_capped() {
+        let p = RetryPolicy { max_retries: 100, ..RetryPolicy::OCEAN };
+        assert_eq!(p.delay(5), Some(Duration::from_secs(30)));
+        assert_eq!(p.delay(99), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn never_retries() {
+        assert_eq!(RetryPolicy::NEVER.delay(0), None);
+    }
+}

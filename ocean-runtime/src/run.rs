@@ -1,0 +1,80 @@
+//! The body of the `fn main` that `ocean_runtime::main!()` generates.
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::app::App;
+use crate::config::{Config, IntegrationInfo};
+use crate::registry::Registry;
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(std::env::var("OCEAN__APPLICATION__LOG_LEVEL").unwrap_or_else(|_| "info".to_owned())))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the integration: reads the settings, collects the processors, starts everything and runs
+/// until SIGINT or SIGTERM. Every start-up failure is logged with its cause and gives exit code 1.
+#[must_use]
+pub fn run_main(info: IntegrationInfo) -> ExitCode {
+    init_tracing();
+    let config = match Config::from_env(info) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let registry = match Registry::from_inventory() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let app = match App::new(config, registry).start().await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        stop_signal().await;
+        tracing::info!("stop signal received; shutting down");
+        app.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,122 @@
+//! The webhook server: `POST /integration/<path>` for every registered path, health and readiness.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::event::WebhookEvent;
+use crate::mapping::MappingStore;
+use crate::queue::{EventQueue, QueueError};
+use crate::registry::Registry;
+
+/// What the webhook routes need.
+pub(crate) struct Ingress {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) queue: Arc<dyn EventQueue>,
+    pub(crate) mapping: Arc<MappingStore>,
+    pub(crate) body_limit: usize,
+}
+
+fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, Json(json!({"status": "error", "error": reason.into()}))).into_response()
+}
+
+fn too_large(limit: usize) -> Response {
+    reject(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than {limit} bytes (OCEAN__INGRESS__BODY_LIMIT_BYTES)"))
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+async fn webhook(State(ingress): State<Arc<Ingress>>, Path(rest): Path<String>, request: Request) -> Response {
+    let path = format!("/{rest}");
+    if ingress.registry.processors(&path).is_none() {
+        return reject(StatusCode::NOT_FOUND, format!("no webhook processor is registered on `{path}`"));
+    }
+    if request.method() != Method::POST {
+        let mut r = reject(StatusCode::METHOD_NOT_ALLOWED, "webhooks are delivered with POST");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > ingress.body_limit) {
+        return too_large(ingress.body_limit);
+    }
+    let bytes = match axum::body::to_bytes(Body::new(body), ingress.body_limit).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return too_large(ingress.body_limit),
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("could not read the body: {e}")),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    let id = uuid::Uuid::new_v4().to_string();
+    let event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
+        Ok(e) => e,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match ingress.queue.push(event).await {
+        Ok(()) => {
+            tracing::debug!(event_id = id, "event queued");
+            Json(json!({"status": "ok", "id": id})).into_response()
+        }
+        Err(e @ (QueueError::Full { .. } | QueueError::Closed)) => {
+            let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn live() -> Response {
+    Json(json!({"status": "healthy", "check": "live"})).into_response()
+}
+
+async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
+    let reason = if ingress.queue.is_closed() {
+        Some("the event queue is closed")
+    } else if ingress.mapping.current().is_none() {
+        Some("no mapping is loaded yet")
+    } else {
+        None
+    };
+    match reason {
+        None => Json(json!({"status": "healthy", "check": "ready"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "check": "ready", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+/// The ingress router.
+pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
+        .route("/integration/{*path}", any(webhook))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .fallback(|| async { reject(StatusCode::NOT_FOUND, "not found; webhooks are served under /integration/") })
+        .with_state(ingress)
+}

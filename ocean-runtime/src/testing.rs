@@ -1,0 +1,274 @@
+//! A harness for integration tests: the real app, the built-in Port and real HTTP on loopback.
+//!
+//! ```no_run
+//! use ocean_runtime::testing::{TestApp, eventually};
+//! use serde_json::json;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = TestApp::builder().mapping(include_str!("../../examples/jira/.port/resources/port-app-config.yml")).start().await?;
+//! let (status, _) = app.post("/webhook", &json!({"webhookEvent": "jira:issue_created"})).await?;
+//! assert_eq!(status, 200);
+//! let entity = eventually("the issue to appear", Duration::from_secs(10), || app.entity("jiraIssue", "PROJ-1")).await;
+//! app.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::app::{App, RunningApp, StartError};
+use crate::config::{Config, ConfigError, IntegrationInfo};
+use crate::registry::{Registry, RegistryError};
+
+/// The harness could not start the app or talk to it.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// Bad settings.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No usable processors.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The app did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// An HTTP call failed.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The temporary folder could not be prepared.
+    #[error("test folder: {0}")]
+    Io(#[from] std::io::Error),
+    /// The built-in Port answered something unexpected.
+    #[error("unexpected answer from the built-in Port: {0}")]
+    Unexpected(String),
+}
+
+/// Settings for a [`TestApp`].
+#[derive(Debug)]
+pub struct TestAppBuilder {
+    mapping: Option<String>,
+    env: Vec<(String, String)>,
+    registry: Option<Registry>,
+    data_dir: Option<PathBuf>,
+}
+
+/// A running app on free loopback ports with its own built-in Port in a temporary folder.
+#[derive(Debug)]
+pub struct TestApp {
+    app: RunningApp,
+    dir: PathBuf,
+    keep_dir: bool,
+    http: reqwest::Client,
+}
+
+impl TestAppBuilder {
+    /// The mapping (port-app-config YAML) seeded into the built-in Port.
+    #[must_use]
+    pub fn mapping(mut self, yaml: impl Into<String>) -> Self {
+        self.mapping = Some(yaml.into());
+        self
+    }
+
+    /// Sets an `OCEAN__…` variable for this app only.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Uses these processors instead of the ones registered in the test binary.
+    #[must_use]
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Keeps the built-in Port's data in `dir` (not removed at shutdown), e.g. to test a restart.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the app.
+    ///
+    /// # Errors
+    /// Settings, processors, the folder or the start-up failed.
+    pub async fn start(self) -> Result<TestApp, TestError> {
+        let keep_dir = self.data_dir.is_some();
+        let dir = self
+            .data_dir
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("ocean-test-{}", uuid::Uuid::new_v4().simple())));
+        let resources = dir.join("resources");
+        std::fs::create_dir_all(&resources)?;
+        if let Some(mapping) = &self.mapping {
+            std::fs::write(resources.join("port-app-config.yml"), mapping)?;
+        }
+        let mut vars: Vec<(String, String)> = vec![
+            ("OCEAN__APPLICATION__PORT".into(), "0".into()),
+            ("OCEAN__LOCAL_PORT__PORT".into(), "0".into()),
+            ("OCEAN__LOCAL_PORT__DATA_DIR".into(), dir.join("port").display().to_string()),
+            ("OCEAN__RESOURCES_PATH".into(), resources.display().to_string()),
+        ];
+        vars.extend(self.env);
+        let info = IntegrationInfo { name: "test", version: "0.0.0", default_mapping: None };
+        let config = Config::from_lookup(info, |k| vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+        let registry = match self.registry {
+            Some(r) => r,
+            None => Registry::from_inventory()?,
+        };
+        let app = App::new(config, registry).start().await?;
+        Ok(TestApp { app, dir, keep_dir, http: reqwest::Client::new() })
+    }
+}
+
+impl TestApp {
+    /// A builder with no mapping and default settings.
+    #[must_use]
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder { mapping: None, env: Vec::new(), registry: None, data_dir: None }
+    }
+
+    /// The webhook server's base URL.
+    #[must_use]
+    pub fn url(&self) -> String {
+        self.app.ingress_url()
+    }
+
+    /// The built-in Port's base URL.
+    #[must_use]
+    pub fn port_url(&self) -> &str {
+        self.app.port_url()
+    }
+
+    /// The folder holding this app's data.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Posts a JSON webhook to `/integration{path}`; returns the status and the JSON answer.
+    ///
+    /// # Errors
+    /// The request failed.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), TestError> {
+        self.post_raw(path, serde_json::to_vec(body).unwrap_or_default(), &[("content-type", "application/json")]).await
+    }
+
+    /// Posts raw bytes with these headers to `/integration{path}`.
+    ///
+    /// # Errors
+    /// The request failed.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, Value), TestError> {
+        let mut req = self.http.post(format!("{}/integration{path}", self.url())).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    async fn port_token(&self) -> Result<String, TestError> {
+        let answer: Value = self
+            .http
+            .post(format!("{}/v1/auth/access_token", self.port_url()))
+            .json(&json!({"clientId": "test", "clientSecret": "test"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        answer
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .map(|t| format!("Bearer {t}"))
+            .ok_or_else(|| TestError::Unexpected(answer.to_string()))
+    }
+
+    /// Reads one entity from the built-in Port over HTTP; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// The request failed or the answer was not Port's.
+    pub async fn entity(&self, blueprint: &str, identifier: &str) -> Result<Option<Value>, TestError> {
+        let mut url = reqwest::Url::parse(self.port_url()).map_err(|e| TestError::Unexpected(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
+            .extend(["v1", "blueprints", blueprint, "entities", identifier]);
+        let resp = self.http.get(url).header("authorization", self.port_token().await?).send().await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let answer: Value = resp.error_for_status()?.json().await?;
+        answer.get("entity").cloned().map(Some).ok_or_else(|| TestError::Unexpected(answer.to_string()))
+    }
+
+    /// Reads every entity of a blueprint from the built-in Port over HTTP.
+    ///
+    /// # Errors
+    /// The request failed or the answer was not Port's.
+    pub async fn entities(&self, blueprint: &str) -> Result<Vec<Value>, TestError> {
+        let mut url = reqwest::Url::parse(self.port_url()).map_err(|e| TestError::Unexpected(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
+            .extend(["v1", "blueprints", blueprint, "entities"]);
+        let answer: Value = self
+            .http
+            .get(url)
+            .header("authorization", self.port_token().await?)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        answer
+            .get("entities")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| TestError::Unexpected(answer.to_string()))
+    }
+
+    /// Events the queue still holds.
+    #[must_use]
+    pub fn queue_depth(&self) -> usize {
+        self.app.queue_depth()
+    }
+
+    /// Shuts the app down and removes its temporary folder.
+    pub async fn shutdown(self) {
+        self.app.shutdown().await;
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it yields `Some`, and returns that value.
+///
+/// # Panics
+/// When `timeout` passes first, naming `what` (this is a test helper).
+pub async fn eventually<T, E, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => last_error = Some(format!("{e:?}")),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what} (last error: {last_error:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
