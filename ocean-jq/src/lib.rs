@@ -40,7 +40,9 @@ pub struct JqProgram {
 
 impl fmt::Debug for JqProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JqProgram").field("code", &self.code).finish()
+        f.debug_struct("JqProgram")
+            .field("code", &self.code)
+            .finish()
     }
 }
 
@@ -59,7 +61,11 @@ pub struct JqError {
 
 impl fmt::Display for JqError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {}, column {}", self.message, self.line, self.column)
+        write!(
+            f,
+            "{} at line {}, column {}",
+            self.message, self.line, self.column
+        )
     }
 }
 
@@ -71,7 +77,12 @@ impl JqError {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        Self { message, span, line, column }
+        Self {
+            message,
+            span,
+            line,
+            column,
+        }
     }
 
     /// The program's line that holds the error, with a caret line under the offending text.
@@ -81,7 +92,11 @@ impl JqError {
         let width = code
             .get(self.span.clone())
             .map_or(1, |s| s.chars().count().max(1));
-        format!("{text}\n{}{}", " ".repeat(self.column - 1), "^".repeat(width))
+        format!(
+            "{text}\n{}{}",
+            " ".repeat(self.column - 1),
+            "^".repeat(width)
+        )
     }
 }
 
@@ -152,7 +167,11 @@ fn load_errors(code: &str, errs: load::Errors<&str, ()>) -> Vec<JqError> {
         match err {
             load::Error::Io(items) => {
                 for (path, msg) in items {
-                    out.push(JqError::new(code, format!("cannot load module `{path}`: {msg}"), offset_of(code, path)));
+                    out.push(JqError::new(
+                        code,
+                        format!("cannot load module `{path}`: {msg}"),
+                        offset_of(code, path),
+                    ));
                 }
             }
             load::Error::Lex(items) => {
@@ -182,22 +201,36 @@ impl JqProgram {
     /// # Errors
     /// Every parse or compile problem found.
     pub fn compile(code: &str) -> Result<Self, JqErrors> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
         let arena = Arena::default();
         let modules = Loader::new(defs)
             .load(&arena, File { code, path: () })
             .map_err(|errs| JqErrors(load_errors(code, errs)))?;
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
-            errs.into_iter()
-                .flat_map(|(_file, undefined)| undefined)
-                .map(|(name, what)| {
-                    JqError::new(code, format!("undefined {} `{name}`", what.as_str()), offset_of(code, name))
-                })
-                .collect::<Vec<_>>()
-        });
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                errs.into_iter()
+                    .flat_map(|(_file, undefined)| undefined)
+                    .map(|(name, what)| {
+                        JqError::new(
+                            code,
+                            format!("undefined {} `{name}`", what.as_str()),
+                            offset_of(code, name),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
         let filter = filter.map_err(JqErrors)?;
-        Ok(Self { code: code.to_owned(), filter })
+        Ok(Self {
+            code: code.to_owned(),
+            filter,
+        })
     }
 
     /// The program's source text.
@@ -239,7 +272,10 @@ impl JqProgram {
     ///
     /// # Errors
     /// A runtime error raised before the first output.
-    pub fn first(&self, input: &serde_json::Value) -> Result<Option<serde_json::Value>, JqRunError> {
+    pub fn first(
+        &self,
+        input: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, JqRunError> {
         Ok(self.first_val(to_val(input))?.as_ref().map(from_val))
     }
 }
@@ -271,7 +307,10 @@ mod tests {
         let e = error(".a | nosuchfn(1)");
         assert_eq!(e.message, "undefined filter `nosuchfn`");
         assert_eq!(e.span, 5..13);
-        assert_eq!(e.caret(".a | nosuchfn(1)"), ".a | nosuchfn(1)\n     ^^^^^^^^");
+        assert_eq!(
+            e.caret(".a | nosuchfn(1)"),
+            ".a | nosuchfn(1)\n     ^^^^^^^^"
+        );
     }
 
     #[test]
@@ -289,7 +328,10 @@ mod tests {
 
     #[test]
     fn runs_and_converts_back_to_json() {
-        let p = JqProgram::compile("{id: (.n | tostring), xs: [.xs[] * 2], f: 1.5, big: 12345678901234567890}").unwrap();
+        let p = JqProgram::compile(
+            "{id: (.n | tostring), xs: [.xs[] * 2], f: 1.5, big: 12345678901234567890}",
+        )
+        .unwrap();
         let out = p.first(&json!({"n": 7, "xs": [1, 2]})).unwrap().unwrap();
         assert_eq!(out["id"], json!("7"));
         assert_eq!(out["xs"], json!([2, 4]));

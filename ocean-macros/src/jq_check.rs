@@ -11,7 +11,13 @@ pub(crate) fn check(key: &str, lit: &LitStr, diag: &mut Diag) {
     if let Err(errors) = ocean_jq::JqProgram::compile(&code) {
         for e in &errors.0 {
             let caret = e.caret(&code);
-            diag.at(lit, format!("jq error in `{key}`: {e}\n  {}", caret.replace('\n', "\n  ")));
+            diag.at(
+                lit,
+                format!(
+                    "jq error in `{key}`: {e}\n  {}",
+                    caret.replace('\n', "\n  ")
+                ),
+            );
         }
     }
 }
@@ -29,19 +35,33 @@ mod tests {
 
     #[test]
     fn valid_programs_pass() {
-        assert_eq!(message(r#".webhookEvent | startswith("jira:issue_")"#), None);
+        assert_eq!(
+            message(r#".webhookEvent | startswith("jira:issue_")"#),
+            None
+        );
     }
 
     #[test]
     fn syntax_error_has_column_and_caret() {
         let m = message(r#".a | startswith("x""#).unwrap();
-        assert!(m.starts_with("jq error in `matches`: expected closing parenthesis at line 1, column 20"), "{m}");
-        assert!(m.contains("\n  .a | startswith(\"x\"\n                     ^"), "{m}");
+        assert!(
+            m.starts_with(
+                "jq error in `matches`: expected closing parenthesis at line 1, column 20"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("\n  .a | startswith(\"x\"\n                     ^"),
+            "{m}"
+        );
     }
 
     #[test]
     fn unknown_function_is_caught() {
         let m = message(".a | nosuchfn(1)").unwrap();
-        assert!(m.contains("undefined filter `nosuchfn` at line 1, column 6"), "{m}");
+        assert!(
+            m.contains("undefined filter `nosuchfn` at line 1, column 6"),
+            "{m}"
+        );
     }
 }

@@ -27,7 +27,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     };
     let mut diag = Diag::default();
     if kinds.is_empty() {
-        diag.at_span(proc_macro2::Span::call_site(), "`kinds!` needs at least one kind, e.g. `kinds![\"issue\"]`");
+        diag.at_span(
+            proc_macro2::Span::call_site(),
+            "`kinds!` needs at least one kind, e.g. `kinds![\"issue\"]`",
+        );
     }
     let mut seen = HashSet::new();
     for k in &kinds {
@@ -40,7 +43,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     if let Err(e) = diag.finish(()) {
         return e.into_compile_error();
     }
-    let plain: Vec<LitStr> = kinds.iter().map(|k| LitStr::new(&k.value(), k.span())).collect();
+    let plain: Vec<LitStr> = kinds
+        .iter()
+        .map(|k| LitStr::new(&k.value(), k.span()))
+        .collect();
     quote! {
         #[doc(hidden)]
         macro_rules! __ocean_kinds_check {
@@ -83,10 +89,18 @@ pub(crate) fn suggestion<'a>(kind: &str, declared: &'a [String]) -> Option<&'a s
 
 /// The message for an undeclared kind.
 pub(crate) fn message(kind: &str, declared: &[String]) -> String {
-    let list = declared.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ");
+    let list = declared
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     match suggestion(kind, declared) {
-        Some(s) => format!("kind `{kind}` is not declared in `ocean_runtime::kinds![...]`; did you mean `{s}`? (declared: {list})"),
-        None => format!("kind `{kind}` is not declared in `ocean_runtime::kinds![...]` (declared: {list}); add it there if it is new"),
+        Some(s) => format!(
+            "kind `{kind}` is not declared in `ocean_runtime::kinds![...]`; did you mean `{s}`? (declared: {list})"
+        ),
+        None => format!(
+            "kind `{kind}` is not declared in `ocean_runtime::kinds![...]` (declared: {list}); add it there if it is new"
+        ),
     }
 }
 
@@ -96,11 +110,16 @@ pub(crate) fn unknown(input: TokenStream) -> TokenStream {
         let kind: LitStr = input.parse()?;
         input.parse::<Token![;]>()?;
         let declared = Punctuated::<LitStr, Token![,]>::parse_terminated(input)?;
-        Ok((kind, declared.into_iter().map(|d| d.value()).collect::<Vec<_>>()))
+        Ok((
+            kind,
+            declared.into_iter().map(|d| d.value()).collect::<Vec<_>>(),
+        ))
     })
     .parse2(input);
     match parsed {
-        Ok((kind, declared)) => syn::Error::new(kind.span(), message(&kind.value(), &declared)).into_compile_error(),
+        Ok((kind, declared)) => {
+            syn::Error::new(kind.span(), message(&kind.value(), &declared)).into_compile_error()
+        }
         Err(e) => e.into_compile_error(),
     }
 }
@@ -117,7 +136,10 @@ mod tests {
     fn suggests_near_matches_only() {
         assert_eq!(suggestion("isue", &declared()), Some("issue"));
         assert_eq!(suggestion("Project", &declared()), Some("project"));
-        assert_eq!(suggestion("pull_request", &declared()), Some("pull-request"));
+        assert_eq!(
+            suggestion("pull_request", &declared()),
+            Some("pull-request")
+        );
         assert_eq!(suggestion("deployment", &declared()), None);
     }
 
@@ -131,7 +153,11 @@ mod tests {
 
     #[test]
     fn kinds_rejects_repeats_and_empty_lists() {
-        assert!(expand(quote!("a", "a")).to_string().contains("declared twice"));
+        assert!(
+            expand(quote!("a", "a"))
+                .to_string()
+                .contains("declared twice")
+        );
         assert!(expand(quote!()).to_string().contains("at least one kind"));
         assert!(expand(quote!("a", "b")).to_string().contains("macro_rules"));
     }
@@ -139,6 +165,9 @@ mod tests {
     #[test]
     fn unknown_reports_at_the_kind() {
         let out = unknown(quote!("isue"; "issue", "project")).to_string();
-        assert!(out.contains("compile_error") && out.contains("did you mean `issue`"), "{out}");
+        assert!(
+            out.contains("compile_error") && out.contains("did you mean `issue`"),
+            "{out}"
+        );
     }
 }

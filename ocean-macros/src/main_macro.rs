@@ -11,8 +11,11 @@ const DEFAULT_MAPPING: &str = ".port/resources/port-app-config.yml";
 /// Expands `main!()`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     if !input.is_empty() {
-        return syn::Error::new_spanned(input, "`main!` takes no arguments: write `ocean_runtime::main!();`")
-            .into_compile_error();
+        return syn::Error::new_spanned(
+            input,
+            "`main!` takes no arguments: write `ocean_runtime::main!();`",
+        )
+        .into_compile_error();
     }
     let mapping = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(|dir| PathBuf::from(dir).join(DEFAULT_MAPPING))
@@ -39,7 +42,11 @@ mod tests {
 
     #[test]
     fn arguments_are_refused() {
-        assert!(expand(quote!(state = x)).to_string().contains("takes no arguments"));
+        assert!(
+            expand(quote!(state = x))
+                .to_string()
+                .contains("takes no arguments")
+        );
         assert!(expand(TokenStream::new()).to_string().contains("run_main"));
     }
 }

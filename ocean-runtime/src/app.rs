@@ -36,7 +36,9 @@ pub enum StartError {
         reason: String,
     },
     /// The webhook server cannot listen.
-    #[error("cannot listen on {addr} (OCEAN__APPLICATION__HOST/OCEAN__APPLICATION__PORT): {source}")]
+    #[error(
+        "cannot listen on {addr} (OCEAN__APPLICATION__HOST/OCEAN__APPLICATION__PORT): {source}"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -75,15 +77,33 @@ impl std::fmt::Debug for RunningApp {
 }
 
 async fn seed_local_port(config: &Config, local: &LocalPort) -> Result<(), StartError> {
-    let path = config.resources_path.join("port-app-config.yml").display().to_string();
+    let path = config
+        .resources_path
+        .join("port-app-config.yml")
+        .display()
+        .to_string();
     let text = config
         .default_mapping_text()
-        .map_err(|e| StartError::DefaultMapping { path: path.clone(), reason: e.to_string() })?;
+        .map_err(|e| StartError::DefaultMapping {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     let Some(text) = text else { return Ok(()) };
-    let mapping = PortAppConfig::from_yaml(&text).map_err(|e| StartError::DefaultMapping { path: path.clone(), reason: e.to_string() })?;
-    let value = serde_json::to_value(&mapping).map_err(|e| StartError::DefaultMapping { path, reason: e.to_string() })?;
+    let mapping = PortAppConfig::from_yaml(&text).map_err(|e| StartError::DefaultMapping {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let value = serde_json::to_value(&mapping).map_err(|e| StartError::DefaultMapping {
+        path,
+        reason: e.to_string(),
+    })?;
     local
-        .seed_integration(&config.integration_identifier, &config.integration_type, &config.integration_version, value)
+        .seed_integration(
+            &config.integration_identifier,
+            &config.integration_type,
+            &config.integration_version,
+            value,
+        )
         .await?;
     Ok(())
 }
@@ -92,7 +112,10 @@ impl App {
     /// An app with these settings and processors.
     #[must_use]
     pub fn new(config: Config, registry: Registry) -> Self {
-        Self { config, registry: Arc::new(registry) }
+        Self {
+            config,
+            registry: Arc::new(registry),
+        }
     }
 
     /// Starts everything; returns once the webhook server is listening.
@@ -102,7 +125,12 @@ impl App {
     pub async fn start(self) -> Result<RunningApp, StartError> {
         let config = self.config;
         let (local_port, base_url, client_id, client_secret) = match &config.credentials {
-            Some(c) => (None, config.port_base_url.clone(), c.client_id.clone(), c.client_secret.clone()),
+            Some(c) => (
+                None,
+                config.port_base_url.clone(),
+                c.client_id.clone(),
+                c.client_secret.clone(),
+            ),
             None => {
                 let addr = SocketAddr::new(config.local_port_host, config.local_port_port);
                 let local = LocalPort::start(LocalPortOptions {
@@ -139,10 +167,17 @@ impl App {
         let mapping = Arc::new(MappingStore::new(source));
         match mapping.reload().await {
             Ok(_) => tracing::info!("mapping loaded"),
-            Err(e) => tracing::warn!(error = %e, "no mapping loaded yet; events are kept until one loads"),
+            Err(e) => {
+                tracing::warn!(error = %e, "no mapping loaded yet; events are kept until one loads")
+            }
         }
         let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(config.queue_capacity));
-        let pipeline = Arc::new(Pipeline::new(Arc::clone(&self.registry), Arc::clone(&mapping), port, config.job_timeout));
+        let pipeline = Arc::new(Pipeline::new(
+            Arc::clone(&self.registry),
+            Arc::clone(&mapping),
+            port,
+            config.job_timeout,
+        ));
         let workers = (0..config.workers)
             .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue))))
             .collect();
@@ -156,13 +191,18 @@ impl App {
                     match mapping.reload().await {
                         Ok(true) => tracing::info!("new mapping version in force"),
                         Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "mapping refresh failed; the previous version stays in force"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "mapping refresh failed; the previous version stays in force")
+                        }
                     }
                 }
             }
         });
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = match tokio::net::TcpListener::bind(addr).await.and_then(|l| l.local_addr().map(|a| (l, a))) {
+        let listener = match tokio::net::TcpListener::bind(addr)
+            .await
+            .and_then(|l| l.local_addr().map(|a| (l, a)))
+        {
             Ok(pair) => pair,
             Err(source) => {
                 refresher.abort();
@@ -190,8 +230,16 @@ impl App {
                 tracing::error!(error = %e, "webhook server stopped");
             }
         });
-        let paths: Vec<String> = self.registry.paths().map(|p| format!("/integration{p}")).collect();
-        tracing::info!(workers = config.workers, "listening on http://{ingress_addr} for {}", paths.join(", "));
+        let paths: Vec<String> = self
+            .registry
+            .paths()
+            .map(|p| format!("/integration{p}"))
+            .collect();
+        tracing::info!(
+            workers = config.workers,
+            "listening on http://{ingress_addr} for {}",
+            paths.join(", ")
+        );
         Ok(RunningApp {
             ingress_addr,
             port_url: base_url,
@@ -242,7 +290,10 @@ impl RunningApp {
         }
         let left = self.queue.depth();
         if left > 0 {
-            tracing::warn!(events = left, "shutdown wait is over; events still queued are dropped (memory queue)");
+            tracing::warn!(
+                events = left,
+                "shutdown wait is over; events still queued are dropped (memory queue)"
+            );
         }
         self.queue.close();
         for worker in self.workers {

@@ -73,7 +73,10 @@ pub struct PortCredentials {
 
 impl std::fmt::Debug for PortCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortCredentials").field("client_id", &self.client_id).field("client_secret", &"***").finish()
+        f.debug_struct("PortCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
     }
 }
 
@@ -124,7 +127,9 @@ struct Env<F>(F);
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn raw(&self, var: &str) -> Option<String> {
-        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn parse<T: FromStr>(&self, var: &str, default: T, expected: &str) -> Result<T, ConfigError> {
@@ -150,7 +155,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn positive(&self, var: &str, default: usize) -> Result<usize, ConfigError> {
         let n: usize = self.parse(var, default, "a positive whole number")?;
         if n == 0 {
-            return Err(ConfigError::Invalid { var: var.to_owned(), value: "0".to_owned(), reason: "must be at least 1".to_owned() });
+            return Err(ConfigError::Invalid {
+                var: var.to_owned(),
+                value: "0".to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
         }
         Ok(n)
     }
@@ -169,13 +178,19 @@ impl Config {
     ///
     /// # Errors
     /// The first setting that is malformed, by name.
-    pub fn from_lookup(info: IntegrationInfo, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        info: IntegrationInfo,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let env = Env(lookup);
         let localhost = IpAddr::from([127, 0, 0, 1]);
         let client_id = env.raw("OCEAN__PORT__CLIENT_ID");
         let client_secret = env.raw("OCEAN__PORT__CLIENT_SECRET");
         let credentials = match (client_id, client_secret) {
-            (Some(client_id), Some(client_secret)) => Some(PortCredentials { client_id, client_secret }),
+            (Some(client_id), Some(client_secret)) => Some(PortCredentials {
+                client_id,
+                client_secret,
+            }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::Missing {
@@ -190,10 +205,15 @@ impl Config {
                 });
             }
         };
-        let integration_type = env.raw("OCEAN__INTEGRATION__TYPE").unwrap_or_else(|| info.name.to_ascii_lowercase());
-        let integration_identifier =
-            env.raw("OCEAN__INTEGRATION__IDENTIFIER").unwrap_or_else(|| format!("my-{integration_type}-integration"));
-        let port_base_url = env.raw("OCEAN__PORT__BASE_URL").unwrap_or_else(|| "https://api.getport.io".to_owned());
+        let integration_type = env
+            .raw("OCEAN__INTEGRATION__TYPE")
+            .unwrap_or_else(|| info.name.to_ascii_lowercase());
+        let integration_identifier = env
+            .raw("OCEAN__INTEGRATION__IDENTIFIER")
+            .unwrap_or_else(|| format!("my-{integration_type}-integration"));
+        let port_base_url = env
+            .raw("OCEAN__PORT__BASE_URL")
+            .unwrap_or_else(|| "https://api.getport.io".to_owned());
         if !(port_base_url.starts_with("http://") || port_base_url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 var: "OCEAN__PORT__BASE_URL".to_owned(),
@@ -203,7 +223,11 @@ impl Config {
         }
         Ok(Self {
             host: env.parse("OCEAN__APPLICATION__HOST", localhost, "an IP address")?,
-            port: env.parse("OCEAN__APPLICATION__PORT", 8000, "a TCP port number (0-65535)")?,
+            port: env.parse(
+                "OCEAN__APPLICATION__PORT",
+                8000,
+                "a TCP port number (0-65535)",
+            )?,
             credentials,
             port_base_url,
             mapping_refresh: env.seconds("OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL", 60.0)?,
@@ -214,12 +238,18 @@ impl Config {
             job_timeout: env.seconds("OCEAN__MAX_EVENT_PROCESSING_SECONDS", 90.0)?,
             shutdown_wait: env.seconds("OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN", 5.0)?,
             mapping_file: env.raw("OCEAN__PORT_APP_CONFIG_FILE").map(PathBuf::from),
-            resources_path: env.raw("OCEAN__RESOURCES_PATH").map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
+            resources_path: env
+                .raw("OCEAN__RESOURCES_PATH")
+                .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
             queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
             body_limit: env.positive("OCEAN__INGRESS__BODY_LIMIT_BYTES", 1024 * 1024)?,
             local_port_host: env.parse("OCEAN__LOCAL_PORT__HOST", localhost, "an IP address")?,
-            local_port_port: env.parse("OCEAN__LOCAL_PORT__PORT", 5101, "a TCP port number (0-65535)")?,
+            local_port_port: env.parse(
+                "OCEAN__LOCAL_PORT__PORT",
+                5101,
+                "a TCP port number (0-65535)",
+            )?,
             local_port_data_dir: env
                 .raw("OCEAN__LOCAL_PORT__DATA_DIR")
                 .map_or_else(|| PathBuf::from(".ocean/local-port"), PathBuf::from),
@@ -232,7 +262,11 @@ impl Config {
     /// # Errors
     /// The file exists but cannot be read.
     pub fn default_mapping_text(&self) -> std::io::Result<Option<String>> {
-        for name in ["port-app-config.yml", "port-app-config.yaml", "port-app-config.json"] {
+        for name in [
+            "port-app-config.yml",
+            "port-app-config.yaml",
+            "port-app-config.json",
+        ] {
             let path = self.resources_path.join(name);
             if path.is_file() {
                 return std::fs::read_to_string(path).map(Some);
@@ -247,10 +281,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const INFO: IntegrationInfo = IntegrationInfo { name: "Jira", version: "1.2.3", default_mapping: None };
+    const INFO: IntegrationInfo = IntegrationInfo {
+        name: "Jira",
+        version: "1.2.3",
+        default_mapping: None,
+    };
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(INFO, |k| map.get(k).cloned())
     }
 
@@ -270,11 +311,19 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let e = config(&[("OCEAN__APPLICATION__PORT", "eighty")]).unwrap_err();
-        assert!(e.to_string().starts_with("OCEAN__APPLICATION__PORT=\"eighty\" is invalid"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("OCEAN__APPLICATION__PORT=\"eighty\" is invalid"),
+            "{e}"
+        );
         let e = config(&[("OCEAN__EVENT_WORKERS_COUNT", "0")]).unwrap_err();
         assert!(e.to_string().contains("OCEAN__EVENT_WORKERS_COUNT"), "{e}");
         let e = config(&[("OCEAN__MAX_EVENT_PROCESSING_SECONDS", "-1")]).unwrap_err();
-        assert!(e.to_string().contains("OCEAN__MAX_EVENT_PROCESSING_SECONDS"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("OCEAN__MAX_EVENT_PROCESSING_SECONDS"),
+            "{e}"
+        );
         let e = config(&[("OCEAN__PORT__BASE_URL", "api.getport.io")]).unwrap_err();
         assert!(e.to_string().contains("OCEAN__PORT__BASE_URL"), "{e}");
     }
@@ -289,13 +338,21 @@ mod tests {
                 because: "OCEAN__PORT__CLIENT_ID is set".to_owned()
             }
         );
-        let c = config(&[("OCEAN__PORT__CLIENT_ID", "id"), ("OCEAN__PORT__CLIENT_SECRET", "s")]).unwrap();
+        let c = config(&[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "s"),
+        ])
+        .unwrap();
         assert_eq!(c.credentials.unwrap().client_id, "id");
     }
 
     #[test]
     fn secrets_are_not_printed() {
-        let c = config(&[("OCEAN__PORT__CLIENT_ID", "id"), ("OCEAN__PORT__CLIENT_SECRET", "hunter2")]).unwrap();
+        let c = config(&[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "hunter2"),
+        ])
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -124,7 +124,13 @@ mod tests {
     use super::*;
 
     fn event(body: &str) -> WebhookEvent {
-        WebhookEvent::new("1", "/webhook", [("X-Hub".to_owned(), "a".to_owned())], body.to_owned()).unwrap()
+        WebhookEvent::new(
+            "1",
+            "/webhook",
+            [("X-Hub".to_owned(), "a".to_owned())],
+            body.to_owned(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -139,7 +145,12 @@ mod tests {
     fn str_at_names_the_pointer_on_failure() {
         let e = event(r#"{"issue": {"key": "A-1", "n": 3}}"#);
         assert_eq!(e.str_at("/issue/key").unwrap(), "A-1");
-        assert!(e.str_at("/issue/n").unwrap_err().to_string().contains("/issue/n"));
+        assert!(
+            e.str_at("/issue/n")
+                .unwrap_err()
+                .to_string()
+                .contains("/issue/n")
+        );
         assert!(e.str_at("/nope").unwrap_err().to_string().contains("/nope"));
     }
 

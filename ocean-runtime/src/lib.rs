@@ -82,7 +82,9 @@ pub mod prelude {
 pub mod __private {
     pub use crate::config::IntegrationInfo;
     pub use crate::event::WebhookEvent;
-    pub use crate::processor::{BoxFuture, JobContext, ProcessError, RawResults, Registration, WebhookProcessor};
+    pub use crate::processor::{
+        BoxFuture, JobContext, ProcessError, RawResults, Registration, WebhookProcessor,
+    };
     pub use crate::run::run_main;
     pub use inventory;
     pub use ocean_macros::__unknown_kind as unknown_kind;

@@ -29,12 +29,18 @@ pub struct RawResults {
 impl RawResults {
     /// Results with these items updated and nothing deleted.
     pub fn updated(items: impl IntoIterator<Item = Value>) -> Self {
-        Self { updated: items.into_iter().collect(), deleted: Vec::new() }
+        Self {
+            updated: items.into_iter().collect(),
+            deleted: Vec::new(),
+        }
     }
 
     /// Results with these items deleted and nothing updated.
     pub fn deleted(items: impl IntoIterator<Item = Value>) -> Self {
-        Self { updated: Vec::new(), deleted: items.into_iter().collect() }
+        Self {
+            updated: Vec::new(),
+            deleted: items.into_iter().collect(),
+        }
     }
 
     /// Results with nothing to do.
@@ -64,12 +70,20 @@ pub struct ProcessError {
 impl ProcessError {
     /// A failure that retrying may fix.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { retry: Retry::Retryable, message: message.into(), source: None }
+        Self {
+            retry: Retry::Retryable,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// A failure that retrying cannot fix.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { retry: Retry::Permanent, message: message.into(), source: None }
+        Self {
+            retry: Retry::Permanent,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
@@ -104,7 +118,9 @@ impl fmt::Display for ProcessError {
 
 impl std::error::Error for ProcessError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -114,8 +130,14 @@ impl From<reqwest::Error> for ProcessError {
         let retryable = err.is_timeout()
             || err.is_connect()
             || err.is_request()
-            || err.status().is_some_and(|s| s.as_u16() == 408 || s.as_u16() == 429 || s.is_server_error());
-        let base = if retryable { Self::retryable("upstream request failed") } else { Self::permanent("upstream request failed") };
+            || err
+                .status()
+                .is_some_and(|s| s.as_u16() == 408 || s.as_u16() == 429 || s.is_server_error());
+        let base = if retryable {
+            Self::retryable("upstream request failed")
+        } else {
+            Self::permanent("upstream request failed")
+        };
         base.with_source(err)
     }
 }
@@ -138,8 +160,18 @@ pub struct JobContext<'a> {
 impl<'a> JobContext<'a> {
     /// A job for `event` against `resources[resource_index]` of the mapping; `attempt` counts from 1.
     #[must_use]
-    pub fn new(event: &'a WebhookEvent, resource: &'a ResourceConfig, resource_index: usize, attempt: u32) -> Self {
-        Self { event, resource, resource_index, attempt }
+    pub fn new(
+        event: &'a WebhookEvent,
+        resource: &'a ResourceConfig,
+        resource_index: usize,
+        attempt: u32,
+    ) -> Self {
+        Self {
+            event,
+            resource,
+            resource_index,
+            attempt,
+        }
     }
 
     /// The event being processed.
@@ -208,7 +240,10 @@ pub trait WebhookProcessor: Send + Sync + 'static {
     }
 
     /// Checks the event's origin. Run once per job before the handler; never retried.
-    fn authenticate<'a>(&'a self, _event: &'a WebhookEvent) -> BoxFuture<'a, Result<(), ProcessError>> {
+    fn authenticate<'a>(
+        &'a self,
+        _event: &'a WebhookEvent,
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -221,7 +256,10 @@ pub trait WebhookProcessor: Send + Sync + 'static {
     }
 
     /// Fetches what changed and returns the raw items to upsert and delete.
-    fn handle<'a>(&'a self, job: &'a JobContext<'a>) -> BoxFuture<'a, Result<RawResults, ProcessError>>;
+    fn handle<'a>(
+        &'a self,
+        job: &'a JobContext<'a>,
+    ) -> BoxFuture<'a, Result<RawResults, ProcessError>>;
 
     /// How retryable failures of [`handle`](Self::handle) are retried.
     fn retry_policy(&self) -> RetryPolicy {

@@ -102,7 +102,6 @@ impl RegisteredProcessor {
     }
 }
 
-
 /// Every processor, grouped by path, sorted by name.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -123,23 +122,34 @@ impl Registry {
     ///
     /// # Errors
     /// No registration at all, a duplicate name, a bad path, or a `matches` that does not compile.
-    pub fn from_registrations<'a>(regs: impl IntoIterator<Item = &'a Registration>) -> Result<Self, RegistryError> {
+    pub fn from_registrations<'a>(
+        regs: impl IntoIterator<Item = &'a Registration>,
+    ) -> Result<Self, RegistryError> {
         let mut paths: BTreeMap<&'static str, Vec<RegisteredProcessor>> = BTreeMap::new();
         for reg in regs {
             if !reg.path.starts_with('/') {
-                return Err(RegistryError::BadPath { name: reg.name.to_owned(), path: reg.path.to_owned() });
+                return Err(RegistryError::BadPath {
+                    name: reg.name.to_owned(),
+                    path: reg.path.to_owned(),
+                });
             }
             let matcher = reg
                 .matches
                 .map(JqProgram::compile)
                 .transpose()
-                .map_err(|error| RegistryError::BadMatcher { name: reg.name.to_owned(), error })?;
-            paths.entry(reg.path).or_default().push(RegisteredProcessor {
-                name: reg.name,
-                kinds: reg.kinds,
-                matcher,
-                processor: reg.processor,
-            });
+                .map_err(|error| RegistryError::BadMatcher {
+                    name: reg.name.to_owned(),
+                    error,
+                })?;
+            paths
+                .entry(reg.path)
+                .or_default()
+                .push(RegisteredProcessor {
+                    name: reg.name,
+                    kinds: reg.kinds,
+                    matcher,
+                    processor: reg.processor,
+                });
         }
         if paths.is_empty() {
             return Err(RegistryError::Empty);
@@ -147,7 +157,10 @@ impl Registry {
         for (path, procs) in &mut paths {
             procs.sort_by_key(|p| p.name);
             if let Some(w) = procs.windows(2).find(|w| w[0].name == w[1].name) {
-                return Err(RegistryError::DuplicateName { path: (*path).to_owned(), name: w[0].name.to_owned() });
+                return Err(RegistryError::DuplicateName {
+                    path: (*path).to_owned(),
+                    name: w[0].name.to_owned(),
+                });
             }
         }
         Ok(Self { paths })
@@ -167,7 +180,12 @@ impl Registry {
     /// Every kind some processor declares, sorted and without repeats.
     #[must_use]
     pub fn kinds(&self) -> Vec<&'static str> {
-        let mut kinds: Vec<_> = self.paths.values().flatten().flat_map(|p| p.kinds.iter().copied()).collect();
+        let mut kinds: Vec<_> = self
+            .paths
+            .values()
+            .flatten()
+            .flat_map(|p| p.kinds.iter().copied())
+            .collect();
         kinds.sort_unstable();
         kinds.dedup();
         kinds
@@ -181,13 +199,22 @@ mod tests {
 
     struct Nop;
     impl WebhookProcessor for Nop {
-        fn handle<'a>(&'a self, _job: &'a JobContext<'a>) -> BoxFuture<'a, Result<RawResults, ProcessError>> {
+        fn handle<'a>(
+            &'a self,
+            _job: &'a JobContext<'a>,
+        ) -> BoxFuture<'a, Result<RawResults, ProcessError>> {
             Box::pin(async { Ok(RawResults::none()) })
         }
     }
 
     fn reg(path: &'static str, name: &'static str, matches: Option<&'static str>) -> Registration {
-        Registration { path, name, kinds: &["k"], matches, processor: &Nop }
+        Registration {
+            path,
+            name,
+            kinds: &["k"],
+            matches,
+            processor: &Nop,
+        }
     }
 
     #[test]
@@ -199,15 +226,24 @@ mod tests {
     #[test]
     fn duplicate_names_on_a_path_are_rejected_but_allowed_across_paths() {
         let a = [reg("/a", "x", None), reg("/a", "x", None)];
-        assert!(matches!(Registry::from_registrations(&a), Err(RegistryError::DuplicateName { .. })));
+        assert!(matches!(
+            Registry::from_registrations(&a),
+            Err(RegistryError::DuplicateName { .. })
+        ));
         let b = [reg("/a", "x", None), reg("/b", "x", None)];
         assert_eq!(Registry::from_registrations(&b).unwrap().paths().count(), 2);
     }
 
     #[test]
     fn processors_are_sorted_by_name() {
-        let r = Registry::from_registrations(&[reg("/a", "b", None), reg("/a", "a", None)]).unwrap();
-        let names: Vec<_> = r.processors("/a").unwrap().iter().map(RegisteredProcessor::name).collect();
+        let r =
+            Registry::from_registrations(&[reg("/a", "b", None), reg("/a", "a", None)]).unwrap();
+        let names: Vec<_> = r
+            .processors("/a")
+            .unwrap()
+            .iter()
+            .map(RegisteredProcessor::name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
         assert!(r.processors("/zzz").is_none());
     }
@@ -228,6 +264,9 @@ mod tests {
             Registry::from_registrations(&[reg("/a", "a", Some(".a | nosuch"))]),
             Err(RegistryError::BadMatcher { .. })
         ));
-        assert!(matches!(Registry::from_registrations(&[reg("a", "a", None)]), Err(RegistryError::BadPath { .. })));
+        assert!(matches!(
+            Registry::from_registrations(&[reg("a", "a", None)]),
+            Err(RegistryError::BadPath { .. })
+        ));
     }
 }

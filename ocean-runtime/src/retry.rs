@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn delays_are_capped() {
-        let p = RetryPolicy { max_retries: 100, ..RetryPolicy::OCEAN };
+        let p = RetryPolicy {
+            max_retries: 100,
+            ..RetryPolicy::OCEAN
+        };
         assert_eq!(p.delay(5), Some(Duration::from_secs(30)));
         assert_eq!(p.delay(99), Some(Duration::from_secs(30)));
     }

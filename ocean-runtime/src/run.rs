@@ -10,10 +10,19 @@ use crate::registry::Registry;
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(std::env::var("OCEAN__APPLICATION__LOG_LEVEL").unwrap_or_else(|_| "info".to_owned())))
+        .or_else(|_| {
+            EnvFilter::try_new(
+                std::env::var("OCEAN__APPLICATION__LOG_LEVEL")
+                    .unwrap_or_else(|_| "info".to_owned()),
+            )
+        })
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn stop_signal() {
@@ -57,7 +66,10 @@ pub fn run_main(info: IntegrationInfo) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");

@@ -100,9 +100,9 @@ impl TestAppBuilder {
     /// Settings, processors, the folder or the start-up failed.
     pub async fn start(self) -> Result<TestApp, TestError> {
         let keep_dir = self.data_dir.is_some();
-        let dir = self
-            .data_dir
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("ocean-test-{}", uuid::Uuid::new_v4().simple())));
+        let dir = self.data_dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ocean-test-{}", uuid::Uuid::new_v4().simple()))
+        });
         let resources = dir.join("resources");
         std::fs::create_dir_all(&resources)?;
         if let Some(mapping) = &self.mapping {
@@ -111,18 +111,38 @@ impl TestAppBuilder {
         let mut vars: Vec<(String, String)> = vec![
             ("OCEAN__APPLICATION__PORT".into(), "0".into()),
             ("OCEAN__LOCAL_PORT__PORT".into(), "0".into()),
-            ("OCEAN__LOCAL_PORT__DATA_DIR".into(), dir.join("port").display().to_string()),
-            ("OCEAN__RESOURCES_PATH".into(), resources.display().to_string()),
+            (
+                "OCEAN__LOCAL_PORT__DATA_DIR".into(),
+                dir.join("port").display().to_string(),
+            ),
+            (
+                "OCEAN__RESOURCES_PATH".into(),
+                resources.display().to_string(),
+            ),
         ];
         vars.extend(self.env);
-        let info = IntegrationInfo { name: "test", version: "0.0.0", default_mapping: None };
-        let config = Config::from_lookup(info, |k| vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+        let info = IntegrationInfo {
+            name: "test",
+            version: "0.0.0",
+            default_mapping: None,
+        };
+        let config = Config::from_lookup(info, |k| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        })?;
         let registry = match self.registry {
             Some(r) => r,
             None => Registry::from_inventory()?,
         };
         let app = App::new(config, registry).start().await?;
-        Ok(TestApp { app, dir, keep_dir, http: reqwest::Client::new() })
+        Ok(TestApp {
+            app,
+            dir,
+            keep_dir,
+            http: reqwest::Client::new(),
+        })
     }
 }
 
@@ -130,7 +150,12 @@ impl TestApp {
     /// A builder with no mapping and default settings.
     #[must_use]
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { mapping: None, env: Vec::new(), registry: None, data_dir: None }
+        TestAppBuilder {
+            mapping: None,
+            env: Vec::new(),
+            registry: None,
+            data_dir: None,
+        }
     }
 
     /// The webhook server's base URL.
@@ -156,15 +181,28 @@ impl TestApp {
     /// # Errors
     /// The request failed.
     pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), TestError> {
-        self.post_raw(path, serde_json::to_vec(body).unwrap_or_default(), &[("content-type", "application/json")]).await
+        self.post_raw(
+            path,
+            serde_json::to_vec(body).unwrap_or_default(),
+            &[("content-type", "application/json")],
+        )
+        .await
     }
 
     /// Posts raw bytes with these headers to `/integration{path}`.
     ///
     /// # Errors
     /// The request failed.
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, Value), TestError> {
-        let mut req = self.http.post(format!("{}/integration{path}", self.url())).body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), TestError> {
+        let mut req = self
+            .http
+            .post(format!("{}/integration{path}", self.url()))
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -194,17 +232,31 @@ impl TestApp {
     ///
     /// # Errors
     /// The request failed or the answer was not Port's.
-    pub async fn entity(&self, blueprint: &str, identifier: &str) -> Result<Option<Value>, TestError> {
-        let mut url = reqwest::Url::parse(self.port_url()).map_err(|e| TestError::Unexpected(e.to_string()))?;
+    pub async fn entity(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+    ) -> Result<Option<Value>, TestError> {
+        let mut url = reqwest::Url::parse(self.port_url())
+            .map_err(|e| TestError::Unexpected(e.to_string()))?;
         url.path_segments_mut()
             .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
             .extend(["v1", "blueprints", blueprint, "entities", identifier]);
-        let resp = self.http.get(url).header("authorization", self.port_token().await?).send().await?;
+        let resp = self
+            .http
+            .get(url)
+            .header("authorization", self.port_token().await?)
+            .send()
+            .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let answer: Value = resp.error_for_status()?.json().await?;
-        answer.get("entity").cloned().map(Some).ok_or_else(|| TestError::Unexpected(answer.to_string()))
+        answer
+            .get("entity")
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| TestError::Unexpected(answer.to_string()))
     }
 
     /// Reads every entity of a blueprint from the built-in Port over HTTP.
@@ -212,7 +264,8 @@ impl TestApp {
     /// # Errors
     /// The request failed or the answer was not Port's.
     pub async fn entities(&self, blueprint: &str) -> Result<Vec<Value>, TestError> {
-        let mut url = reqwest::Url::parse(self.port_url()).map_err(|e| TestError::Unexpected(e.to_string()))?;
+        let mut url = reqwest::Url::parse(self.port_url())
+            .map_err(|e| TestError::Unexpected(e.to_string()))?;
         url.path_segments_mut()
             .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
             .extend(["v1", "blueprints", blueprint, "entities"]);

@@ -46,12 +46,22 @@ fn parse_args(input: ParseStream<'_>, args: &mut Args) -> syn::Result<()> {
             "kinds" => {
                 let content;
                 bracketed!(content in input);
-                let list = content.parse_terminated(<LitStr as syn::parse::Parse>::parse, Token![,])?;
-                let value = KindsArg { key: key.clone(), list: list.into_iter().collect() };
+                let list =
+                    content.parse_terminated(<LitStr as syn::parse::Parse>::parse, Token![,])?;
+                let value = KindsArg {
+                    key: key.clone(),
+                    list: list.into_iter().collect(),
+                };
                 set(&mut args.kinds, value, &key, &mut args.diag);
             }
             other => {
-                args.diag.at(&key, format!("unknown key `{other}`; expected one of: {}", KEYS.join(", ")));
+                args.diag.at(
+                    &key,
+                    format!(
+                        "unknown key `{other}`; expected one of: {}",
+                        KEYS.join(", ")
+                    ),
+                );
                 input.parse::<syn::Expr>()?;
             }
         }
@@ -66,7 +76,14 @@ fn parse_args(input: ParseStream<'_>, args: &mut Args) -> syn::Result<()> {
 /// Parses the attribute arguments and the annotated fn.
 pub(super) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<Args> {
     let func: ItemFn = syn::parse2(item)?;
-    let mut out = Args { path: None, kinds: None, matches: None, name: None, func, diag: Diag::default() };
+    let mut out = Args {
+        path: None,
+        kinds: None,
+        matches: None,
+        name: None,
+        func,
+        diag: Diag::default(),
+    };
     (|input: ParseStream<'_>| parse_args(input, &mut out)).parse2(args)?;
     Ok(out)
 }

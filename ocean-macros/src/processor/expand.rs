@@ -8,7 +8,13 @@ use super::validate::Model;
 
 /// Generates the code; no error paths.
 pub(super) fn tokens(model: &Model) -> TokenStream {
-    let Model { path, kinds, matches, name, func } = model;
+    let Model {
+        path,
+        kinds,
+        matches,
+        name,
+        func,
+    } = model;
     let ident = &func.sig.ident;
     let rt = quote!(::ocean_runtime::__private);
     let kind_checks = kinds.iter().map(|k| {

@@ -29,7 +29,8 @@ mod tests {
         out
     }
 
-    const FN: &str = "async fn f(event: &WebhookEvent) -> Result<RawResults, ProcessError> { todo!() }";
+    const FN: &str =
+        "async fn f(event: &WebhookEvent) -> Result<RawResults, ProcessError> { todo!() }";
 
     fn item() -> TokenStream {
         FN.parse().unwrap()
@@ -37,7 +38,11 @@ mod tests {
 
     #[test]
     fn valid_attribute_registers_the_processor() {
-        let out = expand(quote!(path = "/webhook", kinds = ["issue"], matches = ".a"), item()).to_string();
+        let out = expand(
+            quote!(path = "/webhook", kinds = ["issue"], matches = ".a"),
+            item(),
+        )
+        .to_string();
         assert!(!out.contains("compile_error"), "{out}");
         assert!(out.contains("inventory :: submit"), "{out}");
         assert!(out.contains("__ocean_kinds_check ! (\"issue\")"), "{out}");
@@ -46,7 +51,15 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let out = errors(quote!(path = "webhook", kinds = [], matches = ".a |", color = "red"), item());
+        let out = errors(
+            quote!(
+                path = "webhook",
+                kinds = [],
+                matches = ".a |",
+                color = "red"
+            ),
+            item(),
+        );
         assert!(out.contains("unknown key `color`"), "{out}");
         assert!(out.contains("must start with `/`"), "{out}");
         assert!(out.contains("`kinds` is empty"), "{out}");
@@ -70,7 +83,12 @@ mod tests {
 
     #[test]
     fn signature_problems() {
-        let out = errors(quote!(path = "/a", kinds = ["x"]), quote!(fn f<T>(self) {}));
+        let out = errors(
+            quote!(path = "/a", kinds = ["x"]),
+            quote!(
+                fn f<T>(self) {}
+            ),
+        );
         assert!(out.contains("must be an `async fn`"), "{out}");
         assert!(out.contains("cannot be generic"), "{out}");
         assert!(out.contains("cannot take `self`"), "{out}");
@@ -81,7 +99,11 @@ mod tests {
     fn unsupported_argument_is_named() {
         let out = errors(
             quote!(path = "/a", kinds = ["x"]),
-            quote!(async fn f(a: String) -> Result<RawResults, ProcessError> { todo!() }),
+            quote!(
+                async fn f(a: String) -> Result<RawResults, ProcessError> {
+                    todo!()
+                }
+            ),
         );
         assert!(out.contains("unsupported argument"), "{out}");
     }

@@ -19,11 +19,20 @@ pub(super) struct Model {
 fn check_path(path: &LitStr, diag: &mut crate::diag::Diag) {
     let value = path.value();
     if !value.starts_with('/') {
-        diag.at(path, format!("`path` must start with `/`, e.g. \"/{}\"", value.trim_start_matches('/')));
+        diag.at(
+            path,
+            format!(
+                "`path` must start with `/`, e.g. \"/{}\"",
+                value.trim_start_matches('/')
+            ),
+        );
     } else if value.len() > 1 && value[1..].split('/').any(str::is_empty) {
         diag.at(path, "`path` has an empty segment (`//` or a trailing `/`)");
     }
-    if value.chars().any(|c| c.is_whitespace() || c == '?' || c == '#' || c == '{' || c == '}') {
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c == '?' || c == '#' || c == '{' || c == '}')
+    {
         diag.at(path, "`path` may not contain spaces, `?`, `#`, `{` or `}`");
     }
 }
@@ -38,7 +47,10 @@ fn check_signature(func: &ItemFn, diag: &mut crate::diag::Diag) {
     }
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(r) => diag.at(r, "a webhook processor cannot take `self`; write a free `async fn`"),
+            FnArg::Receiver(r) => diag.at(
+                r,
+                "a webhook processor cannot take `self`; write a free `async fn`",
+            ),
             FnArg::Typed(arg) => {
                 if !matches!(&*arg.ty, Type::Reference(r) if r.mutability.is_none()) {
                     diag.at(
@@ -50,22 +62,41 @@ fn check_signature(func: &ItemFn, diag: &mut crate::diag::Diag) {
         }
     }
     if sig.inputs.len() > 1 {
-        diag.at(&sig.inputs, "a webhook processor takes one argument, `&WebhookEvent`");
+        diag.at(
+            &sig.inputs,
+            "a webhook processor takes one argument, `&WebhookEvent`",
+        );
     }
     if let ReturnType::Default = sig.output {
-        diag.at(&sig.ident, "a webhook processor must return `Result<RawResults, ProcessError>`");
+        diag.at(
+            &sig.ident,
+            "a webhook processor must return `Result<RawResults, ProcessError>`",
+        );
     }
 }
 
 /// Checks the attribute and the fn.
 pub(super) fn check(args: Args) -> syn::Result<Model> {
-    let Args { path, kinds, matches, name, func, mut diag } = args;
+    let Args {
+        path,
+        kinds,
+        matches,
+        name,
+        func,
+        mut diag,
+    } = args;
     match &path {
         Some(p) => check_path(p, &mut diag),
-        None => diag.at_span(call_site(), "missing `path = \"/...\"`: the path under /integration this processor listens on"),
+        None => diag.at_span(
+            call_site(),
+            "missing `path = \"/...\"`: the path under /integration this processor listens on",
+        ),
     }
     match &kinds {
-        None => diag.at_span(call_site(), "missing `kinds = [\"...\"]`: the mapping kinds this processor produces"),
+        None => diag.at_span(
+            call_site(),
+            "missing `kinds = [\"...\"]`: the mapping kinds this processor produces",
+        ),
         Some(k) if k.list.is_empty() => diag.at(&k.key, "`kinds` is empty; list at least one kind"),
         Some(k) => {
             let mut seen = HashSet::new();
@@ -87,9 +118,16 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
         diag.at(n, "`name` cannot be empty");
     }
     check_signature(&func, &mut diag);
-    let name = name.unwrap_or_else(|| LitStr::new(&func.sig.ident.to_string(), func.sig.ident.span()));
+    let name =
+        name.unwrap_or_else(|| LitStr::new(&func.sig.ident.to_string(), func.sig.ident.span()));
     let model = match (path, kinds) {
-        (Some(path), Some(kinds)) => Some(Model { path, kinds: kinds.list, matches, name, func }),
+        (Some(path), Some(kinds)) => Some(Model {
+            path,
+            kinds: kinds.list,
+            matches,
+            name,
+            func,
+        }),
         _ => None,
     };
     match (diag.finish(()), model) {

@@ -47,7 +47,9 @@ pub enum LocalPortError {
         source: std::io::Error,
     },
     /// The database cannot be opened (e.g. another process holds it).
-    #[error("built-in Port: cannot open {path}: {reason} (is another ocean-rs process using OCEAN__LOCAL_PORT__DATA_DIR?)")]
+    #[error(
+        "built-in Port: cannot open {path}: {reason} (is another ocean-rs process using OCEAN__LOCAL_PORT__DATA_DIR?)"
+    )]
     Storage {
         /// The database file.
         path: PathBuf,
@@ -55,7 +57,9 @@ pub enum LocalPortError {
         reason: String,
     },
     /// The listen address cannot be bound.
-    #[error("built-in Port: cannot listen on {addr} (OCEAN__LOCAL_PORT__HOST/OCEAN__LOCAL_PORT__PORT): {source}")]
+    #[error(
+        "built-in Port: cannot listen on {addr} (OCEAN__LOCAL_PORT__HOST/OCEAN__LOCAL_PORT__PORT): {source}"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -94,16 +98,28 @@ pub struct LocalPort {
 
 impl std::fmt::Debug for LocalPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalPort").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("LocalPort")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"ok": false, "error": code, "message": message.into()}))).into_response()
+    (
+        status,
+        Json(json!({"ok": false, "error": code, "message": message.into()})),
+    )
+        .into_response()
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not JSON: {e}")))
+fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not JSON: {e}"),
+        ))
+    })
 }
 
 fn flag(query: &HashMap<String, String>, name: &str, default: bool) -> bool {
@@ -119,7 +135,11 @@ fn datasource(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -128,28 +148,44 @@ async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next
         .map(str::to_owned);
     let valid = token.is_some_and(|t| {
         let tokens = shared.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        tokens.get(&t).is_some_and(|expires| Instant::now() < *expires)
+        tokens
+            .get(&t)
+            .is_some_and(|expires| Instant::now() < *expires)
     });
     if valid {
         next.run(request).await
     } else {
-        error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required")
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
     }
 }
 
 async fn access_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let id = body.get("clientId").and_then(Value::as_str).unwrap_or_default();
-    let secret = body.get("clientSecret").and_then(Value::as_str).unwrap_or_default();
+    let id = body
+        .get("clientId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let secret = body
+        .get("clientSecret")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let accepted = match &shared.credentials {
         Some(c) => c.client_id == id && c.client_secret == secret,
         None => !id.is_empty() && !secret.is_empty(),
     };
     if !accepted {
-        return error(StatusCode::UNAUTHORIZED, "invalid_credentials", "clientId or clientSecret is wrong");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "clientId or clientSecret is wrong",
+        );
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     shared
@@ -171,7 +207,11 @@ async fn provision_enabled() -> Response {
 async fn get_integration(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.store.read(|s| s.integrations.get(&id).cloned()) {
         Some(record) => Json(json!({"ok": true, "integration": record})).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("integration `{id}` does not exist")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("integration `{id}` does not exist"),
+        ),
     }
 }
 
@@ -192,9 +232,18 @@ fn new_integration(id: &str) -> Value {
     })
 }
 
-async fn write_integration(shared: &Shared, id: String, patch: Value, must_exist: bool) -> Response {
+async fn write_integration(
+    shared: &Shared,
+    id: String,
+    patch: Value,
+    must_exist: bool,
+) -> Response {
     let Some(patch) = patch.as_object().cloned() else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "the body must be a JSON object");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body must be a JSON object",
+        );
     };
     let result = shared
         .store
@@ -208,12 +257,17 @@ async fn write_integration(shared: &Shared, id: String, patch: Value, must_exist
                 obj.extend(patch);
                 obj.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
             }
-            s.put_integration(&id, record.clone(), changes).map(|()| Some(record))
+            s.put_integration(&id, record.clone(), changes)
+                .map(|()| Some(record))
         })
         .await;
     match result {
         Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("integration `{id}` does not exist")),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("integration `{id}` does not exist"),
+        ),
         Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
@@ -221,28 +275,48 @@ async fn write_integration(shared: &Shared, id: String, patch: Value, must_exist
 async fn create_integration(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let Some(id) = body.get("installationId").and_then(Value::as_str).map(str::to_owned) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`installationId` is required");
+    let Some(id) = body
+        .get("installationId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`installationId` is required",
+        );
     };
     write_integration(&shared, id, body, false).await
 }
 
-async fn patch_integration(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn patch_integration(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     match parse_body(&body) {
         Ok(b) => write_integration(&shared, id, b, true).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-async fn patch_integration_config(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn patch_integration_config(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(config) = body.get("config").cloned() else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`config` is required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`config` is required",
+        );
     };
     write_integration(&shared, id, json!({ "config": config }), true).await
 }
@@ -260,16 +334,23 @@ async fn bulk_upsert(
 ) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(entities) = body.get("entities").and_then(Value::as_array).cloned() else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`entities` must be an array");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`entities` must be an array",
+        );
     };
     if entities.len() > crate::port::UPSERT_BATCH_MAX {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_entities",
-            format!("at most {} entities per request", crate::port::UPSERT_BATCH_MAX),
+            format!(
+                "at most {} entities per request",
+                crate::port::UPSERT_BATCH_MAX
+            ),
         );
     }
     let merge = flag(&query, "merge", false);
@@ -281,10 +362,16 @@ async fn bulk_upsert(
             let mut errors = Vec::new();
             for (index, entity) in entities.iter().enumerate() {
                 match s.upsert(&blueprint, entity, merge, &source, changes) {
-                    Ok((identifier, created)) => ok.push(json!({"identifier": identifier, "index": index, "created": created})),
+                    Ok((identifier, created)) => ok.push(
+                        json!({"identifier": identifier, "index": index, "created": created}),
+                    ),
                     Err(r) => {
                         let id = entity.get("identifier").cloned().unwrap_or(Value::Null);
-                        let id = if id.is_string() { id } else { Value::String("unknown".to_owned()) };
+                        let id = if id.is_string() {
+                            id
+                        } else {
+                            Value::String("unknown".to_owned())
+                        };
                         errors.push(refusal_json(&id, index, &r));
                     }
                 }
@@ -294,8 +381,16 @@ async fn bulk_upsert(
         .await;
     match result {
         Ok((ok, errors)) => {
-            let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
-            (status, Json(json!({"ok": true, "entities": ok, "errors": errors}))).into_response()
+            let status = if errors.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::MULTI_STATUS
+            };
+            (
+                status,
+                Json(json!({"ok": true, "entities": ok, "errors": errors})),
+            )
+                .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
@@ -310,26 +405,36 @@ async fn single_upsert(
 ) -> Response {
     let entity = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let merge = flag(&query, "merge", false);
     let source = datasource(&headers);
     let result = shared
         .store
         .write(|s, changes| {
-            s.upsert(&blueprint, &entity, merge, &source, changes).map(|(id, _)| {
-                s.entities.get(&(blueprint.clone(), id)).map(|st| st.entity.clone())
-            })
+            s.upsert(&blueprint, &entity, merge, &source, changes)
+                .map(|(id, _)| {
+                    s.entities
+                        .get(&(blueprint.clone(), id))
+                        .map(|st| st.entity.clone())
+                })
         })
         .await;
     match result {
         Ok(Ok(entity)) => Json(json!({"ok": true, "entity": entity})).into_response(),
-        Ok(Err(r)) => error(StatusCode::from_u16(r.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), r.error, r.message),
+        Ok(Err(r)) => error(
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            r.error,
+            r.message,
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
 
-async fn list_entities(State(shared): State<Arc<Shared>>, Path(blueprint): Path<String>) -> Response {
+async fn list_entities(
+    State(shared): State<Arc<Shared>>,
+    Path(blueprint): Path<String>,
+) -> Response {
     let entities: Vec<Value> = shared.store.read(|s| {
         s.entities
             .range((blueprint.clone(), String::new())..)
@@ -340,33 +445,71 @@ async fn list_entities(State(shared): State<Arc<Shared>>, Path(blueprint): Path<
     Json(json!({"ok": true, "entities": entities})).into_response()
 }
 
-async fn get_entity(State(shared): State<Arc<Shared>>, Path((blueprint, id)): Path<(String, String)>) -> Response {
-    match shared.store.read(|s| s.entities.get(&(blueprint.clone(), id.clone())).map(|st| st.entity.clone())) {
+async fn get_entity(
+    State(shared): State<Arc<Shared>>,
+    Path((blueprint, id)): Path<(String, String)>,
+) -> Response {
+    match shared.store.read(|s| {
+        s.entities
+            .get(&(blueprint.clone(), id.clone()))
+            .map(|st| st.entity.clone())
+    }) {
         Some(entity) => Json(json!({"ok": true, "entity": entity})).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("entity `{id}` of blueprint `{blueprint}` does not exist")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
+        ),
     }
 }
 
-async fn delete_entity(State(shared): State<Arc<Shared>>, Path((blueprint, id)): Path<(String, String)>) -> Response {
-    match shared.store.write(|s, changes| s.delete(&blueprint, &id, changes)).await {
+async fn delete_entity(
+    State(shared): State<Arc<Shared>>,
+    Path((blueprint, id)): Path<(String, String)>,
+) -> Response {
+    match shared
+        .store
+        .write(|s, changes| s.delete(&blueprint, &id, changes))
+        .await
+    {
         Ok(true) => Json(json!({"ok": true})).into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", format!("entity `{id}` of blueprint `{blueprint}` does not exist")),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
 
-async fn bulk_delete(State(shared): State<Arc<Shared>>, Path(blueprint): Path<String>, body: Bytes) -> Response {
+async fn bulk_delete(
+    State(shared): State<Arc<Shared>>,
+    Path(blueprint): Path<String>,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(ids) = body.get("entities").and_then(Value::as_array) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`entities` must be an array of identifiers");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`entities` must be an array of identifiers",
+        );
     };
-    let ids: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+    let ids: Vec<String> = ids
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
     let result = shared
         .store
-        .write(|s, changes| ids.iter().filter(|id| s.delete(&blueprint, id, changes)).cloned().collect::<Vec<_>>())
+        .write(|s, changes| {
+            ids.iter()
+                .filter(|id| s.delete(&blueprint, id, changes))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .await;
     match result {
         Ok(deleted) => Json(json!({"ok": true, "deletedEntities": deleted})).into_response(),
@@ -389,12 +532,18 @@ async fn search_entities(State(shared): State<Arc<Shared>>, request: Request) ->
     };
     let query = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let found: Result<Vec<Value>, String> = shared.store.read(|s| {
         let mut out = Vec::new();
         for stored in s.entities.values() {
-            if matches(&query, &Subject { entity: &stored.entity, datasource: &stored.datasource })? {
+            if matches(
+                &query,
+                &Subject {
+                    entity: &stored.entity,
+                    datasource: &stored.datasource,
+                },
+            )? {
                 out.push(stored.entity.clone());
             }
         }
@@ -407,7 +556,12 @@ async fn search_entities(State(shared): State<Arc<Shared>>, request: Request) ->
             } else {
                 entities
                     .into_iter()
-                    .map(|e| includes.iter().filter_map(|k| e.get(k).map(|v| (k.clone(), v.clone()))).collect())
+                    .map(|e| {
+                        includes
+                            .iter()
+                            .filter_map(|k| e.get(k).map(|v| (k.clone(), v.clone())))
+                            .collect()
+                    })
                     .collect()
             };
             Json(json!({"ok": true, "entities": entities})).into_response()
@@ -421,18 +575,42 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/organization", get(organization))
         .route("/v1/integration", post(create_integration))
         .route("/v1/integration/provision-enabled", get(provision_enabled))
-        .route("/v1/integration/{id}", get(get_integration).patch(patch_integration))
-        .route("/v1/integration/{id}/config", axum::routing::patch(patch_integration_config))
-        .route("/v1/blueprints/{bp}/entities", get(list_entities).post(single_upsert))
+        .route(
+            "/v1/integration/{id}",
+            get(get_integration).patch(patch_integration),
+        )
+        .route(
+            "/v1/integration/{id}/config",
+            axum::routing::patch(patch_integration_config),
+        )
+        .route(
+            "/v1/blueprints/{bp}/entities",
+            get(list_entities).post(single_upsert),
+        )
         .route("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert))
-        .route("/v1/blueprints/{bp}/entities/{id}", get(get_entity).delete(delete_entity))
-        .route("/v1/blueprints/{bp}/bulk/entities/delete", post(bulk_delete))
+        .route(
+            "/v1/blueprints/{bp}/entities/{id}",
+            get(get_entity).delete(delete_entity),
+        )
+        .route(
+            "/v1/blueprints/{bp}/bulk/entities/delete",
+            post(bulk_delete),
+        )
         .route("/v1/entities/search", post(search_entities))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&shared), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            require_token,
+        ));
     Router::new()
         .route("/v1/auth/access_token", post(access_token))
         .merge(authed)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint in the built-in Port") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint in the built-in Port",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(shared)
 }
@@ -446,9 +624,21 @@ impl LocalPort {
         let store = Store::open(&options.data_dir)?;
         let listener = tokio::net::TcpListener::bind(options.addr)
             .await
-            .map_err(|source| LocalPortError::Bind { addr: options.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| LocalPortError::Bind { addr: options.addr, source })?;
-        let shared = Arc::new(Shared { store, credentials: options.credentials, tokens: Mutex::new(HashMap::new()) });
+            .map_err(|source| LocalPortError::Bind {
+                addr: options.addr,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| LocalPortError::Bind {
+                addr: options.addr,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            store,
+            credentials: options.credentials,
+            tokens: Mutex::new(HashMap::new()),
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(Arc::clone(&shared));
         let task = tokio::spawn(async move {
@@ -459,7 +649,12 @@ impl LocalPort {
                 tracing::error!(error = %e, "built-in Port stopped");
             }
         });
-        Ok(Self { addr, shared, stop: Some(stop), task })
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// The base URL to give a Port client, e.g. `http://127.0.0.1:5101`.
@@ -472,13 +667,23 @@ impl LocalPort {
     ///
     /// # Errors
     /// The record could not be persisted.
-    pub async fn seed_integration(&self, identifier: &str, app_type: &str, version: &str, config: Value) -> Result<(), LocalPortError> {
+    pub async fn seed_integration(
+        &self,
+        identifier: &str,
+        app_type: &str,
+        version: &str,
+        config: Value,
+    ) -> Result<(), LocalPortError> {
         let patch = json!({"config": config, "installationAppType": app_type, "version": version});
         let id = identifier.to_owned();
         self.shared
             .store
             .write(|s, changes| {
-                let mut record = s.integrations.get(&id).cloned().unwrap_or_else(|| new_integration(&id));
+                let mut record = s
+                    .integrations
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| new_integration(&id));
                 if let (Some(obj), Some(patch)) = (record.as_object_mut(), patch.as_object()) {
                     obj.extend(patch.clone());
                 }

@@ -12,10 +12,13 @@ impl Subject<'_> {
     fn property(&self, name: &str) -> Option<Value> {
         match name {
             "$datasource" => Some(Value::String(self.datasource.to_owned())),
-            "$identifier" | "$blueprint" | "$title" | "$team" | "$icon" | "$createdAt" | "$updatedAt" => {
-                self.entity.get(&name[1..]).cloned()
-            }
-            other => self.entity.get("properties").and_then(|p| p.get(other)).cloned(),
+            "$identifier" | "$blueprint" | "$title" | "$team" | "$icon" | "$createdAt"
+            | "$updatedAt" => self.entity.get(&name[1..]).cloned(),
+            other => self
+                .entity
+                .get("properties")
+                .and_then(|p| p.get(other))
+                .cloned(),
         }
     }
 }
@@ -29,8 +32,14 @@ fn as_text(v: &Value) -> Option<&str> {
 /// # Errors
 /// A query that is not of Port's shape, or an operator this emulator does not know.
 pub(crate) fn matches(query: &Value, subject: &Subject<'_>) -> Result<bool, String> {
-    let combinator = query.get("combinator").and_then(Value::as_str).unwrap_or("and");
-    let rules = query.get("rules").and_then(Value::as_array).ok_or("a query needs a `rules` array")?;
+    let combinator = query
+        .get("combinator")
+        .and_then(Value::as_str)
+        .unwrap_or("and");
+    let rules = query
+        .get("rules")
+        .and_then(Value::as_array)
+        .ok_or("a query needs a `rules` array")?;
     let mut results = rules.iter().map(|rule| {
         if rule.get("rules").is_some() {
             matches(rule, subject)
@@ -41,20 +50,34 @@ pub(crate) fn matches(query: &Value, subject: &Subject<'_>) -> Result<bool, Stri
     match combinator {
         "and" => results.try_fold(true, |acc, r| r.map(|r| acc && r)),
         "or" => results.try_fold(false, |acc, r| r.map(|r| acc || r)),
-        other => Err(format!("unknown combinator `{other}`; expected `and` or `or`")),
+        other => Err(format!(
+            "unknown combinator `{other}`; expected `and` or `or`"
+        )),
     }
 }
 
 fn rule_matches(rule: &Value, subject: &Subject<'_>) -> Result<bool, String> {
-    let property = rule.get("property").and_then(Value::as_str).ok_or("a rule needs a string `property`")?;
-    let operator = rule.get("operator").and_then(Value::as_str).ok_or("a rule needs a string `operator`")?;
+    let property = rule
+        .get("property")
+        .and_then(Value::as_str)
+        .ok_or("a rule needs a string `property`")?;
+    let operator = rule
+        .get("operator")
+        .and_then(Value::as_str)
+        .ok_or("a rule needs a string `operator`")?;
     let expected = rule.get("value").unwrap_or(&Value::Null);
     let actual = subject.property(property).unwrap_or(Value::Null);
     Ok(match operator {
         "=" => actual == *expected,
         "!=" => actual != *expected,
-        "in" => expected.as_array().ok_or("operator `in` needs an array `value`")?.contains(&actual),
-        "notIn" => !expected.as_array().ok_or("operator `notIn` needs an array `value`")?.contains(&actual),
+        "in" => expected
+            .as_array()
+            .ok_or("operator `in` needs an array `value`")?
+            .contains(&actual),
+        "notIn" => !expected
+            .as_array()
+            .ok_or("operator `notIn` needs an array `value`")?
+            .contains(&actual),
         "contains" | "doesNotContains" => {
             let needle = as_text(expected).ok_or("operator `contains` needs a string `value`")?;
             let found = match &actual {
@@ -64,11 +87,23 @@ fn rule_matches(rule: &Value, subject: &Subject<'_>) -> Result<bool, String> {
             };
             (operator == "contains") == found
         }
-        "beginsWith" => as_text(&actual).zip(as_text(expected)).is_some_and(|(a, e)| a.starts_with(e)),
-        "endsWith" => as_text(&actual).zip(as_text(expected)).is_some_and(|(a, e)| a.ends_with(e)),
-        "isEmpty" => matches!(actual, Value::Null) || actual == "" || actual == Value::Array(vec![]),
-        "isNotEmpty" => !(matches!(actual, Value::Null) || actual == "" || actual == Value::Array(vec![])),
-        other => return Err(format!("operator `{other}` is not supported by the built-in Port")),
+        "beginsWith" => as_text(&actual)
+            .zip(as_text(expected))
+            .is_some_and(|(a, e)| a.starts_with(e)),
+        "endsWith" => as_text(&actual)
+            .zip(as_text(expected))
+            .is_some_and(|(a, e)| a.ends_with(e)),
+        "isEmpty" => {
+            matches!(actual, Value::Null) || actual == "" || actual == Value::Array(vec![])
+        }
+        "isNotEmpty" => {
+            !(matches!(actual, Value::Null) || actual == "" || actual == Value::Array(vec![]))
+        }
+        other => {
+            return Err(format!(
+                "operator `{other}` is not supported by the built-in Port"
+            ));
+        }
     })
 }
 
@@ -79,7 +114,13 @@ mod tests {
 
     fn check(query: Value) -> Result<bool, String> {
         let entity = json!({"identifier": "A-1", "blueprint": "issue", "properties": {"status": "Open", "tags": ["x"]}});
-        matches(&query, &Subject { entity: &entity, datasource: "port-ocean/jira/1.0/my-jira/exporter" })
+        matches(
+            &query,
+            &Subject {
+                entity: &entity,
+                datasource: "port-ocean/jira/1.0/my-jira/exporter",
+            },
+        )
     }
 
     #[test]
@@ -94,7 +135,9 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            check(json!({"rules": [{"property": "$datasource", "operator": "contains", "value": "/other/exporter"}]})),
+            check(
+                json!({"rules": [{"property": "$datasource", "operator": "contains", "value": "/other/exporter"}]})
+            ),
             Ok(false)
         );
     }
@@ -114,6 +157,8 @@ mod tests {
     fn bad_queries_are_errors() {
         assert!(check(json!({"rules": [{"property": "a", "operator": "~", "value": 1}]})).is_err());
         assert!(check(json!({"combinator": "xor", "rules": []})).is_err());
-        assert!(check(json!({"rules": [{"property": "a", "operator": "in", "value": 1}]})).is_err());
+        assert!(
+            check(json!({"rules": [{"property": "a", "operator": "in", "value": 1}]})).is_err()
+        );
     }
 }

@@ -63,12 +63,16 @@ fn key(blueprint: &str, identifier: &str) -> String {
 fn valid_identifier(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 1000
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c))
 }
 
 /// Now as RFC 3339 UTC with milliseconds, like Port's timestamps.
 pub(crate) fn now_rfc3339() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -101,7 +105,11 @@ impl State {
         changes: &mut Vec<Change>,
     ) -> Result<(String, bool), EntityRefusal> {
         let Some(fields) = incoming.as_object() else {
-            return Err(refusal(422, "invalid_entity", "an entity must be a JSON object".to_owned()));
+            return Err(refusal(
+                422,
+                "invalid_entity",
+                "an entity must be a JSON object".to_owned(),
+            ));
         };
         let identifier = match fields.get("identifier") {
             Some(Value::String(id)) if valid_identifier(id) => id.clone(),
@@ -113,11 +121,24 @@ impl State {
                 ));
             }
             Some(query @ Value::Object(_)) => self.resolve(blueprint, query)?,
-            _ => return Err(refusal(422, "invalid_identifier", "identifier must be a string or a search query".to_owned())),
+            _ => {
+                return Err(refusal(
+                    422,
+                    "invalid_identifier",
+                    "identifier must be a string or a search query".to_owned(),
+                ));
+            }
         };
         for (name, kind) in [("properties", "object"), ("relations", "object")] {
-            if fields.get(name).is_some_and(|v| !v.is_object() && !v.is_null()) {
-                return Err(refusal(422, "invalid_entity", format!("`{name}` must be an {kind}")));
+            if fields
+                .get(name)
+                .is_some_and(|v| !v.is_object() && !v.is_null())
+            {
+                return Err(refusal(
+                    422,
+                    "invalid_entity",
+                    format!("`{name}` must be an {kind}"),
+                ));
             }
         }
         let now = now_rfc3339();
@@ -128,7 +149,11 @@ impl State {
             Some(Value::Object(mut old)) if merge => {
                 for (name, value) in fields {
                     match (name.as_str(), value, old.get_mut(name)) {
-                        ("properties" | "relations", Value::Object(new), Some(Value::Object(existing))) => {
+                        (
+                            "properties" | "relations",
+                            Value::Object(new),
+                            Some(Value::Object(existing)),
+                        ) => {
                             existing.extend(new.clone());
                         }
                         _ => {
@@ -160,8 +185,12 @@ impl State {
         }
         entity.entry("title").or_insert(Value::Null);
         entity.insert("updatedAt".to_owned(), Value::String(now));
-        let stored = Stored { entity: Value::Object(entity), datasource: datasource.to_owned() };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| refusal(500, "internal_error", e.to_string()))?;
+        let stored = Stored {
+            entity: Value::Object(entity),
+            datasource: datasource.to_owned(),
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| refusal(500, "internal_error", e.to_string()))?;
         changes.push(Change::PutEntity(key(blueprint, &identifier), bytes));
         self.entities.insert(k, stored);
         Ok((identifier, created))
@@ -173,22 +202,44 @@ impl State {
             if bp != blueprint {
                 continue;
             }
-            let hit = matches(query, &Subject { entity: &s.entity, datasource: &s.datasource })
-                .map_err(|e| refusal(422, "invalid_search_query", e))?;
+            let hit = matches(
+                query,
+                &Subject {
+                    entity: &s.entity,
+                    datasource: &s.datasource,
+                },
+            )
+            .map_err(|e| refusal(422, "invalid_search_query", e))?;
             if hit {
                 found.push(id.clone());
             }
         }
         match found.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(refusal(404, "not_found", "the search identifier matches no entity".to_owned())),
-            _ => Err(refusal(422, "ambiguous_identifier", "the search identifier matches several entities".to_owned())),
+            [] => Err(refusal(
+                404,
+                "not_found",
+                "the search identifier matches no entity".to_owned(),
+            )),
+            _ => Err(refusal(
+                422,
+                "ambiguous_identifier",
+                "the search identifier matches several entities".to_owned(),
+            )),
         }
     }
 
     /// Deletes one entity; returns whether it existed.
-    pub(crate) fn delete(&mut self, blueprint: &str, identifier: &str, changes: &mut Vec<Change>) -> bool {
-        let existed = self.entities.remove(&(blueprint.to_owned(), identifier.to_owned())).is_some();
+    pub(crate) fn delete(
+        &mut self,
+        blueprint: &str,
+        identifier: &str,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        let existed = self
+            .entities
+            .remove(&(blueprint.to_owned(), identifier.to_owned()))
+            .is_some();
         if existed {
             changes.push(Change::DeleteEntity(key(blueprint, identifier)));
         }
@@ -196,7 +247,12 @@ impl State {
     }
 
     /// Stores an integration record.
-    pub(crate) fn put_integration(&mut self, id: &str, record: Value, changes: &mut Vec<Change>) -> Result<(), String> {
+    pub(crate) fn put_integration(
+        &mut self,
+        id: &str,
+        record: Value,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), String> {
         let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
         changes.push(Change::PutIntegration(id.to_owned(), bytes));
         self.integrations.insert(id.to_owned(), record);
@@ -205,7 +261,11 @@ impl State {
 }
 
 fn refusal(status: u16, error: &'static str, message: String) -> EntityRefusal {
-    EntityRefusal { status, error, message }
+    EntityRefusal {
+        status,
+        error,
+        message,
+    }
 }
 
 /// The state plus its persistence.
@@ -266,11 +326,16 @@ fn load(db: &Database) -> Result<State, redb::Error> {
     for row in read.open_table(ENTITIES)?.iter()? {
         let (k, v) = row?;
         let Ok(stored) = serde_json::from_slice::<Stored>(v.value()) else {
-            tracing::warn!(key = k.value(), "built-in Port: skipping an unreadable entity record");
+            tracing::warn!(
+                key = k.value(),
+                "built-in Port: skipping an unreadable entity record"
+            );
             continue;
         };
         if let Some((bp, id)) = k.value().split_once('\u{1f}') {
-            state.entities.insert((bp.to_owned(), id.to_owned()), stored);
+            state
+                .entities
+                .insert((bp.to_owned(), id.to_owned()), stored);
         }
     }
     for row in read.open_table(INTEGRATIONS)?.iter()? {
@@ -285,16 +350,31 @@ fn load(db: &Database) -> Result<State, redb::Error> {
 impl Store {
     /// Opens (or creates) the store in `dir` and loads it into memory.
     pub(crate) fn open(dir: &Path) -> Result<Self, LocalPortError> {
-        std::fs::create_dir_all(dir).map_err(|source| LocalPortError::DataDir { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LocalPortError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join("port.redb");
-        let db = Database::create(&path).map_err(|e| LocalPortError::Storage { path: path.clone(), reason: e.to_string() })?;
-        let state = load(&db).map_err(|e| LocalPortError::Storage { path: path.clone(), reason: e.to_string() })?;
+        let db = Database::create(&path).map_err(|e| LocalPortError::Storage {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let state = load(&db).map_err(|e| LocalPortError::Storage {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let (writer, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("local-port-writer".to_owned())
             .spawn(move || write_loop(db, rx))
-            .map_err(|source| LocalPortError::DataDir { path: dir.to_owned(), source })?;
-        Ok(Self { state: Mutex::new(state), writer })
+            .map_err(|source| LocalPortError::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            state: Mutex::new(state),
+            writer,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -307,7 +387,10 @@ impl Store {
     }
 
     /// Mutates the state and waits until the changes are durable.
-    pub(crate) async fn write<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Change>) -> R) -> Result<R, String> {
+    pub(crate) async fn write<R>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Vec<Change>) -> R,
+    ) -> Result<R, String> {
         let (done, committed) = oneshot::channel();
         let result = {
             let mut state = self.lock();
@@ -321,7 +404,9 @@ impl Store {
                 .map_err(|_| "the built-in Port's writer has stopped".to_owned())?;
             result
         };
-        committed.await.map_err(|_| "the built-in Port's writer has stopped".to_owned())??;
+        committed
+            .await
+            .map_err(|_| "the built-in Port's writer has stopped".to_owned())??;
         Ok(result)
     }
 }
@@ -335,7 +420,10 @@ mod tests {
     fn timestamps_are_rfc3339() {
         let t = now_rfc3339();
         assert_eq!(t.len(), 24, "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
     }
 
     #[test]
@@ -343,14 +431,41 @@ mod tests {
         let mut s = State::default();
         let mut ch = Vec::new();
         let (_, created) = s
-            .upsert("b", &json!({"identifier": "x", "properties": {"a": 1, "b": 2}}), true, "ds", &mut ch)
+            .upsert(
+                "b",
+                &json!({"identifier": "x", "properties": {"a": 1, "b": 2}}),
+                true,
+                "ds",
+                &mut ch,
+            )
             .unwrap();
         assert!(created);
-        let (_, created) = s.upsert("b", &json!({"identifier": "x", "properties": {"a": 9}}), true, "ds", &mut ch).unwrap();
+        let (_, created) = s
+            .upsert(
+                "b",
+                &json!({"identifier": "x", "properties": {"a": 9}}),
+                true,
+                "ds",
+                &mut ch,
+            )
+            .unwrap();
         assert!(!created);
-        assert_eq!(s.entities[&("b".into(), "x".into())].entity["properties"], json!({"a": 9, "b": 2}));
-        s.upsert("b", &json!({"identifier": "x", "properties": {"a": 7}}), false, "ds", &mut ch).unwrap();
-        assert_eq!(s.entities[&("b".into(), "x".into())].entity["properties"], json!({"a": 7}));
+        assert_eq!(
+            s.entities[&("b".into(), "x".into())].entity["properties"],
+            json!({"a": 9, "b": 2})
+        );
+        s.upsert(
+            "b",
+            &json!({"identifier": "x", "properties": {"a": 7}}),
+            false,
+            "ds",
+            &mut ch,
+        )
+        .unwrap();
+        assert_eq!(
+            s.entities[&("b".into(), "x".into())].entity["properties"],
+            json!({"a": 7})
+        );
         assert_eq!(ch.len(), 3);
     }
 
@@ -358,9 +473,20 @@ mod tests {
     fn bad_identifiers_are_refused() {
         let mut s = State::default();
         let mut ch = Vec::new();
-        let e = s.upsert("b", &json!({"identifier": "has space"}), true, "ds", &mut ch).unwrap_err();
+        let e = s
+            .upsert(
+                "b",
+                &json!({"identifier": "has space"}),
+                true,
+                "ds",
+                &mut ch,
+            )
+            .unwrap_err();
         assert_eq!(e.status, 422);
-        assert!(s.upsert("b", &json!({"identifier": 5}), true, "ds", &mut ch).is_err());
+        assert!(
+            s.upsert("b", &json!({"identifier": 5}), true, "ds", &mut ch)
+                .is_err()
+        );
         assert!(ch.is_empty());
     }
 
@@ -368,11 +494,31 @@ mod tests {
     fn search_identifier_resolves_to_exactly_one_entity() {
         let mut s = State::default();
         let mut ch = Vec::new();
-        s.upsert("b", &json!({"identifier": "x", "properties": {"email": "a@b"}}), true, "ds", &mut ch).unwrap();
+        s.upsert(
+            "b",
+            &json!({"identifier": "x", "properties": {"email": "a@b"}}),
+            true,
+            "ds",
+            &mut ch,
+        )
+        .unwrap();
         let q = json!({"combinator": "and", "rules": [{"property": "email", "operator": "=", "value": "a@b"}]});
-        let (id, created) = s.upsert("b", &json!({"identifier": q, "title": "T"}), true, "ds", &mut ch).unwrap();
+        let (id, created) = s
+            .upsert(
+                "b",
+                &json!({"identifier": q, "title": "T"}),
+                true,
+                "ds",
+                &mut ch,
+            )
+            .unwrap();
         assert_eq!((id.as_str(), created), ("x", false));
         let none = json!({"rules": [{"property": "email", "operator": "=", "value": "zz"}]});
-        assert_eq!(s.upsert("b", &json!({"identifier": none}), true, "ds", &mut ch).unwrap_err().status, 404);
+        assert_eq!(
+            s.upsert("b", &json!({"identifier": none}), true, "ds", &mut ch)
+                .unwrap_err()
+                .status,
+            404
+        );
     }
 }

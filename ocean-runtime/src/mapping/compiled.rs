@@ -20,7 +20,11 @@ pub struct MappingError {
 
 impl fmt::Display for MappingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: jq `{}`: {}", self.field, self.expression, self.error)
+        write!(
+            f,
+            "{}: jq `{}`: {}",
+            self.field, self.expression, self.error
+        )
     }
 }
 
@@ -40,7 +44,11 @@ impl Node {
             Value::String(code) => match JqProgram::compile(code) {
                 Ok(p) => Self::Jq(p),
                 Err(error) => {
-                    errors.push(MappingError { field: field.to_owned(), expression: code.clone(), error });
+                    errors.push(MappingError {
+                        field: field.to_owned(),
+                        expression: code.clone(),
+                        error,
+                    });
                     Self::Literal(Value::Null)
                 }
             },
@@ -135,7 +143,9 @@ pub struct CompiledMapping {
 
 impl fmt::Debug for CompiledMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledMapping").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("CompiledMapping")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,22 +179,35 @@ impl CompiledMapping {
                     None
                 }
             };
-            let items_to_parse = res.port.items_to_parse.as_ref().and_then(|code| match JqProgram::compile(code) {
-                Ok(p) => Some((p, res.port.items_to_parse_name.clone().unwrap_or_else(|| "item".to_owned()))),
-                Err(error) => {
-                    errors.push(MappingError {
-                        field: format!("{at}.port.itemsToParse"),
-                        expression: code.clone(),
-                        error,
+            let items_to_parse =
+                res.port
+                    .items_to_parse
+                    .as_ref()
+                    .and_then(|code| match JqProgram::compile(code) {
+                        Ok(p) => Some((
+                            p,
+                            res.port
+                                .items_to_parse_name
+                                .clone()
+                                .unwrap_or_else(|| "item".to_owned()),
+                        )),
+                        Err(error) => {
+                            errors.push(MappingError {
+                                field: format!("{at}.port.itemsToParse"),
+                                expression: code.clone(),
+                                error,
+                            });
+                            None
+                        }
                     });
-                    None
-                }
-            });
             let m = &res.port.entity.mappings;
             let base = format!("{at}.port.entity.mappings");
             let mut fields = Vec::new();
             let mut add = |name: &'static str, v: &Value| {
-                fields.push((name, Node::compile(v, &format!("{base}.{name}"), &mut errors)));
+                fields.push((
+                    name,
+                    Node::compile(v, &format!("{base}.{name}"), &mut errors),
+                ));
             };
             add("identifier", &m.identifier);
             if let Some(v) = &m.title {
@@ -203,9 +226,17 @@ impl CompiledMapping {
             if !m.relations.is_empty() {
                 add("relations", &Value::Object(m.relations.clone()));
             }
-            resources.push(CompiledResource { selector, items_to_parse, fields });
+            resources.push(CompiledResource {
+                selector,
+                items_to_parse,
+                fields,
+            });
         }
-        if errors.is_empty() { Ok(Self { config, resources }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { config, resources })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The mapping as configured.
@@ -215,8 +246,15 @@ impl CompiledMapping {
     }
 
     /// The resources of kind `kind`, with their index in the mapping.
-    pub fn resources_of<'a, 'k>(&'a self, kind: &'k str) -> impl Iterator<Item = (usize, &'a ResourceConfig)> + use<'a, 'k> {
-        self.config.resources.iter().enumerate().filter(move |(_, r)| r.kind == kind)
+    pub fn resources_of<'a, 'k>(
+        &'a self,
+        kind: &'k str,
+    ) -> impl Iterator<Item = (usize, &'a ResourceConfig)> + use<'a, 'k> {
+        self.config
+            .resources
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.kind == kind)
     }
 
     /// Maps raw items with resource `resource_index`: each item (or each element of `itemsToParse`) is
@@ -226,14 +264,19 @@ impl CompiledMapping {
     pub fn map_items(&self, resource_index: usize, items: &[Value]) -> MappedItems {
         let mut out = MappedItems::default();
         let Some(res) = self.resources.get(resource_index) else {
-            out.issues.push(format!("resources[{resource_index}] does not exist in the current mapping"));
+            out.issues.push(format!(
+                "resources[{resource_index}] does not exist in the current mapping"
+            ));
             return out;
         };
         for (n, item) in items.iter().enumerate() {
             let val = to_val(item);
             match &res.items_to_parse {
                 None => self.map_one(resource_index, res, &val, &mut out),
-                Some((program, name)) => match program.first_val(val.clone()).map(|v| v.as_ref().map(from_val)) {
+                Some((program, name)) => match program
+                    .first_val(val.clone())
+                    .map(|v| v.as_ref().map(from_val))
+                {
                     Ok(Some(Value::Array(elements))) => {
                         for element in elements {
                             let mut parent = item.clone();
@@ -243,8 +286,12 @@ impl CompiledMapping {
                             self.map_one(resource_index, res, &to_val(&parent), &mut out);
                         }
                     }
-                    Ok(_) => out.issues.push(format!("item {n}: itemsToParse did not yield an array; item skipped")),
-                    Err(e) => out.issues.push(format!("item {n}: itemsToParse failed: {e}")),
+                    Ok(_) => out.issues.push(format!(
+                        "item {n}: itemsToParse did not yield an array; item skipped"
+                    )),
+                    Err(e) => out
+                        .issues
+                        .push(format!("item {n}: itemsToParse failed: {e}")),
                 },
             }
         }
@@ -252,7 +299,9 @@ impl CompiledMapping {
     }
 
     fn map_one(&self, index: usize, res: &CompiledResource, item: &Val, out: &mut MappedItems) {
-        let Some(selector) = &res.selector else { return };
+        let Some(selector) = &res.selector else {
+            return;
+        };
         let passed = match selector.first_val(item.clone()) {
             Ok(Some(Val::Bool(b))) => b,
             Ok(other) => {
@@ -263,23 +312,42 @@ impl CompiledMapping {
                 return;
             }
             Err(e) => {
-                out.issues.push(format!("resources[{index}].selector.query failed: {e}; item skipped"));
+                out.issues.push(format!(
+                    "resources[{index}].selector.query failed: {e}; item skipped"
+                ));
                 return;
             }
         };
         let base = format!("resources[{index}].port.entity.mappings");
         let mut body = Map::new();
         for (name, node) in &res.fields {
-            body.insert((*name).to_owned(), node.eval(item, &format!("{base}.{name}"), &mut out.issues));
+            body.insert(
+                (*name).to_owned(),
+                node.eval(item, &format!("{base}.{name}"), &mut out.issues),
+            );
         }
         let identifier = body.get("identifier").cloned().unwrap_or(Value::Null);
-        let blueprint = body.get("blueprint").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let blueprint = body
+            .get("blueprint")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if !truthy(&identifier) || blueprint.is_empty() {
-            out.issues.push(format!("{base}: identifier or blueprint is empty; entity skipped"));
+            out.issues.push(format!(
+                "{base}: identifier or blueprint is empty; entity skipped"
+            ));
             return;
         }
-        let entity = Entity { blueprint, identifier, body: Value::Object(body) };
-        if passed { out.passed.push(entity) } else { out.failed.push(entity) }
+        let entity = Entity {
+            blueprint,
+            identifier,
+            body: Value::Object(body),
+        };
+        if passed {
+            out.passed.push(entity)
+        } else {
+            out.failed.push(entity)
+        }
     }
 }
 
@@ -336,9 +404,16 @@ resources:
     #[test]
     fn runtime_errors_become_null_and_are_reported() {
         let m = mapping(ISSUES);
-        let out = m.map_items(0, &[json!({"key": "A-3", "fields": {"status": "Open", "points": "x"}})]);
+        let out = m.map_items(
+            0,
+            &[json!({"key": "A-3", "fields": {"status": "Open", "points": {"a": 1}}})],
+        );
         assert_eq!(out.passed[0].body["properties"]["points"], Value::Null);
-        assert!(out.issues.iter().any(|i| i.contains("properties.points")), "{:?}", out.issues);
+        assert!(
+            out.issues.iter().any(|i| i.contains("properties.points")),
+            "{:?}",
+            out.issues
+        );
     }
 
     #[test]
@@ -346,7 +421,11 @@ resources:
         let m = mapping(ISSUES);
         let out = m.map_items(0, &[json!({"fields": {"status": "Open"}})]);
         assert!(out.passed.is_empty() && out.failed.is_empty());
-        assert!(out.issues.iter().any(|i| i.contains("identifier or blueprint is empty")));
+        assert!(
+            out.issues
+                .iter()
+                .any(|i| i.contains("identifier or blueprint is empty"))
+        );
     }
 
     #[test]
@@ -354,16 +433,35 @@ resources:
         let m = mapping(&ISSUES.replace(r#"'.fields.status != "Archived"'"#, ".fields.status"));
         let out = m.map_items(0, &[json!({"key": "A-1", "fields": {"status": "Open"}})]);
         assert!(out.passed.is_empty() && out.failed.is_empty());
-        assert!(out.issues[0].contains("must yield a boolean"), "{:?}", out.issues);
+        assert!(
+            out.issues[0].contains("must yield a boolean"),
+            "{:?}",
+            out.issues
+        );
     }
 
     #[test]
     fn compile_errors_name_every_bad_field() {
-        let cfg = PortAppConfig::from_yaml(&ISSUES.replace(".fields.summary", ".fields.summary |").replace(".key", "nosuch(.key)")).unwrap();
+        let cfg = PortAppConfig::from_yaml(
+            &ISSUES
+                .replace(".fields.summary", ".fields.summary |")
+                .replace("identifier: .key", "identifier: nosuch(.key)"),
+        )
+        .unwrap();
         let errs = CompiledMapping::compile(cfg).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["resources[0].port.entity.mappings.identifier", "resources[0].port.entity.mappings.title"]);
-        assert!(errs[0].to_string().contains("undefined filter `nosuch`"), "{}", errs[0]);
+        assert_eq!(
+            fields,
+            [
+                "resources[0].port.entity.mappings.identifier",
+                "resources[0].port.entity.mappings.title"
+            ]
+        );
+        assert!(
+            errs[0].to_string().contains("undefined filter `nosuch`"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
@@ -409,7 +507,10 @@ resources:
             issue: .key
 "#,
         );
-        let out = m.map_items(0, &[json!({"key": "A-1", "comments": [{"id": "c1"}, {"id": "c2"}]})]);
+        let out = m.map_items(
+            0,
+            &[json!({"key": "A-1", "comments": [{"id": "c1"}, {"id": "c2"}]})],
+        );
         let ids: Vec<_> = out.passed.iter().map(|e| e.identifier.clone()).collect();
         assert_eq!(ids, [json!("c1"), json!("c2")]);
         assert_eq!(out.passed[1].body["relations"]["issue"], "A-1");

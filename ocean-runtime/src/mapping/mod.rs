@@ -134,12 +134,19 @@ resources:
 "#,
         )
         .unwrap();
-        assert!(cfg.delete_dependent_entities && cfg.create_missing_related_entities && cfg.enable_merge_entity);
+        assert!(
+            cfg.delete_dependent_entities
+                && cfg.create_missing_related_entities
+                && cfg.enable_merge_entity
+        );
         let r = &cfg.resources[0];
         assert_eq!(r.kind, "issue");
         assert_eq!(r.selector.extra["jql"], "project = X");
         assert_eq!(r.port.entity.mappings.blueprint, "\"jiraIssue\"");
-        assert_eq!(r.port.entity.mappings.properties["status"], ".fields.status.name");
+        assert_eq!(
+            r.port.entity.mappings.properties["status"],
+            ".fields.status.name"
+        );
     }
 
     #[test]

@@ -49,7 +49,11 @@ pub enum MappingLoadError {
 }
 
 fn join(errors: &[MappingError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The current mapping, compiled, replaced only by a version that compiles.
@@ -63,26 +67,45 @@ impl MappingStore {
     /// A store with no mapping loaded yet.
     #[must_use]
     pub fn new(source: MappingSource) -> Self {
-        Self { source, current: RwLock::new(None) }
+        Self {
+            source,
+            current: RwLock::new(None),
+        }
     }
 
     /// The mapping in force, if one was loaded.
     #[must_use]
     pub fn current(&self) -> Option<Arc<CompiledMapping>> {
-        self.current.read().map(|g| g.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        self.current
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     async fn fetch(&self) -> Result<PortAppConfig, MappingLoadError> {
         match &self.source {
             MappingSource::File(path) => {
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| MappingLoadError::Io { path: path.clone(), source })?;
-                PortAppConfig::from_yaml(&text).map_err(|source| MappingLoadError::Yaml { path: path.clone(), source })
+                let text = tokio::fs::read_to_string(path).await.map_err(|source| {
+                    MappingLoadError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                PortAppConfig::from_yaml(&text).map_err(|source| MappingLoadError::Yaml {
+                    path: path.clone(),
+                    source,
+                })
             }
             MappingSource::Port(client) => {
-                let record = client.integration().await?.ok_or(MappingLoadError::NoConfig)?;
-                let config = record.get("config").filter(|c| c.is_object()).cloned().ok_or(MappingLoadError::NoConfig)?;
+                let record = client
+                    .integration()
+                    .await?
+                    .ok_or(MappingLoadError::NoConfig)?;
+                let config = record
+                    .get("config")
+                    .filter(|c| c.is_object())
+                    .cloned()
+                    .ok_or(MappingLoadError::NoConfig)?;
                 serde_json::from_value(config).map_err(MappingLoadError::Shape)
             }
         }
@@ -99,7 +122,10 @@ impl MappingStore {
             return Ok(false);
         }
         let compiled = CompiledMapping::compile(config).map_err(MappingLoadError::Invalid)?;
-        let mut slot = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = Some(Arc::new(compiled));
         Ok(true)
     }
@@ -119,15 +145,32 @@ mod tests {
         let store = MappingStore::new(MappingSource::File(file.clone()));
         assert!(store.current().is_none());
         assert!(store.reload().await.unwrap());
-        assert!(!store.reload().await.unwrap(), "same content is not a new version");
+        assert!(
+            !store.reload().await.unwrap(),
+            "same content is not a new version"
+        );
 
         std::fs::write(&file, good.replace(".id", ".id |")).unwrap();
         let err = store.reload().await.unwrap_err();
-        assert!(err.to_string().contains("resources[0].port.entity.mappings.identifier"), "{err}");
-        assert_eq!(store.current().unwrap().config().resources[0].port.entity.mappings.identifier, ".id");
+        assert!(
+            err.to_string()
+                .contains("resources[0].port.entity.mappings.identifier"),
+            "{err}"
+        );
+        assert_eq!(
+            store.current().unwrap().config().resources[0]
+                .port
+                .entity
+                .mappings
+                .identifier,
+            ".id"
+        );
 
         std::fs::write(&file, "resources: 3").unwrap();
-        assert!(matches!(store.reload().await, Err(MappingLoadError::Yaml { .. })));
+        assert!(matches!(
+            store.reload().await,
+            Err(MappingLoadError::Yaml { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

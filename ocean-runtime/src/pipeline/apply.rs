@@ -37,8 +37,13 @@ pub(super) async fn apply(
         }
         for entity in updated.passed {
             // A search-query identifier has no key of its own; give each its own slot.
-            let key = entity.identifier_str().map_or_else(|| entity.identifier.to_string(), str::to_owned);
-            upserts.entry(entity.blueprint).or_default().insert(key, entity.body);
+            let key = entity
+                .identifier_str()
+                .map_or_else(|| entity.identifier.to_string(), str::to_owned);
+            upserts
+                .entry(entity.blueprint)
+                .or_default()
+                .insert(key, entity.body);
         }
         for entity in updated.failed.into_iter().chain(deleted.passed) {
             if let Some(id) = entity.identifier_str().map(str::to_owned) {
@@ -71,7 +76,11 @@ pub(super) async fn apply(
             continue;
         }
         let deleted = port
-            .delete_entities(blueprint, &owned, mapping.config().delete_dependent_entities)
+            .delete_entities(
+                blueprint,
+                &owned,
+                mapping.config().delete_dependent_entities,
+            )
             .await?;
         applied.deleted += deleted.len();
     }

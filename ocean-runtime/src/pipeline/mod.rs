@@ -43,7 +43,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("job_timeout", &self.job_timeout).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("job_timeout", &self.job_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,11 +63,25 @@ fn redelivery_delay(delivery: u32) -> Duration {
 impl Pipeline {
     /// A pipeline over these parts; `job_timeout` bounds each processor job unless the processor sets its own.
     #[must_use]
-    pub fn new(registry: Arc<Registry>, mapping: Arc<MappingStore>, port: Arc<PortClient>, job_timeout: Duration) -> Self {
-        Self { registry, mapping, port, job_timeout }
+    pub fn new(
+        registry: Arc<Registry>,
+        mapping: Arc<MappingStore>,
+        port: Arc<PortClient>,
+        job_timeout: Duration,
+    ) -> Self {
+        Self {
+            registry,
+            mapping,
+            port,
+            job_timeout,
+        }
     }
 
-    fn select<'a>(&'a self, event: &WebhookEvent, mapping: &'a CompiledMapping) -> Option<Vec<Job<'a>>> {
+    fn select<'a>(
+        &'a self,
+        event: &WebhookEvent,
+        mapping: &'a CompiledMapping,
+    ) -> Option<Vec<Job<'a>>> {
         let processors = self.registry.processors(event.path())?;
         let payload = ocean_jq::to_val(event.payload());
         let mut selected_any = false;
@@ -75,17 +91,28 @@ impl Pipeline {
             let before = jobs.len();
             for kind in processor.kinds_for(event) {
                 for (index, resource) in mapping.resources_of(&kind) {
-                    jobs.push(Job { processor, resource, index });
+                    jobs.push(Job {
+                        processor,
+                        resource,
+                        index,
+                    });
                 }
             }
             if jobs.len() == before {
-                tracing::info!(processor = processor.name(), "no mapping resource has this processor's kinds; skipped");
+                tracing::info!(
+                    processor = processor.name(),
+                    "no mapping resource has this processor's kinds; skipped"
+                );
             }
         }
         selected_any.then_some(jobs)
     }
 
-    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    async fn run_job(
+        &self,
+        job: &Job<'_>,
+        event: &WebhookEvent,
+    ) -> Result<RawResults, ProcessError> {
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let work = async {
@@ -111,7 +138,10 @@ impl Pipeline {
         let span = tracing::info_span!("process", processor = job.processor.name(), kind = %job.resource.kind, resource = job.index);
         match tokio::time::timeout(limit, work.instrument(span)).await {
             Ok(result) => result,
-            Err(_) => Err(ProcessError::permanent(format!("processor timed out after {:.1} s", limit.as_secs_f64()))),
+            Err(_) => Err(ProcessError::permanent(format!(
+                "processor timed out after {:.1} s",
+                limit.as_secs_f64()
+            ))),
         }
     }
 
@@ -121,18 +151,27 @@ impl Pipeline {
             return Outcome::NoMapping;
         };
         let Some(jobs) = self.select(event, &mapping) else {
-            tracing::warn!(path = event.path(), "no processor selected the event (unsupported event)");
+            tracing::warn!(
+                path = event.path(),
+                "no processor selected the event (unsupported event)"
+            );
             return Outcome::Unsupported;
         };
         if jobs.is_empty() {
             return Outcome::NoResource;
         }
-        let results = join_all(jobs.iter().map(|job| async move { (job, self.run_job(job, event).await) })).await;
+        let results = join_all(
+            jobs.iter()
+                .map(|job| async move { (job, self.run_job(job, event).await) }),
+        )
+        .await;
         let mut successes = Vec::new();
         for (job, result) in results {
             match result {
                 Ok(raw) => successes.push((job.index, raw)),
-                Err(e) => tracing::error!(processor = job.processor.name(), resource = job.index, error = %e, "job failed; its results are dropped"),
+                Err(e) => {
+                    tracing::error!(processor = job.processor.name(), resource = job.index, error = %e, "job failed; its results are dropped")
+                }
             }
         }
         match apply::apply(&self.port, &mapping, &successes).await {
@@ -154,14 +193,24 @@ impl Pipeline {
     }
 
     async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
-        let span = tracing::info_span!("event", event_id = lease.event.id(), path = lease.event.path(), delivery = lease.delivery);
+        let span = tracing::info_span!(
+            "event",
+            event_id = lease.event.id(),
+            path = lease.event.path(),
+            delivery = lease.delivery
+        );
         let outcome = self.process(&lease.event).instrument(span.clone()).await;
         let _enter = span.enter();
         let later = match &outcome {
             Outcome::NoMapping => Some("no mapping is loaded yet".to_owned()),
             Outcome::PortUnavailable(e) => Some(e.clone()),
             Outcome::Applied(a) => {
-                tracing::debug!(upserted = a.upserted, deleted = a.deleted, failed = a.failed, "event applied");
+                tracing::debug!(
+                    upserted = a.upserted,
+                    deleted = a.deleted,
+                    failed = a.failed,
+                    "event applied"
+                );
                 None
             }
             Outcome::Unsupported | Outcome::NoResource => None,
@@ -169,7 +218,11 @@ impl Pipeline {
         let result = match later {
             Some(reason) => {
                 let delay = redelivery_delay(lease.delivery);
-                tracing::warn!(reason, delay_ms = delay.as_millis() as u64, "event not applied; will process it again");
+                tracing::warn!(
+                    reason,
+                    delay_ms = delay.as_millis() as u64,
+                    "event not applied; will process it again"
+                );
                 queue.retry_later(lease, delay).await
             }
             None => queue.ack(lease).await,
@@ -186,7 +239,10 @@ mod tests {
 
     #[test]
     fn redelivery_backs_off_to_a_minute() {
-        let d: Vec<_> = [1, 2, 3, 7, 8, 50].iter().map(|n| redelivery_delay(*n).as_secs()).collect();
+        let d: Vec<_> = [1, 2, 3, 7, 8, 50]
+            .iter()
+            .map(|n| redelivery_delay(*n).as_secs())
+            .collect();
         assert_eq!(d, [1, 2, 4, 60, 60, 60]);
     }
 }

@@ -136,13 +136,18 @@ pub struct PortClient {
 
 impl std::fmt::Debug for PortClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("PortClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(300)))
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(300)))
 }
 
 impl PortClient {
@@ -163,8 +168,18 @@ impl PortClient {
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(|source| PortError::Transport { method: Method::GET, path: String::new(), source })?;
-        Ok(Self { http, base, config, user_agent, token: Mutex::new(None) })
+            .map_err(|source| PortError::Transport {
+                method: Method::GET,
+                path: String::new(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base,
+            config,
+            user_agent,
+            token: Mutex::new(None),
+        })
     }
 
     /// The base URL in use.
@@ -186,7 +201,11 @@ impl PortClient {
 
     fn ua(&self, entity_op: bool) -> String {
         let suffix = if entity_op { "/exporter" } else { "" };
-        format!("{}{suffix} ocean-rs/{}", self.user_agent, env!("CARGO_PKG_VERSION"))
+        format!(
+            "{}{suffix} ocean-rs/{}",
+            self.user_agent,
+            env!("CARGO_PKG_VERSION")
+        )
     }
 
     async fn token(&self, force: bool) -> Result<String, PortError> {
@@ -194,9 +213,17 @@ impl PortClient {
         if !force && let Some(t) = slot.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(t.header.clone());
         }
-        let body = json!({"clientId": self.config.client_id, "clientSecret": self.config.client_secret});
+        let body =
+            json!({"clientId": self.config.client_id, "clientSecret": self.config.client_secret});
         let value = self
-            .send(Method::POST, &["auth", "access_token"], &[], Some(&body), None, false)
+            .send(
+                Method::POST,
+                &["auth", "access_token"],
+                &[],
+                Some(&body),
+                None,
+                false,
+            )
             .await?;
         let t: TokenResponse = serde_json::from_value(value).map_err(|e| PortError::Decode {
             path: "/v1/auth/access_token".to_owned(),
@@ -204,7 +231,10 @@ impl PortClient {
         })?;
         let life = Duration::from_secs(t.expires_in);
         let header = format!("{} {}", t.token_type, t.access_token);
-        *slot = Some(Token { header: header.clone(), refresh_at: Instant::now() + life - life.min(Duration::from_secs(60)) / 2 });
+        *slot = Some(Token {
+            header: header.clone(),
+            refresh_at: Instant::now() + life - life.min(Duration::from_secs(60)) / 2,
+        });
         Ok(header)
     }
 
@@ -218,11 +248,25 @@ impl PortClient {
         entity_op: bool,
     ) -> Result<Value, PortError> {
         let auth = self.token(false).await?;
-        match self.send(method.clone(), segments, query, body, Some(&auth), entity_op).await {
-            Err(PortError::Status { status: StatusCode::UNAUTHORIZED, .. }) => {
+        match self
+            .send(
+                method.clone(),
+                segments,
+                query,
+                body,
+                Some(&auth),
+                entity_op,
+            )
+            .await
+        {
+            Err(PortError::Status {
+                status: StatusCode::UNAUTHORIZED,
+                ..
+            }) => {
                 tracing::info!("Port answered 401; refreshing the access token once");
                 let auth = self.token(true).await?;
-                self.send(method, segments, query, body, Some(&auth), entity_op).await
+                self.send(method, segments, query, body, Some(&auth), entity_op)
+                    .await
             }
             other => other,
         }
@@ -241,7 +285,10 @@ impl PortClient {
         let path = url.path().to_owned();
         let mut attempt = 0;
         loop {
-            let mut req = self.http.request(method.clone(), url.clone()).header(reqwest::header::USER_AGENT, self.ua(entity_op));
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(reqwest::header::USER_AGENT, self.ua(entity_op));
             if let Some(auth) = auth {
                 req = req.header(reqwest::header::AUTHORIZATION, auth);
             }
@@ -253,20 +300,42 @@ impl PortClient {
             let (error, wait) = match result {
                 Ok(resp) if resp.status().is_success() => {
                     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "port call");
-                    let bytes = resp.bytes().await.map_err(|source| PortError::Transport { method: method.clone(), path: path.clone(), source })?;
+                    let bytes = resp.bytes().await.map_err(|source| PortError::Transport {
+                        method: method.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
                     if bytes.is_empty() {
                         return Ok(Value::Null);
                     }
-                    return serde_json::from_slice(&bytes).map_err(|e| PortError::Decode { path, reason: e.to_string() });
+                    return serde_json::from_slice(&bytes).map_err(|e| PortError::Decode {
+                        path,
+                        reason: e.to_string(),
+                    });
                 }
                 Ok(resp) => {
                     let status = resp.status();
                     let wait = retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     let body: String = text.chars().take(BODY_EXCERPT).collect();
-                    (PortError::Status { method: method.clone(), path: path.clone(), status, body }, wait)
+                    (
+                        PortError::Status {
+                            method: method.clone(),
+                            path: path.clone(),
+                            status,
+                            body,
+                        },
+                        wait,
+                    )
                 }
-                Err(source) => (PortError::Transport { method: method.clone(), path: path.clone(), source }, None),
+                Err(source) => (
+                    PortError::Transport {
+                        method: method.clone(),
+                        path: path.clone(),
+                        source,
+                    },
+                    None,
+                ),
             };
             let retry = match &error {
                 PortError::Transport { .. } => true,
@@ -290,9 +359,15 @@ impl PortClient {
     /// Any [`PortError`] except a 404.
     pub async fn integration(&self) -> Result<Option<Value>, PortError> {
         let id = self.config.integration_identifier.clone();
-        match self.call(Method::GET, &["integration", &id], &[], None, false).await {
+        match self
+            .call(Method::GET, &["integration", &id], &[], None, false)
+            .await
+        {
             Ok(v) => Ok(v.get("integration").cloned()),
-            Err(PortError::Status { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(PortError::Status {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -321,10 +396,24 @@ impl PortClient {
         for chunk in entities.chunks(UPSERT_BATCH_MAX) {
             let body = json!({ "entities": chunk });
             let answer = self
-                .call(Method::POST, &["blueprints", blueprint, "entities", "bulk"], &query, Some(&body), true)
+                .call(
+                    Method::POST,
+                    &["blueprints", blueprint, "entities", "bulk"],
+                    &query,
+                    Some(&body),
+                    true,
+                )
                 .await?;
-            for err in answer.get("errors").and_then(Value::as_array).into_iter().flatten() {
-                let index = err.get("index").and_then(Value::as_u64).and_then(|i| usize::try_from(i).ok());
+            for err in answer
+                .get("errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let index = err
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| usize::try_from(i).ok());
                 let identifier = index
                     .and_then(|i| chunk.get(i))
                     .and_then(|e| e.get("identifier").cloned())
@@ -336,7 +425,10 @@ impl PortClient {
                     .and_then(Value::as_str)
                     .unwrap_or("refused")
                     .to_owned();
-                failures.push(EntityFailure { identifier, message });
+                failures.push(EntityFailure {
+                    identifier,
+                    message,
+                });
             }
         }
         Ok(failures)
@@ -347,7 +439,11 @@ impl PortClient {
     ///
     /// # Errors
     /// The search failed.
-    pub async fn search_owned(&self, blueprint: &str, identifiers: &[String]) -> Result<Vec<String>, PortError> {
+    pub async fn search_owned(
+        &self,
+        blueprint: &str,
+        identifiers: &[String],
+    ) -> Result<Vec<String>, PortError> {
         if identifiers.is_empty() {
             return Ok(Vec::new());
         }
@@ -360,15 +456,34 @@ impl PortClient {
                 {"property": "$datasource", "operator": "contains", "value": format!("/{}/exporter", self.config.integration_identifier)},
             ]
         });
-        let query = [("exclude_calculated_properties", "true"), ("include", "identifier"), ("include", "blueprint")];
-        let answer = self.call(Method::POST, &["entities", "search"], &query, Some(&body), true).await?;
-        let entities = answer.get("entities").and_then(Value::as_array).ok_or_else(|| PortError::Decode {
-            path: "/v1/entities/search".to_owned(),
-            reason: "no `entities` array".to_owned(),
-        })?;
+        let query = [
+            ("exclude_calculated_properties", "true"),
+            ("include", "identifier"),
+            ("include", "blueprint"),
+        ];
+        let answer = self
+            .call(
+                Method::POST,
+                &["entities", "search"],
+                &query,
+                Some(&body),
+                true,
+            )
+            .await?;
+        let entities = answer
+            .get("entities")
+            .and_then(Value::as_array)
+            .ok_or_else(|| PortError::Decode {
+                path: "/v1/entities/search".to_owned(),
+                reason: "no `entities` array".to_owned(),
+            })?;
         Ok(entities
             .iter()
-            .filter_map(|e| e.get("identifier").and_then(Value::as_str).map(str::to_owned))
+            .filter_map(|e| {
+                e.get("identifier")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .collect())
     }
 
@@ -384,12 +499,21 @@ impl PortClient {
         delete_dependents: bool,
     ) -> Result<Vec<String>, PortError> {
         let dependents = delete_dependents.to_string();
-        let query = [("delete_dependents", dependents.as_str()), ("ocean_info_event_type", "http_request")];
+        let query = [
+            ("delete_dependents", dependents.as_str()),
+            ("ocean_info_event_type", "http_request"),
+        ];
         let mut deleted = Vec::new();
         for chunk in identifiers.chunks(DELETE_BATCH_MAX) {
             let body = json!({ "entities": chunk });
             let answer = self
-                .call(Method::POST, &["blueprints", blueprint, "bulk", "entities", "delete"], &query, Some(&body), true)
+                .call(
+                    Method::POST,
+                    &["blueprints", blueprint, "bulk", "entities", "delete"],
+                    &query,
+                    Some(&body),
+                    true,
+                )
                 .await?;
             deleted.extend(
                 answer

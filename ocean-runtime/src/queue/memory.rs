@@ -36,7 +36,10 @@ pub struct MemoryQueue {
 
 impl std::fmt::Debug for MemoryQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryQueue").field("capacity", &self.capacity).field("depth", &self.depth()).finish()
+        f.debug_struct("MemoryQueue")
+            .field("capacity", &self.capacity)
+            .field("depth", &self.depth())
+            .finish()
     }
 }
 
@@ -44,7 +47,11 @@ impl MemoryQueue {
     /// A queue holding at most `capacity` events (waiting plus leased).
     #[must_use]
     pub fn new(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Inner::default()), notify: Notify::new(), capacity }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            capacity,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -68,7 +75,11 @@ impl MemoryQueue {
         };
         entry.delivery += 1;
         entry.not_before = None;
-        let lease = Lease { seq: entry.seq, event: Arc::clone(&entry.event), delivery: entry.delivery };
+        let lease = Lease {
+            seq: entry.seq,
+            event: Arc::clone(&entry.event),
+            delivery: entry.delivery,
+        };
         inner.leased.insert(entry.seq, entry);
         Ok(lease)
     }
@@ -81,11 +92,18 @@ impl EventQueue for MemoryQueue {
             if inner.closed {
                 Err(QueueError::Closed)
             } else if inner.waiting.len() + inner.leased.len() >= self.capacity {
-                Err(QueueError::Full { capacity: self.capacity })
+                Err(QueueError::Full {
+                    capacity: self.capacity,
+                })
             } else {
                 let seq = inner.next_seq;
                 inner.next_seq += 1;
-                inner.waiting.push_back(Entry { seq, event: Arc::new(event), delivery: 0, not_before: None });
+                inner.waiting.push_back(Entry {
+                    seq,
+                    event: Arc::new(event),
+                    delivery: 0,
+                    not_before: None,
+                });
                 Ok(())
             }
         };
@@ -123,7 +141,11 @@ impl EventQueue for MemoryQueue {
         Box::pin(async move { result })
     }
 
-    fn retry_later<'a>(&'a self, lease: &'a Lease, delay: Duration) -> BoxFuture<'a, Result<(), QueueError>> {
+    fn retry_later<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
         let result = {
             let mut inner = self.lock();
             match inner.leased.remove(&lease.seq) {
@@ -182,7 +204,10 @@ mod tests {
     async fn full_queue_refuses() {
         let q = MemoryQueue::new(1);
         q.push(event(1)).await.unwrap();
-        assert!(matches!(q.push(event(2)).await, Err(QueueError::Full { capacity: 1 })));
+        assert!(matches!(
+            q.push(event(2)).await,
+            Err(QueueError::Full { capacity: 1 })
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -54,7 +54,11 @@ pub trait EventQueue: Send + Sync + 'static {
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>>;
 
     /// Puts a leased event back, to be handed out again after `delay`, in its arrival position.
-    fn retry_later<'a>(&'a self, lease: &'a Lease, delay: Duration) -> BoxFuture<'a, Result<(), QueueError>>;
+    fn retry_later<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<(), QueueError>>;
 
     /// Events held: waiting plus leased.
     fn depth(&self) -> usize;

@@ -24,11 +24,18 @@ pub(crate) struct Ingress {
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(json!({"status": "error", "error": reason.into()}))).into_response()
+    (
+        status,
+        Json(json!({"status": "error", "error": reason.into()})),
+    )
+        .into_response()
 }
 
 fn too_large(limit: usize) -> Response {
-    reject(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than {limit} bytes (OCEAN__INGRESS__BODY_LIMIT_BYTES)"))
+    reject(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body is larger than {limit} bytes (OCEAN__INGRESS__BODY_LIMIT_BYTES)"),
+    )
 }
 
 fn is_length_limit(err: &axum::Error) -> bool {
@@ -42,14 +49,25 @@ fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
-async fn webhook(State(ingress): State<Arc<Ingress>>, Path(rest): Path<String>, request: Request) -> Response {
+async fn webhook(
+    State(ingress): State<Arc<Ingress>>,
+    Path(rest): Path<String>,
+    request: Request,
+) -> Response {
     let path = format!("/{rest}");
     if ingress.registry.processors(&path).is_none() {
-        return reject(StatusCode::NOT_FOUND, format!("no webhook processor is registered on `{path}`"));
+        return reject(
+            StatusCode::NOT_FOUND,
+            format!("no webhook processor is registered on `{path}`"),
+        );
     }
     if request.method() != Method::POST {
-        let mut r = reject(StatusCode::METHOD_NOT_ALLOWED, "webhooks are delivered with POST");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        let mut r = reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "webhooks are delivered with POST",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
     let (parts, body) = request.into_parts();
@@ -64,12 +82,19 @@ async fn webhook(State(ingress): State<Arc<Ingress>>, Path(rest): Path<String>, 
     let bytes = match axum::body::to_bytes(Body::new(body), ingress.body_limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return too_large(ingress.body_limit),
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("could not read the body: {e}")),
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            );
+        }
     };
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    let headers = parts.headers.iter().map(|(k, v)| {
+        (
+            k.as_str().to_owned(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
+    });
     let id = uuid::Uuid::new_v4().to_string();
     let event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
@@ -82,7 +107,8 @@ async fn webhook(State(ingress): State<Arc<Ingress>>, Path(rest): Path<String>, 
         }
         Err(e @ (QueueError::Full { .. } | QueueError::Closed)) => {
             let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
         Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -117,6 +143,11 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
         .route("/integration/{*path}", any(webhook))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .fallback(|| async { reject(StatusCode::NOT_FOUND, "not found; webhooks are served under /integration/") })
+        .fallback(|| async {
+            reject(
+                StatusCode::NOT_FOUND,
+                "not found; webhooks are served under /integration/",
+            )
+        })
         .with_state(ingress)
 }
