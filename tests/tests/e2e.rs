@@ -1,0 +1,324 @@
+//! End-to-end: real HTTP on loopback into the app, the Jira example's processors, the built-in Port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ocean_runtime::testing::{TestApp, eventually};
+use ocean_tests::{JIRA_MAPPING, issue_event};
+use serde_json::{Value, json};
+
+// The example's processors live in another crate: mentioning it keeps its registrations.
+use ocean_example_jira as _;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn app() -> TestApp {
+    TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .start()
+        .await
+        .expect("app starts")
+}
+
+async fn issue(app: &TestApp, key: &str) -> Option<Value> {
+    app.entity("jiraIssue", key)
+        .await
+        .expect("built-in Port answers")
+}
+
+#[tokio::test]
+async fn created_updated_deleted_round_trip() {
+    let app = app().await;
+
+    let (status, body) = app
+        .post(
+            "/webhook",
+            &issue_event("created", "PROJ-1", "First", "To Do", "Bug"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert!(
+        body["id"].as_str().is_some_and(|id| id.len() == 36),
+        "{body}"
+    );
+    let created = eventually("PROJ-1 to be created", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-1").await
+    })
+    .await;
+    assert_eq!(created["title"], "First");
+    assert_eq!(created["properties"]["status"], "To Do");
+    assert_eq!(created["properties"]["issueType"], "Bug");
+    assert_eq!(created["properties"]["assignee"], "dana@example.com");
+    assert_eq!(created["properties"]["labels"], json!(["a"]));
+    assert_eq!(created["relations"]["project"], "PROJ");
+
+    app.post(
+        "/webhook",
+        &issue_event("updated", "PROJ-1", "Renamed", "Done", "Bug"),
+    )
+    .await
+    .unwrap();
+    let updated = eventually("PROJ-1 to be updated", WAIT, || async {
+        Ok::<_, ocean_runtime::testing::TestError>(
+            issue(&app, "PROJ-1")
+                .await
+                .filter(|e| e["title"] == "Renamed"),
+        )
+    })
+    .await;
+    assert_eq!(updated["properties"]["status"], "Done");
+    assert_eq!(
+        updated["createdAt"], created["createdAt"],
+        "an update keeps the creation time"
+    );
+
+    app.post(
+        "/webhook",
+        &issue_event("deleted", "PROJ-1", "Renamed", "Done", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("PROJ-1 to be deleted", WAIT, || async {
+        Ok::<_, ocean_runtime::testing::TestError>(
+            issue(&app, "PROJ-1").await.is_none().then_some(()),
+        )
+    })
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_update_the_selector_rejects_deletes_the_entity() {
+    let app = app().await;
+    app.post(
+        "/webhook",
+        &issue_event("created", "PROJ-7", "Task", "To Do", "Task"),
+    )
+    .await
+    .unwrap();
+    eventually("PROJ-7 to be created", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-7").await
+    })
+    .await;
+    // The mapping's selector drops sub-tasks: the updated item fails it, so the entity is deleted.
+    app.post(
+        "/webhook",
+        &issue_event("updated", "PROJ-7", "Task", "To Do", "Sub-task"),
+    )
+    .await
+    .unwrap();
+    eventually("PROJ-7 to be deleted", WAIT, || async {
+        Ok::<_, ocean_runtime::testing::TestError>(
+            issue(&app, "PROJ-7").await.is_none().then_some(()),
+        )
+    })
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_no_processor_matches_change_nothing() {
+    // One worker processes events in arrival order: once the marker is in, the event before it is done.
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .start()
+        .await
+        .unwrap();
+    app.post(
+        "/webhook",
+        &issue_event("created", "PROJ-2", "Keep", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("PROJ-2 to be created", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-2").await
+    })
+    .await;
+    let before = app.entities("jiraIssue").await.unwrap();
+
+    let mut unmatched = issue_event("updated", "PROJ-2", "Changed", "Done", "Bug");
+    unmatched["webhookEvent"] = json!("sprint_started");
+    let (status, _) = app.post("/webhook", &unmatched).await.unwrap();
+    assert_eq!(status, 200, "an event no processor wants is still accepted");
+    app.post(
+        "/webhook",
+        &json!({"webhookEvent": "project_created", "project": {"key": "MARK", "name": "marker"}}),
+    )
+    .await
+    .unwrap();
+    eventually("the marker project", WAIT, || async {
+        app.entity("jiraProject", "MARK").await
+    })
+    .await;
+
+    assert_eq!(app.entities("jiraIssue").await.unwrap(), before);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_with_a_json_reason_and_not_queued() {
+    let app = app().await;
+    let (status, body) = app
+        .post_raw(
+            "/webhook",
+            b"{not json".to_vec(),
+            &[("content-type", "application/json")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+
+    let (status, body) = app.post("/nowhere", &json!({})).await.unwrap();
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("/nowhere"),
+        "{body}"
+    );
+
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let (status, body) = app.post_raw("/webhook", big, &[]).await.unwrap();
+    assert_eq!(status, 413, "{body}");
+
+    let resp = reqwest::get(format!("{}/integration/webhook", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(app.queue_depth(), 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = app().await;
+    let live: Value = reqwest::get(format!("{}/health/live", app.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live, json!({"status": "healthy", "check": "live"}));
+    let ready = reqwest::get(format!("{}/health/ready", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    app.shutdown().await;
+
+    // With no mapping anywhere the app runs but is not ready, and keeps events for later.
+    let app = TestApp::builder().start().await.unwrap();
+    let ready = reqwest::get(format!("{}/health/ready", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "no mapping is loaded yet");
+    let (status, _) = app
+        .post(
+            "/webhook",
+            &issue_event("created", "PROJ-3", "x", "To Do", "Bug"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(app.queue_depth(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_built_in_port_keeps_entities_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("ocean-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .data_dir(&dir)
+        .start()
+        .await
+        .unwrap();
+    app.post(
+        "/webhook",
+        &issue_event("created", "PROJ-4", "Persisted", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("PROJ-4 to be created", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-4").await
+    })
+    .await;
+    app.shutdown().await;
+
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .data_dir(&dir)
+        .start()
+        .await
+        .unwrap();
+    let entity = app
+        .entity("jiraIssue", "PROJ-4")
+        .await
+        .unwrap()
+        .expect("entity survives the restart");
+    assert_eq!(entity["title"], "Persisted");
+    app.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn deletes_spare_entities_this_integration_does_not_own() {
+    let app = app().await;
+    // Another writer (its own user agent, hence another datasource) creates PROJ-5 directly in Port.
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/v1/auth/access_token", app.port_url()))
+        .json(&json!({"clientId": "x", "clientSecret": "y"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auth = format!("Bearer {}", token["accessToken"].as_str().unwrap());
+    let resp = http
+        .post(format!(
+            "{}/v1/blueprints/jiraIssue/entities/bulk?upsert=true",
+            app.port_url()
+        ))
+        .header("authorization", &auth)
+        .header("user-agent", "port-ocean/other/1.0/someone-else/exporter")
+        .json(&json!({"entities": [{"identifier": "PROJ-5", "title": "Not ours"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    app.post(
+        "/webhook",
+        &issue_event("deleted", "PROJ-5", "Not ours", "Done", "Bug"),
+    )
+    .await
+    .unwrap();
+    app.post(
+        "/webhook",
+        &issue_event("created", "PROJ-6", "Ours", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    app.post(
+        "/webhook",
+        &issue_event("deleted", "PROJ-6", "Ours", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("the queue to drain", WAIT, || async {
+        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+    })
+    .await;
+    assert_eq!(issue(&app, "PROJ-5").await.unwrap()["title"], "Not ours");
+    app.shutdown().await;
+}
