@@ -76,15 +76,24 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The declared kind closest to `kind`, if it is close enough to be a typo.
-pub(crate) fn suggestion<'a>(kind: &str, declared: &'a [String]) -> Option<&'a str> {
-    let limit = (kind.chars().count() / 3).max(1);
-    declared
-        .iter()
-        .map(|d| (distance(&kind.to_lowercase(), &d.to_lowercase()), d))
+/// The candidate closest to `word`, if it is close enough to be a typo of it.
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    let word = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (distance(&word, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, d)| d.as_str())
+        .map(|(_, c)| c)
+}
+
+/// The declared kind closest to `kind`, if it is close enough to be a typo.
+pub(crate) fn suggestion<'a>(kind: &str, declared: &'a [String]) -> Option<&'a str> {
+    closest(kind, declared.iter().map(String::as_str))
 }
 
 /// The message for an undeclared kind.

@@ -8,6 +8,7 @@
 use proc_macro::TokenStream;
 
 mod diag;
+mod duration;
 mod jq_check;
 mod kinds;
 mod main_macro;

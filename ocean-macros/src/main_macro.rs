@@ -1,21 +1,63 @@
-//! `main!()`: the integration binary's `fn main`.
+//! `main!()` / `main!(state = path::to_fn)`: the integration binary's `fn main`.
 
 use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, Token};
+
+use crate::diag::Diag;
 
 /// Where a crate keeps its default mapping, as in Ocean.
 const DEFAULT_MAPPING: &str = ".port/resources/port-app-config.yml";
 
-/// Expands `main!()`.
+/// The keys `main!` takes.
+const KEYS: &[&str] = &["state"];
+
+fn parse(input: ParseStream<'_>, diag: &mut Diag) -> syn::Result<Option<syn::Path>> {
+    let mut state: Option<syn::Path> = None;
+    while !input.is_empty() {
+        let key = Ident::parse_any(input)?;
+        input.parse::<Token![=]>()?;
+        let value: syn::Expr = input.parse()?;
+        match key.to_string().as_str() {
+            "state" => match value {
+                syn::Expr::Path(p) if p.qself.is_none() => {
+                    if state.is_some() {
+                        diag.at(&key, "`state` is set twice; remove one");
+                    }
+                    state = Some(p.path);
+                }
+                other => diag.at(
+                    &other,
+                    "`state` takes the path of a fn that builds the state, e.g. `state = JiraClient::from_config`",
+                ),
+            },
+            other => diag.at(
+                &key,
+                format!("unknown key `{other}`; `main!` takes: {}", KEYS.join(", ")),
+            ),
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(state)
+}
+
+/// Expands `main!(...)`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    if !input.is_empty() {
-        return syn::Error::new_spanned(
-            input,
-            "`main!` takes no arguments: write `ocean_runtime::main!();`",
-        )
-        .into_compile_error();
+    let mut diag = Diag::default();
+    let state = match (|i: ParseStream<'_>| parse(i, &mut diag)).parse2(input) {
+        Ok(s) => s,
+        Err(e) => return e.into_compile_error(),
+    };
+    if let Err(e) = diag.finish(()) {
+        return e.into_compile_error();
     }
     let mapping = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(|dir| PathBuf::from(dir).join(DEFAULT_MAPPING))
@@ -25,14 +67,45 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
         None => quote!(::core::option::Option::None),
     };
+    let rt = quote!(::ocean_runtime::__private);
+    let (state_arg, state_fn) = match state {
+        None => (quote!(::core::option::Option::None), quote!()),
+        Some(path) => {
+            // Spanned on the user's path, so a fn of the wrong shape is reported there.
+            let call = quote_spanned! {path.span()=>
+                #rt::call_state(#path, vars)
+            };
+            let build = quote_spanned! {path.span()=>
+                (&&&&#rt::StateOut::new(out)).ocean_state()
+            };
+            (
+                quote!(::core::option::Option::Some(__ocean_state_init)),
+                quote! {
+                    #[allow(clippy::needless_borrow)] // the references choose the fn's shape
+                    fn __ocean_state_init(
+                        vars: &#rt::IntegrationVars,
+                    ) -> ::core::result::Result<#rt::StateFuture, #rt::ConfigError> {
+                        #[allow(unused_imports)]
+                        use #rt::via::{Async as _, AsyncResult as _, Plain as _, SyncResult as _};
+                        let out = #call?;
+                        ::core::result::Result::Ok(#build)
+                    }
+                },
+            )
+        }
+    };
     quote! {
         fn main() -> ::std::process::ExitCode {
-            ::ocean_runtime::__private::run_main(::ocean_runtime::__private::IntegrationInfo {
-                name: ::core::env!("CARGO_PKG_NAME"),
-                version: ::core::env!("CARGO_PKG_VERSION"),
-                default_mapping: #default_mapping,
-            })
+            #rt::run_main(
+                #rt::IntegrationInfo {
+                    name: ::core::env!("CARGO_PKG_NAME"),
+                    version: ::core::env!("CARGO_PKG_VERSION"),
+                    default_mapping: #default_mapping,
+                },
+                #state_arg,
+            )
         }
+        #state_fn
     }
 }
 
@@ -41,12 +114,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arguments_are_refused() {
+    fn state_fn_is_passed_to_the_runtime() {
+        let out = expand(quote!(state = JiraClient::from_config)).to_string();
         assert!(
-            expand(quote!(state = x))
-                .to_string()
-                .contains("takes no arguments")
+            out.contains("call_state (JiraClient :: from_config"),
+            "{out}"
         );
-        assert!(expand(TokenStream::new()).to_string().contains("run_main"));
+        assert!(out.contains("Some (__ocean_state_init)"), "{out}");
+        let plain = expand(TokenStream::new()).to_string();
+        assert!(plain.contains("run_main"), "{plain}");
+        assert!(!plain.contains("__ocean_state_init"), "{plain}");
+    }
+
+    #[test]
+    fn unknown_keys_and_non_paths_are_refused() {
+        let out = expand(quote!(port = 3)).to_string();
+        assert!(
+            out.contains("unknown key `port`; `main!` takes: state"),
+            "{out}"
+        );
+        let out = expand(quote!(state = || 3)).to_string();
+        assert!(out.contains("`state` takes the path of a fn"), "{out}");
     }
 }

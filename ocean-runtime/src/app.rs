@@ -9,14 +9,19 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::extract::{Extensions, Requirement, Shared};
 use crate::local_port::{LocalPort, LocalPortError, LocalPortOptions};
-use crate::mapping::{MappingSource, MappingStore, PortAppConfig};
-use crate::pipeline::Pipeline;
+use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
+use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
 use crate::queue::{EventQueue, MemoryQueue};
 use crate::registry::Registry;
 use crate::server::{Ingress, router};
+use crate::state::StateInit;
+
+/// How long cancelled jobs get to run their `on_cancel` hooks at shutdown.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// The app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,24 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// A setting (usually the integration's own) is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The `main!(state = …)` fn failed.
+    #[error("the integration's state could not be built: {0}")]
+    State(String),
+    /// A handler takes `State<T>` but the app has no state of that type.
+    #[error(
+        "processor `{processor}` takes `State<{type_name}>`, but no state of that type is built; \
+         add `ocean_runtime::main!(state = path::to_fn)` with a fn returning `{type_name}` \
+         (or give it to the test harness with `.state(…)`)"
+    )]
+    MissingState {
+        /// The processor.
+        processor: String,
+        /// The state type it wants.
+        type_name: String,
+    },
     /// The webhook server cannot listen.
     #[error(
         "cannot listen on {addr} (OCEAN__APPLICATION__HOST/OCEAN__APPLICATION__PORT): {source}"
@@ -51,7 +74,9 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct App {
     config: Config,
-    registry: Arc<Registry>,
+    registry: Registry,
+    extensions: Extensions,
+    state_init: Option<StateInit>,
 }
 
 /// A started integration.
@@ -65,6 +90,7 @@ pub struct RunningApp {
     workers: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
     shutdown_wait: Duration,
+    canceller: Canceller,
 }
 
 impl std::fmt::Debug for RunningApp {
@@ -114,15 +140,67 @@ impl App {
     pub fn new(config: Config, registry: Registry) -> Self {
         Self {
             config,
-            registry: Arc::new(registry),
+            registry,
+            extensions: Extensions::default(),
+            state_init: None,
         }
+    }
+
+    /// Builds the handlers' `State<T>` at start-up with this fn (what `main!(state = …)` passes).
+    #[must_use]
+    pub fn state_init(mut self, init: StateInit) -> Self {
+        self.state_init = Some(init);
+        self
+    }
+
+    /// Adds a ready state value for `State<T>` handlers (keyed by its type).
+    #[must_use]
+    pub fn state(mut self, value: Shared) -> Self {
+        self.extensions.insert_state(value);
+        self
+    }
+
+    /// Binds verifier secrets, builds the state and loads the integration configs the handlers
+    /// ask for; fails before anything is started.
+    async fn prepare(&mut self) -> Result<(), StartError> {
+        self.registry.bind(&self.config.integration)?;
+        if let Some(init) = self.state_init {
+            let (value, type_name) = init(&self.config.integration)?
+                .await
+                .map_err(StartError::State)?;
+            tracing::debug!(state = type_name, "state built");
+            self.extensions.insert_state(value);
+        }
+        for p in self.registry.all() {
+            for req in p.requirements() {
+                match *req {
+                    Requirement::State { type_name, type_id } => {
+                        if !self.extensions.has_state(type_id()) {
+                            return Err(StartError::MissingState {
+                                processor: p.name().to_owned(),
+                                type_name: type_name.to_owned(),
+                            });
+                        }
+                    }
+                    Requirement::Config { type_id, load, .. } => {
+                        self.extensions
+                            .load_config(type_id(), load, &self.config.integration)?;
+                    }
+                    Requirement::Selector { .. } => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts everything; returns once the webhook server is listening.
     ///
     /// # Errors
     /// A part could not start; nothing is left running.
-    pub async fn start(self) -> Result<RunningApp, StartError> {
+    pub async fn start(mut self) -> Result<RunningApp, StartError> {
+        self.prepare().await?;
+        let registry = Arc::new(self.registry);
+        let extensions = Arc::new(self.extensions);
         let config = self.config;
         let (local_port, base_url, client_id, client_secret) = match &config.credentials {
             Some(c) => (
@@ -164,7 +242,8 @@ impl App {
             Some(path) => MappingSource::File(path.clone()),
             None => MappingSource::Port(Arc::clone(&port)),
         };
-        let mapping = Arc::new(MappingStore::new(source));
+        let mapping =
+            Arc::new(MappingStore::new(source).with_check(mapping_check(Arc::clone(&registry))));
         match mapping.reload().await {
             Ok(_) => tracing::info!("mapping loaded"),
             Err(e) => {
@@ -172,12 +251,14 @@ impl App {
             }
         }
         let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(config.queue_capacity));
-        let pipeline = Arc::new(Pipeline::new(
-            Arc::clone(&self.registry),
+        let (pipeline, canceller) = Pipeline::new(
+            Arc::clone(&registry),
             Arc::clone(&mapping),
             port,
             config.job_timeout,
-        ));
+            extensions,
+        );
+        let pipeline = Arc::new(pipeline);
         let workers = (0..config.workers)
             .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue))))
             .collect();
@@ -215,7 +296,7 @@ impl App {
         };
         let (listener, ingress_addr) = listener;
         let ingress = Arc::new(Ingress {
-            registry: Arc::clone(&self.registry),
+            registry: Arc::clone(&registry),
             queue: Arc::clone(&queue),
             mapping,
             body_limit: config.body_limit,
@@ -230,8 +311,7 @@ impl App {
                 tracing::error!(error = %e, "webhook server stopped");
             }
         });
-        let paths: Vec<String> = self
-            .registry
+        let paths: Vec<String> = registry
             .paths()
             .map(|p| format!("/integration{p}"))
             .collect();
@@ -250,6 +330,7 @@ impl App {
             workers,
             refresher,
             shutdown_wait: config.shutdown_wait,
+            canceller,
         })
     }
 }
@@ -296,10 +377,19 @@ impl RunningApp {
             );
         }
         self.queue.close();
-        for worker in self.workers {
-            let abort = worker.abort_handle();
-            if tokio::time::timeout_at(deadline, worker).await.is_err() {
-                abort.abort();
+        let aborts: Vec<_> = self.workers.iter().map(JoinHandle::abort_handle).collect();
+        let mut workers = futures_util::future::join_all(self.workers);
+        if tokio::time::timeout_at(deadline, &mut workers)
+            .await
+            .is_err()
+        {
+            // Jobs still running: cancel them so their `on_cancel` hooks run, then stop waiting.
+            self.canceller.cancel();
+            if tokio::time::timeout(CANCEL_GRACE, &mut workers)
+                .await
+                .is_err()
+            {
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
             }
         }
         self.refresher.abort();
@@ -308,4 +398,52 @@ impl RunningApp {
         }
         tracing::info!("stopped");
     }
+}
+
+/// The checks a new mapping version must pass against the processors: every `Selector<T>` a
+/// handler takes must fit the selectors of the resources it serves. Mapping kinds that no processor
+/// produces are logged as warnings.
+fn mapping_check(registry: Arc<Registry>) -> MappingCheck {
+    Box::new(move |mapping: &PortAppConfig| {
+        let mut errors = Vec::new();
+        let produced = registry.kinds();
+        for (index, resource) in mapping.resources.iter().enumerate() {
+            if !produced.contains(&resource.kind.as_str()) {
+                tracing::warn!(
+                    resource = index,
+                    kind = %resource.kind,
+                    "the mapping has a resource of kind `{}`, which no processor produces; it stays empty",
+                    resource.kind
+                );
+            }
+            let processors = registry
+                .all()
+                .filter(|p| p.kinds().contains(&resource.kind.as_str()));
+            for p in processors {
+                for req in p.requirements() {
+                    if let Requirement::Selector { type_name, check } = req {
+                        let selector = match serde_json::to_value(&resource.selector) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                errors.push(format!("resources[{index}].selector: {e}"));
+                                continue;
+                            }
+                        };
+                        if let Err(e) = check(&selector) {
+                            errors.push(format!(
+                                "resources[{index}].selector (kind `{}`) does not fit `{type_name}` of processor `{}`: {e}",
+                                resource.kind,
+                                p.name()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    })
 }

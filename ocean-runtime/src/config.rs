@@ -19,14 +19,18 @@
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
 //! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
 //! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
+//! | `OCEAN__INTEGRATION__CONFIG__<FIELD>` | | the integration's own settings, read into `Config<T>` (see [`crate::integration_config`]) |
 //!
 //! The default of 8 workers: handlers mostly wait on third-party APIs, so a handful per core keeps
 //! the upstream busy without flooding it; raise it for slow upstreams.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::integration_config::IntegrationVars;
 
 /// A setting that is missing or malformed; always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +125,8 @@ pub struct Config {
     pub local_port_port: u16,
     /// Data folder of the built-in Port.
     pub local_port_data_dir: PathBuf,
+    /// The integration's own variables (`OCEAN__INTEGRATION__CONFIG__…`).
+    pub integration: IntegrationVars,
 }
 
 struct Env<F>(F);
@@ -171,18 +177,23 @@ impl Config {
     /// # Errors
     /// The first setting that is malformed, by name.
     pub fn from_env(info: IntegrationInfo) -> Result<Self, ConfigError> {
-        Self::from_lookup(info, |k| std::env::var(k).ok())
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Self::from_vars(info, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// Reads the settings through `lookup` (a variable name → its value), e.g. a map in tests.
+    /// Reads the settings from `vars` (name, value); a later pair overrides an earlier one.
     ///
     /// # Errors
     /// The first setting that is malformed, by name.
-    pub fn from_lookup(
+    pub fn from_vars<'a>(
         info: IntegrationInfo,
-        lookup: impl Fn(&str) -> Option<String>,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env(lookup);
+        let map: BTreeMap<&str, &str> = vars.into_iter().collect();
+        let integration = IntegrationVars::from_vars(map.iter().map(|(k, v)| (*k, *v)));
+        let env = Env(|k: &str| map.get(k).map(|v| (*v).to_owned()));
         let localhost = IpAddr::from([127, 0, 0, 1]);
         let client_id = env.raw("OCEAN__PORT__CLIENT_ID");
         let client_secret = env.raw("OCEAN__PORT__CLIENT_SECRET");
@@ -253,6 +264,7 @@ impl Config {
             local_port_data_dir: env
                 .raw("OCEAN__LOCAL_PORT__DATA_DIR")
                 .map_or_else(|| PathBuf::from(".ocean/local-port"), PathBuf::from),
+            integration,
         })
     }
 
@@ -279,7 +291,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const INFO: IntegrationInfo = IntegrationInfo {
         name: "Jira",
@@ -288,11 +299,7 @@ mod tests {
     };
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(INFO, |k| map.get(k).cloned())
+        Config::from_vars(INFO, vars.iter().copied())
     }
 
     #[test]

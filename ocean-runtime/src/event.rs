@@ -19,6 +19,8 @@ pub struct WebhookEvent {
     body: Bytes,
     payload: Value,
     received_at: SystemTime,
+    group_keys: Vec<String>,
+    unauthenticated: Vec<String>,
 }
 
 /// A request body that is not JSON.
@@ -50,6 +52,8 @@ impl WebhookEvent {
             body,
             payload,
             received_at: SystemTime::now(),
+            group_keys: Vec::new(),
+            unauthenticated: Vec::new(),
         })
     }
 
@@ -96,6 +100,29 @@ impl WebhookEvent {
     #[must_use]
     pub fn received_at(&self) -> SystemTime {
         self.received_at
+    }
+
+    /// The event's ordering keys (one per matching processor with a `group`): an event waits while
+    /// an earlier event sharing one of its keys is queued or in flight.
+    #[must_use]
+    pub fn group_keys(&self) -> &[String] {
+        &self.group_keys
+    }
+
+    /// Sets the ordering keys (done by ingress).
+    pub fn set_group_keys(&mut self, keys: Vec<String>) {
+        self.group_keys = keys;
+    }
+
+    /// The processors whose ingress verifier refused this delivery; they do not process it.
+    #[must_use]
+    pub fn unauthenticated(&self) -> &[String] {
+        &self.unauthenticated
+    }
+
+    /// Records the processors whose verifier refused the delivery (done by ingress).
+    pub fn set_unauthenticated(&mut self, processors: Vec<String>) {
+        self.unauthenticated = processors;
     }
 
     /// The value at a JSON pointer (`/issue/key`) of the payload.

@@ -9,6 +9,8 @@
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod extract;
+pub mod integration_config;
 pub mod local_port;
 pub mod mapping;
 pub mod pipeline;
@@ -19,7 +21,9 @@ pub mod registry;
 pub mod retry;
 mod run;
 mod server;
+pub mod state;
 pub mod testing;
+pub mod verify;
 
 pub use app::{App, RunningApp, StartError};
 
@@ -71,8 +75,9 @@ pub use ocean_macros::webhook_processor;
 /// What a processor module needs: `use ocean_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::event::WebhookEvent;
+    pub use crate::extract::{Config, Selector, State};
     pub use crate::mapping::ResourceConfig;
-    pub use crate::processor::{ProcessError, RawResults, WebhookProcessor};
+    pub use crate::processor::{JobContext, ProcessError, RawResults, ResultExt, WebhookProcessor};
     pub use crate::webhook_processor;
     pub use serde::Deserialize;
     pub use serde_json::{Value, json};
@@ -80,12 +85,18 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::IntegrationInfo;
+    pub use crate::config::{ConfigError, IntegrationInfo};
     pub use crate::event::WebhookEvent;
+    pub use crate::extract::{FromJob, IntoResults, Requirement};
+    pub use crate::integration_config::IntegrationVars;
     pub use crate::processor::{
         BoxFuture, JobContext, ProcessError, RawResults, Registration, WebhookProcessor,
     };
+    pub use crate::retry::RetryPolicy;
     pub use crate::run::run_main;
+    pub use crate::state::{StateFuture, StateInit, StateOut, call_state, via};
+    pub use crate::verify::{AuthOutcome, Authenticate};
+    pub use core::time::Duration;
     pub use inventory;
     pub use ocean_macros::__unknown_kind as unknown_kind;
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::event::WebhookEvent;
+use crate::extract::{Extensions, Requirement};
 use crate::mapping::ResourceConfig;
 use crate::retry::RetryPolicy;
+use crate::verify::Authenticate;
 
 /// A boxed, `Send` future: the return type of the processor trait's async methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -148,6 +150,61 @@ impl From<serde_json::Error> for ProcessError {
     }
 }
 
+impl From<String> for ProcessError {
+    /// A plain message is a permanent failure; say [`ProcessError::retryable`] when it is not.
+    fn from(message: String) -> Self {
+        Self::permanent(message)
+    }
+}
+
+impl From<&str> for ProcessError {
+    /// A plain message is a permanent failure; say [`ProcessError::retryable`] when it is not.
+    fn from(message: &str) -> Self {
+        Self::permanent(message)
+    }
+}
+
+impl ProcessError {
+    /// A failure from an upstream HTTP status: 408, 429 and 5xx are retryable, others permanent.
+    pub fn from_status(status: u16, message: impl Into<String>) -> Self {
+        let message = format!("{} (HTTP {status})", message.into());
+        if status == 408 || status == 429 || (500..600).contains(&status) {
+            Self::retryable(message)
+        } else {
+            Self::permanent(message)
+        }
+    }
+
+    /// The message, without the source.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Says explicitly whether an error is worth retrying: `fetch().await.retryable("fetching the issue")?`.
+pub trait ResultExt<T> {
+    /// Any error is retryable.
+    ///
+    /// # Errors
+    /// The error, as a retryable [`ProcessError`].
+    fn retryable(self, context: &str) -> Result<T, ProcessError>;
+    /// Any error is permanent.
+    ///
+    /// # Errors
+    /// The error, as a permanent [`ProcessError`].
+    fn permanent(self, context: &str) -> Result<T, ProcessError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for Result<T, E> {
+    fn retryable(self, context: &str) -> Result<T, ProcessError> {
+        self.map_err(|e| ProcessError::retryable(context).with_source(e))
+    }
+    fn permanent(self, context: &str) -> Result<T, ProcessError> {
+        self.map_err(|e| ProcessError::permanent(context).with_source(e))
+    }
+}
+
 /// One job: a processor run for one event against one matching mapping resource.
 #[derive(Debug)]
 pub struct JobContext<'a> {
@@ -155,6 +212,7 @@ pub struct JobContext<'a> {
     resource: &'a ResourceConfig,
     resource_index: usize,
     attempt: u32,
+    extensions: &'a Extensions,
 }
 
 impl<'a> JobContext<'a> {
@@ -165,13 +223,21 @@ impl<'a> JobContext<'a> {
         resource: &'a ResourceConfig,
         resource_index: usize,
         attempt: u32,
+        extensions: &'a Extensions,
     ) -> Self {
         Self {
             event,
             resource,
             resource_index,
             attempt,
+            extensions,
         }
+    }
+
+    /// The app's state and integration configs (what `State<T>` and `Config<T>` read).
+    #[must_use]
+    pub fn extensions(&self) -> &'a Extensions {
+        self.extensions
     }
 
     /// The event being processed.
@@ -202,7 +268,7 @@ impl<'a> JobContext<'a> {
 /// A webhook processor: decides whether an event concerns it and turns it into raw results.
 ///
 /// `#[webhook_processor]` implements this for a plain `async fn`; implement it by hand for full
-/// control and register it with [`inventory::submit!`] and a [`Registration`]:
+/// control and register it with [`register!`](crate::register) and a [`Registration`]:
 ///
 /// ```
 /// use ocean_runtime::prelude::*;
@@ -219,13 +285,7 @@ impl<'a> JobContext<'a> {
 ///     }
 /// }
 ///
-/// ocean_runtime::register!(Registration {
-///     path: "/echo",
-///     name: "echo",
-///     kinds: &["thing"],
-///     matches: None,
-///     processor: &Echo,
-/// });
+/// ocean_runtime::register!(Registration::new("/echo", "echo", &["thing"], &Echo).matches(".id != null"));
 /// # fn main() {}
 /// ```
 pub trait WebhookProcessor: Send + Sync + 'static {
@@ -234,12 +294,14 @@ pub trait WebhookProcessor: Send + Sync + 'static {
         true
     }
 
-    /// The mapping kinds this event affects; `None` means the registration's `kinds`.
+    /// The mapping kinds this event affects; `None` means the registration's `kinds`. Kinds not in
+    /// the registration's `kinds` are ignored (with a warning).
     fn matching_kinds(&self, _event: &WebhookEvent) -> Option<Vec<String>> {
         None
     }
 
     /// Checks the event's origin. Run once per job before the handler; never retried.
+    /// (Signature verifiers declared in the registration run earlier, at ingress.)
     fn authenticate<'a>(
         &'a self,
         _event: &'a WebhookEvent,
@@ -270,11 +332,45 @@ pub trait WebhookProcessor: Send + Sync + 'static {
     fn timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// Called once per job after authentication and validation, before the first handler call.
+    fn before<'a>(&'a self, _job: &'a JobContext<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Called once per job after the handler succeeded, with its results.
+    fn after<'a>(
+        &'a self,
+        _job: &'a JobContext<'a>,
+        _results: &'a RawResults,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Called for every failure of the job (each failed attempt, a validation failure, a timeout).
+    fn on_error<'a>(
+        &'a self,
+        _job: &'a JobContext<'a>,
+        _error: &'a ProcessError,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Called when the job is cancelled: it ran out of time or the app is shutting down.
+    fn on_cancel<'a>(&'a self, _event: &'a WebhookEvent) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
-/// A processor's registration: where it listens and what it produces.
+fn no_requirements() -> Vec<Requirement> {
+    Vec::new()
+}
+
+/// A processor's registration: where it listens, what it produces and its options.
 ///
-/// Only `'static` data and a `'static` processor, so that it can be submitted at compile time.
+/// Only `'static` data and a `'static` processor, so that it can be submitted at compile time;
+/// build it with the `const` methods below.
+#[non_exhaustive]
 pub struct Registration {
     /// The path under `/integration`, starting with `/` (e.g. `/webhook`).
     pub path: &'static str,
@@ -284,8 +380,75 @@ pub struct Registration {
     pub kinds: &'static [&'static str],
     /// A jq expression over the payload; the processor is selected only when it yields true.
     pub matches: Option<&'static str>,
+    /// A jq expression over the payload giving the event's ordering key for this processor: events
+    /// with the same key are processed one at a time, in arrival order.
+    pub group: Option<&'static str>,
+    /// A jq predicate over the payload; a false result fails the job permanently (not retried).
+    pub validate: Option<&'static str>,
+    /// A signature verifier run at ingress.
+    pub authenticate: Option<Authenticate>,
+    /// What the handler's arguments need from the app (state, integration config, selector type).
+    pub requirements: fn() -> Vec<Requirement>,
     /// The processor itself.
     pub processor: &'static dyn WebhookProcessor,
+}
+
+impl Registration {
+    /// A registration with no options.
+    #[must_use]
+    pub const fn new(
+        path: &'static str,
+        name: &'static str,
+        kinds: &'static [&'static str],
+        processor: &'static dyn WebhookProcessor,
+    ) -> Self {
+        Self {
+            path,
+            name,
+            kinds,
+            matches: None,
+            group: None,
+            validate: None,
+            authenticate: None,
+            requirements: no_requirements,
+            processor,
+        }
+    }
+
+    /// Sets the `matches` jq expression.
+    #[must_use]
+    pub const fn matches(mut self, jq: &'static str) -> Self {
+        self.matches = Some(jq);
+        self
+    }
+
+    /// Sets the `group` jq expression.
+    #[must_use]
+    pub const fn group(mut self, jq: &'static str) -> Self {
+        self.group = Some(jq);
+        self
+    }
+
+    /// Sets the `validate` jq predicate.
+    #[must_use]
+    pub const fn validate(mut self, jq: &'static str) -> Self {
+        self.validate = Some(jq);
+        self
+    }
+
+    /// Sets the ingress verifier.
+    #[must_use]
+    pub const fn authenticate(mut self, verifier: Authenticate) -> Self {
+        self.authenticate = Some(verifier);
+        self
+    }
+
+    /// Sets what the handler's arguments need.
+    #[must_use]
+    pub const fn requirements(mut self, requirements: fn() -> Vec<Requirement>) -> Self {
+        self.requirements = requirements;
+        self
+    }
 }
 
 impl fmt::Debug for Registration {
@@ -295,13 +458,16 @@ impl fmt::Debug for Registration {
             .field("name", &self.name)
             .field("kinds", &self.kinds)
             .field("matches", &self.matches)
+            .field("group", &self.group)
+            .field("validate", &self.validate)
+            .field("authenticate", &self.authenticate)
             .finish_non_exhaustive()
     }
 }
 
 inventory::collect!(Registration);
 
-/// Registers a hand-written processor: `ocean_runtime::register!(Registration { … });`.
+/// Registers a hand-written processor: `ocean_runtime::register!(Registration::new(…));`.
 #[macro_export]
 macro_rules! register {
     ($registration:expr $(,)?) => {

@@ -4,8 +4,14 @@ use std::collections::BTreeMap;
 
 use ocean_jq::JqProgram;
 
+use serde_json::Value;
+
+use crate::config::ConfigError;
 use crate::event::WebhookEvent;
-use crate::processor::{Registration, WebhookProcessor};
+use crate::extract::Requirement;
+use crate::integration_config::IntegrationVars;
+use crate::processor::{ProcessError, Registration, WebhookProcessor};
+use crate::verify::{Authenticate, Verifier};
 
 /// A registry that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -34,21 +40,28 @@ pub enum RegistryError {
         /// The path.
         path: String,
     },
-    /// A `matches` expression that does not compile (only hand-written registrations can get here).
-    #[error("processor `{name}`: `matches` does not compile: {error}")]
-    BadMatcher {
+    /// A jq option that does not compile (only hand-written registrations can get here).
+    #[error("processor `{name}`: `{option}` does not compile: {error}")]
+    BadJq {
         /// The processor.
         name: String,
+        /// `matches`, `group` or `validate`.
+        option: &'static str,
         /// The jq error.
         error: ocean_jq::JqErrors,
     },
 }
 
-/// A registered processor, with its `matches` expression compiled.
+/// A registered processor, with its jq options compiled.
 pub struct RegisteredProcessor {
     name: &'static str,
     kinds: &'static [&'static str],
     matcher: Option<JqProgram>,
+    group: Option<JqProgram>,
+    validate: Option<JqProgram>,
+    authenticate: Option<Authenticate>,
+    verifier: Option<Verifier>,
+    requirements: Vec<Requirement>,
     processor: &'static dyn WebhookProcessor,
 }
 
@@ -58,6 +71,10 @@ impl std::fmt::Debug for RegisteredProcessor {
             .field("name", &self.name)
             .field("kinds", &self.kinds)
             .field("matcher", &self.matcher)
+            .field("group", &self.group)
+            .field("validate", &self.validate)
+            .field("authenticate", &self.authenticate)
+            .field("requirements", &self.requirements)
             .finish_non_exhaustive()
     }
 }
@@ -69,12 +86,82 @@ impl RegisteredProcessor {
         self.name
     }
 
-    /// The kinds this event affects: the processor's own answer, else the registered kinds.
+    /// The kinds this processor declares.
+    #[must_use]
+    pub fn kinds(&self) -> &'static [&'static str] {
+        self.kinds
+    }
+
+    /// The kinds this event affects: the processor's own answer (limited to its declared kinds),
+    /// else the declared kinds.
     #[must_use]
     pub fn kinds_for(&self, event: &WebhookEvent) -> Vec<String> {
-        self.processor
-            .matching_kinds(event)
-            .unwrap_or_else(|| self.kinds.iter().map(|k| (*k).to_owned()).collect())
+        match self.processor.matching_kinds(event) {
+            None => self.kinds.iter().map(|k| (*k).to_owned()).collect(),
+            Some(mut kinds) => {
+                kinds.retain(|k| {
+                    let declared = self.kinds.contains(&k.as_str());
+                    if !declared {
+                        tracing::warn!(processor = self.name, kind = %k, "matching_kinds returned a kind the processor does not declare; ignored");
+                    }
+                    declared
+                });
+                kinds.sort_unstable();
+                kinds.dedup();
+                kinds
+            }
+        }
+    }
+
+    /// This processor's ordering key for an event (`group`), if it has one and it yields a value.
+    #[must_use]
+    pub fn group_key(&self, payload: &ocean_jq::Val) -> Option<String> {
+        let program = self.group.as_ref()?;
+        match program
+            .first_val(payload.clone())
+            .map(|v| v.as_ref().map(ocean_jq::from_val))
+        {
+            Ok(Some(Value::Null) | None) => None,
+            Ok(Some(Value::String(s))) => Some(format!("{}:{s}", self.name)),
+            Ok(Some(other)) => Some(format!("{}:{other}", self.name)),
+            Err(e) => {
+                tracing::debug!(processor = self.name, error = %e, "group failed; the event has no ordering key");
+                None
+            }
+        }
+    }
+
+    /// Runs the `validate` predicate.
+    ///
+    /// # Errors
+    /// The predicate is false, yields nothing or fails: a permanent error.
+    pub fn validate_payload(&self, payload: &ocean_jq::Val) -> Result<(), ProcessError> {
+        let Some(program) = &self.validate else {
+            return Ok(());
+        };
+        match program.first_val(payload.clone()) {
+            Ok(Some(v)) if ocean_jq::truthy(&v) => Ok(()),
+            Ok(_) => Err(ProcessError::permanent(format!(
+                "the payload fails `validate`: {}",
+                program.code()
+            ))),
+            Err(e) => Err(ProcessError::permanent(format!(
+                "`validate` ({}) failed on the payload: {e}",
+                program.code()
+            ))),
+        }
+    }
+
+    /// The ingress verifier, once [`Registry::bind`] resolved its secrets.
+    #[must_use]
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
+    }
+
+    /// What the handler's arguments need.
+    #[must_use]
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
     }
 
     /// Whether the processor takes the event: `matches` yields a true value and `should_process` agrees.
@@ -133,21 +220,27 @@ impl Registry {
                     path: reg.path.to_owned(),
                 });
             }
-            let matcher = reg
-                .matches
-                .map(JqProgram::compile)
-                .transpose()
-                .map_err(|error| RegistryError::BadMatcher {
-                    name: reg.name.to_owned(),
-                    error,
-                })?;
+            let compile = |option: &'static str, code: Option<&'static str>| {
+                code.map(JqProgram::compile)
+                    .transpose()
+                    .map_err(|error| RegistryError::BadJq {
+                        name: reg.name.to_owned(),
+                        option,
+                        error,
+                    })
+            };
             paths
                 .entry(reg.path)
                 .or_default()
                 .push(RegisteredProcessor {
                     name: reg.name,
                     kinds: reg.kinds,
-                    matcher,
+                    matcher: compile("matches", reg.matches)?,
+                    group: compile("group", reg.group)?,
+                    validate: compile("validate", reg.validate)?,
+                    authenticate: reg.authenticate,
+                    verifier: None,
+                    requirements: (reg.requirements)(),
                     processor: reg.processor,
                 });
         }
@@ -164,6 +257,24 @@ impl Registry {
             }
         }
         Ok(Self { paths })
+    }
+
+    /// Resolves the secrets of every processor's verifier.
+    ///
+    /// # Errors
+    /// A secret's variable is unset or malformed; the error names it.
+    pub fn bind(&mut self, vars: &IntegrationVars) -> Result<(), ConfigError> {
+        for p in self.paths.values_mut().flatten() {
+            if let Some(auth) = &p.authenticate {
+                p.verifier = Some(auth.bind(p.name, vars)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every processor, path by path.
+    pub fn all(&self) -> impl Iterator<Item = &RegisteredProcessor> + '_ {
+        self.paths.values().flatten()
     }
 
     /// The registered paths, sorted.
@@ -208,12 +319,10 @@ mod tests {
     }
 
     fn reg(path: &'static str, name: &'static str, matches: Option<&'static str>) -> Registration {
-        Registration {
-            path,
-            name,
-            kinds: &["k"],
-            matches,
-            processor: &Nop,
+        let r = Registration::new(path, name, &["k"], &Nop);
+        match matches {
+            Some(m) => r.matches(m),
+            None => r,
         }
     }
 
@@ -262,7 +371,10 @@ mod tests {
     fn bad_matcher_and_bad_path_are_rejected() {
         assert!(matches!(
             Registry::from_registrations(&[reg("/a", "a", Some(".a | nosuch"))]),
-            Err(RegistryError::BadMatcher { .. })
+            Err(RegistryError::BadJq {
+                option: "matches",
+                ..
+            })
         ));
         assert!(matches!(
             Registry::from_registrations(&[reg("a", "a", None)]),

@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::app::App;
 use crate::config::{Config, IntegrationInfo};
 use crate::registry::Registry;
+use crate::state::StateInit;
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
@@ -50,7 +51,7 @@ async fn stop_signal() {
 /// Runs the integration: reads the settings, collects the processors, starts everything and runs
 /// until SIGINT or SIGTERM. Every start-up failure is logged with its cause and gives exit code 1.
 #[must_use]
-pub fn run_main(info: IntegrationInfo) -> ExitCode {
+pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
     init_tracing();
     let config = match Config::from_env(info) {
         Ok(c) => c,
@@ -77,7 +78,11 @@ pub fn run_main(info: IntegrationInfo) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let app = match App::new(config, registry).start().await {
+        let mut app = App::new(config, registry);
+        if let Some(init) = state {
+            app = app.state_init(init);
+        }
+        let app = match app.start().await {
             Ok(app) => app,
             Err(e) => {
                 tracing::error!("cannot start: {e}");

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::app::{App, RunningApp, StartError};
 use crate::config::{Config, ConfigError, IntegrationInfo};
+use crate::extract::Shared;
 use crate::registry::{Registry, RegistryError};
 
 /// The harness could not start the app or talk to it.
@@ -54,6 +55,7 @@ pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     registry: Option<Registry>,
     data_dir: Option<PathBuf>,
+    states: Vec<Shared>,
 }
 
 /// A running app on free loopback ports with its own built-in Port in a temporary folder.
@@ -84,6 +86,13 @@ impl TestAppBuilder {
     #[must_use]
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Gives handlers taking `State<T>` this value (`T` is the value's type).
+    #[must_use]
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.push(std::sync::Arc::new(value));
         self
     }
 
@@ -126,17 +135,16 @@ impl TestAppBuilder {
             version: "0.0.0",
             default_mapping: None,
         };
-        let config = Config::from_lookup(info, |k| {
-            vars.iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        })?;
+        let config = Config::from_vars(info, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let registry = match self.registry {
             Some(r) => r,
             None => Registry::from_inventory()?,
         };
-        let app = App::new(config, registry).start().await?;
+        let mut app = App::new(config, registry);
+        for state in self.states {
+            app = app.state(state);
+        }
+        let app = app.start().await?;
         Ok(TestApp {
             app,
             dir,
@@ -155,6 +163,7 @@ impl TestApp {
             env: Vec::new(),
             registry: None,
             data_dir: None,
+            states: Vec::new(),
         }
     }
 

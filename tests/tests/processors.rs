@@ -64,13 +64,7 @@ static FLAKY: Flaky = Flaky {
     calls: AtomicU32::new(0),
 };
 
-ocean_runtime::register!(Registration {
-    path: "/custom",
-    name: "flaky",
-    kinds: &["thing"],
-    matches: None,
-    processor: &FLAKY,
-});
+ocean_runtime::register!(Registration::new("/custom", "flaky", &["thing"], &FLAKY));
 
 /// Fails permanently: must be called exactly once.
 struct Broken {
@@ -93,13 +87,9 @@ static BROKEN: Broken = Broken {
     calls: AtomicU32::new(0),
 };
 
-ocean_runtime::register!(Registration {
-    path: "/custom",
-    name: "broken",
-    kinds: &["thing"],
-    matches: Some(r#".type == "broken""#),
-    processor: &BROKEN,
-});
+ocean_runtime::register!(
+    Registration::new("/custom", "broken", &["thing"], &BROKEN).matches(r#".type == "broken""#)
+);
 
 /// Never finishes: the job timeout must end it.
 struct Stuck;
@@ -117,13 +107,7 @@ impl WebhookProcessor for Stuck {
     }
 }
 
-ocean_runtime::register!(Registration {
-    path: "/stuck",
-    name: "stuck",
-    kinds: &["thing"],
-    matches: None,
-    processor: &Stuck,
-});
+ocean_runtime::register!(Registration::new("/stuck", "stuck", &["thing"], &Stuck));
 
 ocean_runtime::kinds!["thing"];
 

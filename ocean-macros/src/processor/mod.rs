@@ -46,7 +46,10 @@ mod tests {
         assert!(!out.contains("compile_error"), "{out}");
         assert!(out.contains("inventory :: submit"), "{out}");
         assert!(out.contains("__ocean_kinds_check ! (\"issue\")"), "{out}");
-        assert!(out.contains("name : \"f\""), "{out}");
+        assert!(
+            out.contains("Registration :: new (\"/webhook\" , \"f\""),
+            "{out}"
+        );
     }
 
     #[test]
@@ -96,16 +99,110 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_argument_is_named() {
+    fn arguments_by_value_or_mut_are_explained() {
         let out = errors(
             quote!(path = "/a", kinds = ["x"]),
             quote!(
-                async fn f(a: String) -> Result<RawResults, ProcessError> {
+                async fn f(
+                    a: WebhookEvent,
+                    b: &mut JobContext<'_>,
+                ) -> Result<RawResults, ProcessError> {
                     todo!()
                 }
             ),
         );
-        assert!(out.contains("unsupported argument"), "{out}");
+        assert!(out.contains("take `WebhookEvent` by reference"), "{out}");
+        assert!(out.contains("not `&mut`"), "{out}");
+    }
+
+    #[test]
+    fn every_option_is_expanded() {
+        let out = expand(
+            quote!(
+                path = "/a",
+                kinds = ["x"],
+                group = ".key",
+                validate = ".key != null",
+                authenticate = token(header = "X-Gitlab-Token", secret = "gitlab_token"),
+                retry(max = 5, initial = "500ms", max_delay = "10s", base = 3),
+                timeout = "1m30s",
+                should_process = checks::wanted,
+                matching_kinds = checks::kinds,
+                before = hooks::before,
+                after = hooks::after,
+                on_error = hooks::on_error,
+                on_cancel = hooks::on_cancel,
+            ),
+            quote!(
+                async fn f(e: &WebhookEvent, s: Selector<S>) -> Result<RawResults, ProcessError> {
+                    todo!()
+                }
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        for expected in [
+            ". group (\".key\")",
+            ". validate (\".key != null\")",
+            "Authenticate :: Token { header : \"X-Gitlab-Token\" , secret : \"gitlab_token\" }",
+            "max_retries : 5u32",
+            "initial : :: ocean_runtime :: __private :: Duration :: from_millis (500u64)",
+            "base : 3f64",
+            "from_millis (90000u64)",
+            "checks :: wanted (event)",
+            "hooks :: on_cancel (event) . await",
+            "< Selector < S > as :: ocean_runtime :: __private :: FromJob < 'static >> :: requirement ()",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+    }
+
+    #[test]
+    fn option_mistakes_are_reported_together() {
+        let out = errors(
+            quote!(
+                path = "/a",
+                kinds = ["x"],
+                timeout = "5 sec",
+                retry(max = 5, initial = "1m", max_delay = "1s", tries = 3),
+                authenticate = gihtub(),
+                group = ".a |",
+                validate = ".a | nosuch",
+                on_error = 3,
+                kinds_for = x,
+            ),
+            item(),
+        );
+        for expected in [
+            "bad duration `5 sec`",
+            "`initial` is longer than `max_delay`",
+            "unknown `retry` key `tries`",
+            "unknown verifier `gihtub` (did you mean `github`?)",
+            "jq error in `group`",
+            "jq error in `validate`",
+            "`on_error` takes the path of a fn",
+            "unknown key `kinds_for`",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+    }
+
+    #[test]
+    fn token_verifier_needs_its_header_and_secret_is_a_field_name() {
+        let out = errors(
+            quote!(
+                path = "/a",
+                kinds = ["x"],
+                authenticate = token(secret = "s3cr3t!")
+            ),
+            item(),
+        );
+        assert!(out.contains("never the secret itself"), "{out}");
+        let out = errors(
+            quote!(path = "/a", kinds = ["x"], authenticate = token()),
+            item(),
+        );
+        assert!(out.contains("`token` needs the header"), "{out}");
     }
 
     #[test]

@@ -2,10 +2,29 @@
 
 use std::collections::HashSet;
 
-use syn::{FnArg, ItemFn, LitStr, ReturnType, Type};
+use syn::{FnArg, ItemFn, Lit, LitStr, ReturnType, Type};
 
-use super::args::{Args, call_site};
+use super::args::{Args, AuthArg, Hooks, RetryArg, Validate};
+use crate::diag::Diag;
+use crate::duration::parse_millis;
 use crate::jq_check;
+
+/// A built-in verifier with its resolved arguments.
+pub(super) enum Auth {
+    GitHub { secret: String },
+    Jira { secret: String },
+    Token { header: String, secret: String },
+    StandardWebhooks { secret: String, tolerance_ms: u64 },
+    Fn(syn::Path),
+}
+
+/// `retry(...)` resolved; `None` fields keep Ocean's defaults.
+pub(super) struct Retry {
+    pub(super) max: Option<u32>,
+    pub(super) initial_ms: Option<u64>,
+    pub(super) max_delay_ms: Option<u64>,
+    pub(super) base: Option<f64>,
+}
 
 /// A valid processor, ready to expand.
 pub(super) struct Model {
@@ -13,10 +32,27 @@ pub(super) struct Model {
     pub(super) kinds: Vec<LitStr>,
     pub(super) matches: Option<LitStr>,
     pub(super) name: LitStr,
+    pub(super) group: Option<LitStr>,
+    pub(super) validate: Option<Validate>,
+    pub(super) auth: Option<Auth>,
+    pub(super) retry: Option<Retry>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) hooks: Hooks,
     pub(super) func: ItemFn,
 }
 
-fn check_path(path: &LitStr, diag: &mut crate::diag::Diag) {
+/// The built-in verifiers and the arguments each takes.
+const VERIFIERS: &[(&str, &[&str])] = &[
+    ("github", &["secret"]),
+    ("jira", &["secret"]),
+    ("token", &["header", "secret"]),
+    ("standard_webhooks", &["secret", "tolerance"]),
+];
+
+/// Default integration config field holding a verifier's secret.
+const DEFAULT_SECRET: &str = "webhook_secret";
+
+fn check_path(path: &LitStr, diag: &mut Diag) {
     let value = path.value();
     if !value.starts_with('/') {
         diag.at(
@@ -37,41 +73,217 @@ fn check_path(path: &LitStr, diag: &mut crate::diag::Diag) {
     }
 }
 
-fn check_signature(func: &ItemFn, diag: &mut crate::diag::Diag) {
+fn duration(lit: &LitStr, diag: &mut Diag) -> Option<u64> {
+    match parse_millis(&lit.value()) {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            diag.at(lit, e);
+            None
+        }
+    }
+}
+
+/// The last segment of a type path (`WebhookEvent` for `ocean_runtime::event::WebhookEvent`).
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+fn check_signature(func: &ItemFn, diag: &mut Diag) {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
-        diag.at(sig.fn_token, "a webhook processor must be an `async fn`");
+        diag.at(
+            sig.fn_token,
+            "a webhook processor must be an `async fn`; add `async` before `fn`",
+        );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        diag.at(&sig.generics, "a webhook processor cannot be generic");
+        diag.at(
+            &sig.generics,
+            "a webhook processor cannot be generic; use concrete types (`Selector<MyType>`, `State<MyClient>`)",
+        );
+    }
+    if let Some(v) = &sig.variadic {
+        diag.at(v, "a webhook processor cannot be variadic");
     }
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(r) => diag.at(
                 r,
-                "a webhook processor cannot take `self`; write a free `async fn`",
+                "a webhook processor cannot take `self`; write a free `async fn` and reach shared data through `State<T>`",
             ),
-            FnArg::Typed(arg) => {
-                if !matches!(&*arg.ty, Type::Reference(r) if r.mutability.is_none()) {
-                    diag.at(
-                        &arg.ty,
-                        "unsupported argument type; a webhook processor takes `&WebhookEvent`",
-                    );
+            FnArg::Typed(arg) => match &*arg.ty {
+                Type::Reference(r) if r.mutability.is_some() => diag.at(
+                    &arg.ty,
+                    "webhook processor arguments are shared, not `&mut`; write `&T`",
+                ),
+                ty => {
+                    if let Some(name) = last_segment(ty)
+                        && matches!(
+                            name.as_str(),
+                            "WebhookEvent" | "ResourceConfig" | "JobContext"
+                        )
+                    {
+                        diag.at(
+                            ty,
+                            format!("take `{name}` by reference: write `&{name}`"),
+                        );
+                    }
                 }
-            }
+            },
         }
-    }
-    if sig.inputs.len() > 1 {
-        diag.at(
-            &sig.inputs,
-            "a webhook processor takes one argument, `&WebhookEvent`",
-        );
     }
     if let ReturnType::Default = sig.output {
         diag.at(
             &sig.ident,
-            "a webhook processor must return `Result<RawResults, ProcessError>`",
+            "a webhook processor must return `Result<RawResults, E>` (with `E: Into<ProcessError>`); \
+             add `-> Result<RawResults, ProcessError>`",
         );
+    }
+}
+
+fn check_retry(retry: RetryArg, diag: &mut Diag) -> Retry {
+    let max = retry.max.and_then(|m| match m.base10_parse::<u32>() {
+        Ok(n) if n <= 100 => Some(n),
+        Ok(_) => {
+            diag.at(&m, "`max` is at most 100 retries");
+            None
+        }
+        Err(e) => {
+            diag.at(&m, format!("`max` must be a whole number: {e}"));
+            None
+        }
+    });
+    let initial_ms = retry.initial.as_ref().and_then(|l| duration(l, diag));
+    let max_delay_ms = retry.max_delay.as_ref().and_then(|l| duration(l, diag));
+    if let (Some(i), Some(m), Some(lit)) = (initial_ms, max_delay_ms, &retry.initial)
+        && i > m
+    {
+        diag.at(lit, "`initial` is longer than `max_delay`");
+    }
+    let base = retry.base.and_then(|lit| {
+        let value = match &lit {
+            Lit::Int(i) => i.base10_parse::<f64>().ok(),
+            Lit::Float(f) => f.base10_parse::<f64>().ok(),
+            _ => None,
+        };
+        match value {
+            Some(b) if (1.0..=10.0).contains(&b) => Some(b),
+            _ => {
+                diag.at(&lit, "`base` is a number from 1 to 10, e.g. `base = 2`");
+                None
+            }
+        }
+    });
+    Retry {
+        max,
+        initial_ms,
+        max_delay_ms,
+        base,
+    }
+}
+
+fn field_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
+    let (name, args) = match auth {
+        AuthArg::Fn(path) => return Some(Auth::Fn(path)),
+        AuthArg::Builtin { name, args } => (name, args),
+    };
+    let verifier = name.to_string();
+    let Some((_, allowed)) = VERIFIERS.iter().find(|(n, _)| *n == verifier) else {
+        let names: Vec<&str> = VERIFIERS.iter().map(|(n, _)| *n).collect();
+        let hint = crate::kinds::closest(&verifier, names.iter().copied())
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        diag.at(
+            &name,
+            format!(
+                "unknown verifier `{verifier}`{hint}; built-in verifiers: {}; or give the path of your own fn",
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    let mut secret = None;
+    let mut header = None;
+    let mut tolerance_ms = None;
+    let mut ok = true;
+    for (key, lit) in &args {
+        let k = key.to_string();
+        if !allowed.contains(&k.as_str()) {
+            diag.at(
+                key,
+                format!(
+                    "`{verifier}` takes: {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        let Lit::Str(s) = lit else {
+            diag.at(lit, format!("`{k}` takes a string literal"));
+            ok = false;
+            continue;
+        };
+        match k.as_str() {
+            "secret" => {
+                if field_name_ok(&s.value()) {
+                    secret = Some(s.value());
+                } else {
+                    diag.at(
+                        s,
+                        "`secret` names an integration config field (letters, digits, `_`), e.g. \
+                         \"webhook_secret\" for OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET; never the secret itself",
+                    );
+                    ok = false;
+                }
+            }
+            "header" => {
+                let h = s.value();
+                if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    diag.at(
+                        s,
+                        "`header` is an HTTP header name, e.g. \"X-Gitlab-Token\"",
+                    );
+                    ok = false;
+                } else {
+                    header = Some(h);
+                }
+            }
+            _ => match duration(s, diag) {
+                Some(ms) => tolerance_ms = Some(ms),
+                None => ok = false,
+            },
+        }
+    }
+    let secret = secret.unwrap_or_else(|| DEFAULT_SECRET.to_owned());
+    match verifier.as_str() {
+        "github" => ok.then_some(Auth::GitHub { secret }),
+        "jira" => ok.then_some(Auth::Jira { secret }),
+        "token" => match header {
+            Some(header) => ok.then_some(Auth::Token { header, secret }),
+            None => {
+                diag.at(
+                    &name,
+                    "`token` needs the header that carries the token, e.g. `token(header = \"X-Gitlab-Token\")`",
+                );
+                None
+            }
+        },
+        _ => ok.then_some(Auth::StandardWebhooks {
+            secret,
+            tolerance_ms: tolerance_ms.unwrap_or(5 * 60 * 1000),
+        }),
     }
 }
 
@@ -82,22 +294,31 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
         kinds,
         matches,
         name,
+        group,
+        validate,
+        authenticate,
+        retry,
+        timeout,
+        hooks,
         func,
         mut diag,
     } = args;
+    let call_site = super::args::call_site();
     match &path {
         Some(p) => check_path(p, &mut diag),
         None => diag.at_span(
-            call_site(),
+            call_site,
             "missing `path = \"/...\"`: the path under /integration this processor listens on",
         ),
     }
     match &kinds {
         None => diag.at_span(
-            call_site(),
+            call_site,
             "missing `kinds = [\"...\"]`: the mapping kinds this processor produces",
         ),
-        Some(k) if k.list.is_empty() => diag.at(&k.key, "`kinds` is empty; list at least one kind"),
+        Some(k) if k.list.is_empty() => {
+            diag.at(&k.key, "`kinds` is empty; list at least one kind");
+        }
         Some(k) => {
             let mut seen = HashSet::new();
             for kind in &k.list {
@@ -112,27 +333,41 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
     if let Some(m) = &matches {
         jq_check::check("matches", m, &mut diag);
     }
+    if let Some(g) = &group {
+        jq_check::check("group", g, &mut diag);
+    }
+    if let Some(Validate::Jq(v)) = &validate {
+        jq_check::check("validate", v, &mut diag);
+    }
     if let Some(n) = &name
         && n.value().trim().is_empty()
     {
         diag.at(n, "`name` cannot be empty");
     }
+    let timeout_ms = timeout.as_ref().and_then(|t| duration(t, &mut diag));
+    if let (Some(0), Some(t)) = (timeout_ms, &timeout) {
+        diag.at(t, "`timeout` must be longer than zero");
+    }
+    let retry = retry.map(|r| check_retry(r, &mut diag));
+    let auth = authenticate.and_then(|a| check_auth(a, &mut diag));
     check_signature(&func, &mut diag);
     let name =
         name.unwrap_or_else(|| LitStr::new(&func.sig.ident.to_string(), func.sig.ident.span()));
-    let model = match (path, kinds) {
-        (Some(path), Some(kinds)) => Some(Model {
+    diag.finish(())?;
+    match (path, kinds) {
+        (Some(path), Some(kinds)) => Ok(Model {
             path,
             kinds: kinds.list,
             matches,
             name,
+            group,
+            validate,
+            auth,
+            retry,
+            timeout_ms,
+            hooks,
             func,
         }),
-        _ => None,
-    };
-    match (diag.finish(()), model) {
-        (Ok(()), Some(model)) => Ok(model),
-        (Err(e), _) => Err(e),
-        (Ok(()), None) => Err(syn::Error::new(call_site(), "missing `path` or `kinds`")),
+        _ => Err(syn::Error::new(call_site, "missing `path` or `kinds`")),
     }
 }

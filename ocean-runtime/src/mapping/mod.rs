@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use compiled::{CompiledMapping, Entity, MappedItems, MappingError};
-pub use source::{MappingSource, MappingStore};
+pub use source::{MappingCheck, MappingSource, MappingStore};
 
 fn yes() -> bool {
     true

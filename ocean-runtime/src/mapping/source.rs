@@ -43,6 +43,10 @@ pub enum MappingLoadError {
     /// Port's `config` is not a port app config.
     #[error("the mapping in Port's integration record is not a valid port app config: {0}")]
     Shape(serde_json::Error),
+    /// The mapping does not fit the processors (e.g. a selector that a handler's `Selector<T>`
+    /// cannot read).
+    #[error("the mapping does not fit the processors: {}", .0.join("; "))]
+    Rejected(Vec<String>),
     /// Some jq expressions do not compile.
     #[error("the mapping has {} invalid jq expression(s): {}", .0.len(), join(.0))]
     Invalid(Vec<MappingError>),
@@ -57,10 +61,22 @@ fn join(errors: &[MappingError]) -> String {
 }
 
 /// The current mapping, compiled, replaced only by a version that compiles.
-#[derive(Debug)]
 pub struct MappingStore {
     source: MappingSource,
     current: RwLock<Option<Arc<CompiledMapping>>>,
+    check: Option<MappingCheck>,
+}
+
+/// A check every new mapping version must pass before it is put in force; `Err` lists the problems.
+pub type MappingCheck = Box<dyn Fn(&PortAppConfig) -> Result<(), Vec<String>> + Send + Sync>;
+
+impl std::fmt::Debug for MappingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappingStore")
+            .field("source", &self.source)
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MappingStore {
@@ -70,7 +86,15 @@ impl MappingStore {
         Self {
             source,
             current: RwLock::new(None),
+            check: None,
         }
+    }
+
+    /// Adds a check that every new version must pass.
+    #[must_use]
+    pub fn with_check(mut self, check: MappingCheck) -> Self {
+        self.check = Some(check);
+        self
     }
 
     /// The mapping in force, if one was loaded.
@@ -120,6 +144,9 @@ impl MappingStore {
         let config = self.fetch().await?;
         if self.current().is_some_and(|c| *c.config() == config) {
             return Ok(false);
+        }
+        if let Some(check) = &self.check {
+            check(&config).map_err(MappingLoadError::Rejected)?;
         }
         let compiled = CompiledMapping::compile(config).map_err(MappingLoadError::Invalid)?;
         let mut slot = self

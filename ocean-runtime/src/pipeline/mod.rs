@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use ocean_jq::Val;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::event::WebhookEvent;
+use crate::extract::Extensions;
 use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::port::PortClient;
 use crate::processor::{JobContext, ProcessError, RawResults};
@@ -31,6 +34,8 @@ pub enum Outcome {
     NoMapping,
     /// Port could not be written to for now; the event waits and is processed again.
     PortUnavailable(String),
+    /// The app is shutting down; the event's jobs were cancelled and it stays unacknowledged.
+    Cancelled,
 }
 
 /// The per-event processing, shared by all workers.
@@ -39,6 +44,24 @@ pub struct Pipeline {
     mapping: Arc<MappingStore>,
     port: Arc<PortClient>,
     job_timeout: Duration,
+    extensions: Arc<Extensions>,
+    cancel: watch::Receiver<bool>,
+}
+
+/// Cancels the jobs in flight (their `on_cancel` hooks run) when the app stops.
+#[derive(Debug)]
+pub struct Canceller(watch::Sender<bool>);
+
+impl Canceller {
+    /// Cancels every job in flight and every job started from now on.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+enum JobEnd {
+    Done(Result<RawResults, ProcessError>),
+    Cancelled,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -68,13 +91,20 @@ impl Pipeline {
         mapping: Arc<MappingStore>,
         port: Arc<PortClient>,
         job_timeout: Duration,
-    ) -> Self {
-        Self {
-            registry,
-            mapping,
-            port,
-            job_timeout,
-        }
+        extensions: Arc<Extensions>,
+    ) -> (Self, Canceller) {
+        let (tx, cancel) = watch::channel(false);
+        (
+            Self {
+                registry,
+                mapping,
+                port,
+                job_timeout,
+                extensions,
+                cancel,
+            },
+            Canceller(tx),
+        )
     }
 
     fn select<'a>(
@@ -86,7 +116,21 @@ impl Pipeline {
         let payload = ocean_jq::to_val(event.payload());
         let mut selected_any = false;
         let mut jobs = Vec::new();
-        for processor in processors.iter().filter(|p| p.selects(event, &payload)) {
+        let authentic = |p: &&RegisteredProcessor| {
+            let refused = event.unauthenticated().iter().any(|n| n == p.name());
+            if refused {
+                tracing::debug!(
+                    processor = p.name(),
+                    "its verifier refused the delivery; skipped"
+                );
+            }
+            !refused
+        };
+        for processor in processors
+            .iter()
+            .filter(authentic)
+            .filter(|p| p.selects(event, &payload))
+        {
             selected_any = true;
             let before = jobs.len();
             for kind in processor.kinds_for(event) {
@@ -108,40 +152,67 @@ impl Pipeline {
         selected_any.then_some(jobs)
     }
 
-    async fn run_job(
-        &self,
-        job: &Job<'_>,
-        event: &WebhookEvent,
-    ) -> Result<RawResults, ProcessError> {
+    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent, payload: &Val) -> JobEnd {
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
+        let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);
         let work = async {
-            p.authenticate(event).await?;
-            p.validate(event)?;
+            let checked = async {
+                p.authenticate(event).await?;
+                job.processor.validate_payload(payload)?;
+                p.validate(event)
+            };
+            if let Err(e) = checked.await {
+                p.on_error(&first, &e).await;
+                return Err(e);
+            }
+            p.before(&first).await;
             let policy = p.retry_policy();
             let mut retry = 0;
             loop {
-                let ctx = JobContext::new(event, job.resource, job.index, retry + 1);
+                let ctx =
+                    JobContext::new(event, job.resource, job.index, retry + 1, &self.extensions);
                 match p.handle(&ctx).await {
-                    Ok(results) => return Ok(results),
-                    Err(e) => match policy.delay(retry).filter(|_| e.is_retryable()) {
-                        Some(delay) => {
-                            tracing::warn!(attempt = retry + 1, delay_ms = delay.as_millis() as u64, error = %e, "handler failed; retrying");
-                            tokio::time::sleep(delay).await;
-                            retry += 1;
+                    Ok(results) => {
+                        p.after(&ctx, &results).await;
+                        return Ok(results);
+                    }
+                    Err(e) => {
+                        p.on_error(&ctx, &e).await;
+                        match policy.delay(retry).filter(|_| e.is_retryable()) {
+                            Some(delay) => {
+                                tracing::warn!(attempt = retry + 1, delay_ms = delay.as_millis() as u64, error = %e, "handler failed; retrying");
+                                tokio::time::sleep(delay).await;
+                                retry += 1;
+                            }
+                            None => return Err(e),
                         }
-                        None => return Err(e),
-                    },
+                    }
                 }
             }
         };
         let span = tracing::info_span!("process", processor = job.processor.name(), kind = %job.resource.kind, resource = job.index);
-        match tokio::time::timeout(limit, work.instrument(span)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProcessError::permanent(format!(
-                "processor timed out after {:.1} s",
-                limit.as_secs_f64()
-            ))),
+        let mut cancel = self.cancel.clone();
+        let cancelled = async move {
+            let _ = cancel.wait_for(|c| *c).await;
+        };
+        tokio::select! {
+            r = tokio::time::timeout(limit, work.instrument(span)) => match r {
+                Ok(result) => JobEnd::Done(result),
+                Err(_) => {
+                    p.on_cancel(event).await;
+                    let e = ProcessError::permanent(format!(
+                        "processor timed out after {:.1} s",
+                        limit.as_secs_f64()
+                    ));
+                    p.on_error(&first, &e).await;
+                    JobEnd::Done(Err(e))
+                }
+            },
+            () = cancelled => {
+                p.on_cancel(event).await;
+                JobEnd::Cancelled
+            }
         }
     }
 
@@ -160,18 +231,21 @@ impl Pipeline {
         if jobs.is_empty() {
             return Outcome::NoResource;
         }
+        let payload = ocean_jq::to_val(event.payload());
+        let payload = &payload;
         let results = join_all(
             jobs.iter()
-                .map(|job| async move { (job, self.run_job(job, event).await) }),
+                .map(|job| async move { (job, self.run_job(job, event, payload).await) }),
         )
         .await;
         let mut successes = Vec::new();
-        for (job, result) in results {
-            match result {
-                Ok(raw) => successes.push((job.index, raw)),
-                Err(e) => {
+        for (job, end) in results {
+            match end {
+                JobEnd::Done(Ok(raw)) => successes.push((job.index, raw)),
+                JobEnd::Done(Err(e)) => {
                     tracing::error!(processor = job.processor.name(), resource = job.index, error = %e, "job failed; its results are dropped")
                 }
+                JobEnd::Cancelled => return Outcome::Cancelled,
             }
         }
         match apply::apply(&self.port, &mapping, &successes).await {
@@ -214,6 +288,10 @@ impl Pipeline {
                 None
             }
             Outcome::Unsupported | Outcome::NoResource => None,
+            Outcome::Cancelled => {
+                tracing::warn!("cancelled by shutdown; the event is left unacknowledged");
+                return;
+            }
         };
         let result = match later {
             Some(reason) => {

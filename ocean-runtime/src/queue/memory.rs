@@ -1,6 +1,6 @@
 //! A bounded in-memory queue: fastest, and loses everything on a crash (Ocean's behaviour).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -58,17 +58,37 @@ impl MemoryQueue {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the first due event, or says when the next one will be due.
+    /// Takes the first due event whose group keys are free, or says when the next one will be due.
+    ///
+    /// An event is held back while an event with one of its group keys is leased, or waits before
+    /// it (including one waiting for a retry), so each group runs one at a time in arrival order.
     fn try_take(&self) -> Result<Lease, Option<Instant>> {
         let mut inner = self.lock();
         let now = Instant::now();
         let mut next_due: Option<Instant> = None;
-        let pos = inner.waiting.iter().position(|e| match e.not_before {
-            Some(t) if t > now => {
-                next_due = Some(next_due.map_or(t, |n| n.min(t)));
-                false
+        let mut busy: HashSet<&str> = inner
+            .leased
+            .values()
+            .flat_map(|e| e.event.group_keys())
+            .map(String::as_str)
+            .collect();
+        let pos = inner.waiting.iter().position(|e| {
+            let keys = e.event.group_keys();
+            let free = !keys.iter().any(|k| busy.contains(k.as_str()));
+            let due = match e.not_before {
+                Some(t) if t > now => {
+                    if free {
+                        next_due = Some(next_due.map_or(t, |n| n.min(t)));
+                    }
+                    false
+                }
+                _ => true,
+            };
+            if free && due {
+                return true;
             }
-            _ => true,
+            busy.extend(keys.iter().map(String::as_str));
+            false
         });
         let Some(mut entry) = pos.and_then(|p| inner.waiting.remove(p)) else {
             return Err(next_due);
@@ -135,7 +155,13 @@ impl EventQueue for MemoryQueue {
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
         let result = match self.lock().leased.remove(&lease.seq) {
-            Some(_) => Ok(()),
+            Some(entry) => {
+                if !entry.event.group_keys().is_empty() {
+                    // Events of its groups may be free now.
+                    self.notify.notify_one();
+                }
+                Ok(())
+            }
             None => Err(QueueError::UnknownLease(lease.seq)),
         };
         Box::pin(async move { result })
@@ -237,5 +263,41 @@ mod tests {
         q.close();
         assert!(waiter.await.unwrap());
         assert!(matches!(q.push(event(1)).await, Err(QueueError::Closed)));
+    }
+
+    fn grouped(n: u32, keys: &[&str]) -> WebhookEvent {
+        let mut e = event(n);
+        e.set_group_keys(keys.iter().map(|k| (*k).to_owned()).collect());
+        e
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_runs_one_at_a_time_in_arrival_order() {
+        let q = MemoryQueue::new(10);
+        q.push(grouped(1, &["p:A"])).await.unwrap();
+        q.push(grouped(2, &["p:A"])).await.unwrap();
+        q.push(grouped(3, &["p:B"])).await.unwrap();
+        q.push(grouped(4, &["p:A", "p:B"])).await.unwrap();
+        q.push(event(5)).await.unwrap();
+        let first = q.pull().await.unwrap();
+        let second = q.pull().await.unwrap();
+        let third = q.pull().await.unwrap();
+        assert_eq!(
+            [first.event.id(), second.event.id(), third.event.id()],
+            ["1", "3", "5"],
+            "2 waits for 1, 4 waits for 2 and 3"
+        );
+        assert!(q.try_take().is_err(), "nothing else is free");
+        q.retry_later(&first, Duration::from_secs(5)).await.unwrap();
+        assert!(q.try_take().is_err(), "2 still waits behind 1's retry");
+        q.ack(&second).await.unwrap();
+        let again = q.pull().await.unwrap();
+        assert_eq!((again.event.id(), again.delivery), ("1", 2));
+        q.ack(&again).await.unwrap();
+        let next = q.pull().await.unwrap();
+        assert_eq!(next.event.id(), "2");
+        assert!(q.try_take().is_err(), "4 waits for 2");
+        q.ack(&next).await.unwrap();
+        assert_eq!(q.pull().await.unwrap().event.id(), "4");
     }
 }

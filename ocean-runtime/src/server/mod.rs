@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::event::WebhookEvent;
 use crate::mapping::MappingStore;
 use crate::queue::{EventQueue, QueueError};
-use crate::registry::Registry;
+use crate::registry::{RegisteredProcessor, Registry};
 
 /// What the webhook routes need.
 pub(crate) struct Ingress {
@@ -96,10 +96,30 @@ async fn webhook(
         )
     });
     let id = uuid::Uuid::new_v4().to_string();
-    let event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
+    let mut event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
         Err(e) => return reject(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let processors = ingress
+        .registry
+        .processors(event.path())
+        .unwrap_or_default();
+    if let Err(reason) = authenticate(processors, &mut event) {
+        tracing::info!(
+            path = event.path(),
+            reason,
+            "delivery refused by the path's verifiers"
+        );
+        return reject(StatusCode::UNAUTHORIZED, reason);
+    }
+    let payload = ocean_jq::to_val(event.payload());
+    let mut keys: Vec<String> = processors
+        .iter()
+        .filter_map(|p| p.group_key(&payload))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    event.set_group_keys(keys);
     match ingress.queue.push(event).await {
         Ok(()) => {
             tracing::debug!(event_id = id, "event queued");
@@ -113,6 +133,38 @@ async fn webhook(
         }
         Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// Runs the verifiers of the path's processors over the raw delivery. The delivery is refused when
+/// every processor has a verifier and none accepts it; otherwise the processors whose verifier
+/// refused it are recorded on the event and skip it.
+fn authenticate(
+    processors: &[RegisteredProcessor],
+    event: &mut WebhookEvent,
+) -> Result<(), String> {
+    let mut refused = Vec::new();
+    let mut reasons = Vec::new();
+    let mut open = false;
+    for p in processors {
+        match p.verifier() {
+            None => open = true,
+            Some(v) => match v.verify(event) {
+                Ok(()) => open = true,
+                Err(reason) => {
+                    reasons.push(format!("{} ({}): {reason}", p.name(), v.name()));
+                    refused.push(p.name().to_owned());
+                }
+            },
+        }
+    }
+    if !open {
+        return Err(format!(
+            "the delivery is not authentic: {}",
+            reasons.join("; ")
+        ));
+    }
+    event.set_unauthenticated(refused);
+    Ok(())
 }
 
 async fn live() -> Response {
