@@ -49,7 +49,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         .collect();
     quote! {
         #[doc(hidden)]
-        macro_rules! __ocean_kinds_check {
+        macro_rules! kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root {
             #( (#plain) => {}; )*
             ($other:literal) => {
                 ::ocean_runtime::__private::unknown_kind!($other; #(#plain),*);
@@ -57,7 +57,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         }
         #[doc(hidden)]
         #[allow(unused_imports)]
-        pub(crate) use __ocean_kinds_check;
+        pub(crate) use kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root;
     }
 }
 

@@ -57,7 +57,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Err(e) => return e.into_compile_error(),
     };
     if let Err(e) = diag.finish(()) {
-        return e.into_compile_error();
+        // A `main` stub keeps rustc from adding "`main` function not found" to the real error.
+        let mut out = e.into_compile_error();
+        out.extend(quote!(
+            fn main() {}
+        ));
+        return out;
     }
     let mapping = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(|dir| PathBuf::from(dir).join(DEFAULT_MAPPING))

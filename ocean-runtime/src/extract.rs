@@ -317,6 +317,50 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> FromJob<'a> for Config<T> 
     }
 }
 
+/// Asks argument type `T` for its requirement without demanding `T: FromJob` (the handler's
+/// extraction already reports an unsupported type; this keeps it from being reported twice).
+/// Call as `(&&Probe::<T>::new()).requirement()` with [`ProbeKnown`] and [`ProbeUnknown`] in scope.
+#[derive(Debug)]
+pub struct Probe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe for a supported argument type.
+pub trait ProbeKnown {
+    /// `T`'s requirement.
+    fn requirement(&self) -> Option<Requirement>;
+}
+
+impl<T: FromJob<'static>> ProbeKnown for &Probe<T> {
+    fn requirement(&self) -> Option<Requirement> {
+        T::requirement()
+    }
+}
+
+/// The probe for an unsupported argument type (already a compile error elsewhere).
+pub trait ProbeUnknown {
+    /// Nothing.
+    fn requirement(&self) -> Option<Requirement>;
+}
+
+impl<T> ProbeUnknown for Probe<T> {
+    fn requirement(&self) -> Option<Requirement> {
+        None
+    }
+}
+
 /// What a handler returns: `Result<RawResults, E>` for any `E: Into<ProcessError>`.
 #[diagnostic::on_unimplemented(
     message = "a webhook processor must return `Result<RawResults, E>` with `E: Into<ProcessError>`, not `{Self}`",

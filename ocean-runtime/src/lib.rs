@@ -87,7 +87,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::config::{ConfigError, IntegrationInfo};
     pub use crate::event::WebhookEvent;
-    pub use crate::extract::{FromJob, IntoResults, Requirement};
+    pub use crate::extract::{FromJob, IntoResults, Probe, ProbeKnown, ProbeUnknown, Requirement};
     pub use crate::integration_config::IntegrationVars;
     pub use crate::processor::{
         BoxFuture, JobContext, ProcessError, RawResults, Registration, WebhookProcessor,

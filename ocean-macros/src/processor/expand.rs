@@ -68,14 +68,18 @@ fn requirements(model: &Model) -> TokenStream {
         .filter_map(|input| match input {
             FnArg::Typed(arg) => {
                 let ty = &arg.ty;
-                Some(quote_spanned! {ty.span()=>
-                    out.extend(<#ty as #rt::FromJob<'static>>::requirement());
+                // A probe, not a bound: an unsupported type is reported once, by the extraction.
+                Some(quote! {
+                    out.extend((&&#rt::Probe::<#ty>::new()).requirement());
                 })
             }
             FnArg::Receiver(_) => None,
         });
     quote! {
+        #[allow(clippy::needless_borrow)]
         fn __ocean_requirements() -> ::std::vec::Vec<#rt::Requirement> {
+            #[allow(unused_imports)]
+            use #rt::{ProbeKnown as _, ProbeUnknown as _};
             #[allow(unused_mut)]
             let mut out = ::std::vec::Vec::new();
             #(#pushes)*
@@ -249,7 +253,7 @@ pub(super) fn tokens(model: &Model) -> TokenStream {
     let kind_checks = kinds.iter().map(|k| {
         // A plain literal with the user's span, so the checker's patterns match `r"…"` too.
         let lit = LitStr::new(&k.value(), k.span());
-        quote_spanned!(k.span()=> crate::__ocean_kinds_check!(#lit);)
+        quote_spanned!(k.span()=> crate::kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root!(#lit);)
     });
     let handle = handle(model);
     let options = options(model);

@@ -11,10 +11,27 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     match args::parse(args, item.clone()).and_then(validate::check) {
         Ok(model) => expand::tokens(&model),
         Err(err) => {
-            let mut out = item;
+            let mut out = without_receiver(item);
             out.extend(err.into_compile_error());
             out
         }
+    }
+}
+
+/// The item as written, minus a `self` parameter (already reported), so that rustc does not
+/// report it a second time.
+fn without_receiver(item: TokenStream) -> TokenStream {
+    match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(mut func) if matches!(func.sig.inputs.first(), Some(syn::FnArg::Receiver(_))) => {
+            func.sig.inputs = func
+                .sig
+                .inputs
+                .into_iter()
+                .filter(|a| !matches!(a, syn::FnArg::Receiver(_)))
+                .collect();
+            quote::ToTokens::into_token_stream(func)
+        }
+        _ => item,
     }
 }
 
@@ -45,7 +62,12 @@ mod tests {
         .to_string();
         assert!(!out.contains("compile_error"), "{out}");
         assert!(out.contains("inventory :: submit"), "{out}");
-        assert!(out.contains("__ocean_kinds_check ! (\"issue\")"), "{out}");
+        assert!(
+            out.contains(
+                "kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root ! (\"issue\")"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("Registration :: new (\"/webhook\" , \"f\""),
             "{out}"
@@ -151,7 +173,7 @@ mod tests {
             "from_millis (90000u64)",
             "checks :: wanted (event)",
             "hooks :: on_cancel (event) . await",
-            "< Selector < S > as :: ocean_runtime :: __private :: FromJob < 'static >> :: requirement ()",
+            "Probe :: < Selector < S > > :: new ()) . requirement ()",
         ] {
             assert!(out.contains(expected), "missing {expected} in {out}");
         }

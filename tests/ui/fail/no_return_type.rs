@@ -1,0 +1,8 @@
+use ocean_runtime::prelude::*;
+
+ocean_runtime::kinds!["issue"];
+
+#[webhook_processor(path = "/webhook", kinds = ["issue"])]
+async fn events(_event: &WebhookEvent) {}
+
+fn main() {}
