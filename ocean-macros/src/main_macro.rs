@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::quote;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::spanned::Spanned;
 use syn::{Ident, Token};
 
 use crate::diag::Diag;
@@ -73,31 +72,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let rt = quote!(::ocean_runtime::__private);
-    let (state_arg, state_fn) = match state {
-        None => (quote!(::core::option::Option::None), quote!()),
-        Some(path) => {
-            // Spanned on the user's path, so a fn of the wrong shape is reported there.
-            let call = quote_spanned! {path.span()=>
-                #rt::call_state(#path, vars)
-            };
-            let build = quote_spanned! {path.span()=>
-                (&&&&#rt::StateOut::new(out)).ocean_state()
-            };
-            (
-                quote!(::core::option::Option::Some(__ocean_state_init)),
-                quote! {
-                    #[allow(clippy::needless_borrow)] // the references choose the fn's shape
-                    fn __ocean_state_init(
-                        vars: &#rt::IntegrationVars,
-                    ) -> ::core::result::Result<#rt::StateFuture, #rt::ConfigError> {
-                        #[allow(unused_imports)]
-                        use #rt::via::{Async as _, AsyncResult as _, Plain as _, SyncResult as _};
-                        let out = #call?;
-                        ::core::result::Result::Ok(#build)
-                    }
-                },
-            )
-        }
+    let state_arg = match state {
+        None => quote!(::core::option::Option::None),
+        // `state_init!` keeps the user's path tokens, so a fn of the wrong shape is reported there.
+        Some(path) => quote!(::core::option::Option::Some(
+            ::ocean_runtime::state_init!(#path)
+        )),
     };
     quote! {
         fn main() -> ::std::process::ExitCode {
@@ -110,7 +90,6 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                 #state_arg,
             )
         }
-        #state_fn
     }
 }
 
@@ -122,13 +101,12 @@ mod tests {
     fn state_fn_is_passed_to_the_runtime() {
         let out = expand(quote!(state = JiraClient::from_config)).to_string();
         assert!(
-            out.contains("call_state (JiraClient :: from_config"),
+            out.contains("Some (:: ocean_runtime :: state_init ! (JiraClient :: from_config))"),
             "{out}"
         );
-        assert!(out.contains("Some (__ocean_state_init)"), "{out}");
         let plain = expand(TokenStream::new()).to_string();
         assert!(plain.contains("run_main"), "{plain}");
-        assert!(!plain.contains("__ocean_state_init"), "{plain}");
+        assert!(!plain.contains("state_init"), "{plain}");
     }
 
     #[test]

@@ -447,3 +447,58 @@ fn mapping_check(registry: Arc<Registry>) -> MappingCheck {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::{FromJob, Selector};
+    use crate::processor::WebhookProcessor;
+    use crate::processor::{BoxFuture, JobContext, ProcessError, RawResults, Registration};
+
+    #[derive(serde::Deserialize)]
+    struct Sel {
+        #[allow(dead_code)]
+        jql: String,
+    }
+
+    struct P;
+    impl WebhookProcessor for P {
+        fn handle<'a>(
+            &'a self,
+            _job: &'a JobContext<'a>,
+        ) -> BoxFuture<'a, Result<RawResults, ProcessError>> {
+            Box::pin(async { Ok(RawResults::none()) })
+        }
+    }
+
+    fn requirements() -> Vec<Requirement> {
+        <Selector<Sel> as FromJob<'static>>::requirement()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn selector_types_are_checked_per_resource_naming_index_and_field() {
+        let reg = [Registration::new("/p", "issues", &["issue"], &P).requirements(requirements)];
+        let check = mapping_check(Arc::new(Registry::from_registrations(&reg).unwrap()));
+        let yaml = |jql: &str| {
+            format!(
+                "resources:\n  - kind: other\n    selector: {{query: 'true'}}\n    port: {{entity: {{mappings: {{identifier: .id, blueprint: '\"b\"'}}}}}}\n  - kind: issue\n    selector: {{query: 'true'{jql}}}\n    port: {{entity: {{mappings: {{identifier: .id, blueprint: '\"b\"'}}}}}}\n"
+            )
+        };
+        let good = PortAppConfig::from_yaml(&yaml(", jql: 'project = A'")).unwrap();
+        assert_eq!(check(&good), Ok(()));
+        let wrong = PortAppConfig::from_yaml(&yaml(", jql: 42")).unwrap();
+        let errors = check(&wrong).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "resources[1].selector (kind `issue`) does not fit `ocean_runtime::app::tests::Sel` of processor `issues`: field `jql`: invalid type: integer `42`, expected a string"
+            ),
+            "{errors:?}"
+        );
+        let missing = PortAppConfig::from_yaml(&yaml("")).unwrap();
+        let errors = check(&missing).unwrap_err();
+        assert!(errors[0].ends_with("missing field `jql`"), "{errors:?}");
+    }
+}

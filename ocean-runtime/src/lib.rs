@@ -43,25 +43,79 @@ pub use ocean_macros::kinds;
 ///
 /// If the crate has `.port/resources/port-app-config.yml`, it is compiled in as the default mapping.
 ///
+/// `state = path::to_fn` builds the value handlers receive as [`State<T>`](extract::State), once,
+/// before anything is served. The fn takes nothing or a [`Config<C>`](extract::Config), may be
+/// `async`, and returns `T` or `Result<T, E>` with `E: Display`; an error stops start-up with its
+/// message.
+///
 /// ```no_run
-/// ocean_runtime::main!();
+/// # use ocean_runtime::prelude::*;
+/// #[derive(Deserialize)]
+/// struct JiraConfig { jira_url: String }     // OCEAN__INTEGRATION__CONFIG__JIRA_URL
+///
+/// struct JiraClient { base: String }
+///
+/// impl JiraClient {
+///     async fn from_config(config: Config<JiraConfig>) -> Result<Self, String> {
+///         Ok(Self { base: config.jira_url.clone() })
+///     }
+/// }
+///
+/// ocean_runtime::main!(state = JiraClient::from_config);
 /// ```
 pub use ocean_macros::main;
 
-/// Turns an `async fn(&WebhookEvent) -> Result<RawResults, ProcessError>` into a registered
-/// webhook processor.
+/// Turns a plain `async fn` into a registered webhook processor.
 ///
-/// Keys: `path` (under `/integration`, starts with `/`), `kinds` (declared with [`kinds!`]) and
-/// optionally `matches`, a jq expression over the payload that selects the processor (checked at
-/// compile time), and `name` (default: the fn's name).
+/// | key | value | meaning |
+/// |---|---|---|
+/// | `path` | `"/webhook"` | served at `POST /integration/webhook`; several processors may share it |
+/// | `kinds` | `["issue"]` | the mapping kinds it produces; each must be declared in [`kinds!`] |
+/// | `matches` | jq | selects the processor when true for the payload (checked at compile time) |
+/// | `name` | `"issues"` | unique on its path; default the fn's name |
+/// | `group` | jq | ordering key: events with the same key run one at a time, in arrival order |
+/// | `validate` | jq or `path::to_fn` | a predicate over the payload, or `fn(&WebhookEvent) -> Result<(), E>`; failures are permanent |
+/// | `authenticate` | verifier or `path::to_fn` | checked at ingress over the raw body (401): `github(secret = "…")`, `jira(secret = "…")`, `token(header = "…", secret = "…")`, `standard_webhooks(secret = "…", tolerance = "5m")`, or `fn(&WebhookEvent) -> bool` / `Result<(), E>` |
+/// | `retry(…)` | `max = 3, initial = "1s", max_delay = "30s", base = 2` | backoff for retryable failures (these are Ocean's defaults) |
+/// | `timeout` | `"90s"` | time limit of one job, retries included (default `OCEAN__MAX_EVENT_PROCESSING_SECONDS`) |
+/// | `should_process` | `path::to_fn` | `fn(&WebhookEvent) -> bool`, after `matches` |
+/// | `matching_kinds` | `path::to_fn` | `fn(&WebhookEvent) -> impl IntoIterator<Item: ToString>`, a subset of `kinds` |
+/// | `before` / `after` | `path::to_fn` | `async fn(&JobContext<'_>)` / `async fn(&JobContext<'_>, &RawResults)` |
+/// | `on_error` | `path::to_fn` | `async fn(&JobContext<'_>, &ProcessError)`, for every failure |
+/// | `on_cancel` | `path::to_fn` | `async fn(&WebhookEvent)`, when the job times out or the app stops |
+///
+/// A verifier's `secret` names an integration config field: `secret = "gh_secret"` reads
+/// `OCEAN__INTEGRATION__CONFIG__GH_SECRET` (comma-separated for rotation; default field
+/// `webhook_secret`). Durations are written `"500ms"`, `"30s"`, `"2m"`, `"1h"` or `"1m30s"`.
+///
+/// The fn's arguments are taken by type, in any order (see [`extract`]): `&WebhookEvent`,
+/// `&ResourceConfig`, `&JobContext`, [`Selector<T>`](extract::Selector),
+/// [`State<T>`](extract::State), [`Config<T>`](extract::Config). It returns
+/// `Result<RawResults, E>` for any `E: Into<ProcessError>`.
 ///
 /// ```
 /// use ocean_runtime::prelude::*;
 ///
 /// ocean_runtime::kinds!["issue"];
 ///
-/// #[webhook_processor(path = "/webhook", kinds = ["issue"], matches = r#".webhookEvent | startswith("jira:issue_")"#)]
-/// async fn issue_events(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+/// #[derive(Deserialize)]
+/// struct IssueSelector { jql: Option<String> }
+///
+/// #[webhook_processor(
+///     path = "/webhook",
+///     kinds = ["issue"],
+///     matches = r#".webhookEvent | startswith("jira:issue_")"#,
+///     group = ".issue.key",
+///     validate = ".issue.key != null",
+///     authenticate = jira(secret = "jira_webhook_secret"),
+///     retry(max = 5, initial = "500ms"),
+///     timeout = "30s",
+/// )]
+/// async fn issue_events(
+///     event: &WebhookEvent,
+///     selector: Selector<IssueSelector>,
+/// ) -> Result<RawResults, ProcessError> {
+///     let _jql = selector.jql.as_deref();
 ///     let issue = event.value_at("/issue")?.clone();
 ///     if event.payload()["webhookEvent"] == "jira:issue_deleted" {
 ///         return Ok(RawResults::deleted([issue]));
@@ -70,6 +124,11 @@ pub use ocean_macros::main;
 /// }
 /// # fn main() {}
 /// ```
+///
+/// Mistakes are compile errors at the offending token: an undeclared kind (with "did you mean"),
+/// a jq error in `matches`, `group` or `validate` (with its column), a fn that is not `async`,
+/// takes `self` or is generic, an unsupported argument or return type, an unknown or repeated key,
+/// a missing `path` or `kinds`, a bad `path`, empty or repeated kinds, a bad duration.
 pub use ocean_macros::webhook_processor;
 
 /// What a processor module needs: `use ocean_runtime::prelude::*;`.

@@ -56,6 +56,27 @@ where
     }
 }
 
+/// The [`StateInit`] of a state fn, exactly as `main!(state = …)` builds it; for tests:
+/// `TestApp::builder().state_init(ocean_runtime::state_init!(JiraClient::from_config))`.
+#[macro_export]
+macro_rules! state_init {
+    ($f:path) => {{
+        #[allow(clippy::needless_borrow)] // the references choose the fn's shape
+        fn __ocean_state_init(
+            vars: &$crate::__private::IntegrationVars,
+        ) -> ::core::result::Result<$crate::__private::StateFuture, $crate::__private::ConfigError>
+        {
+            #[allow(unused_imports)]
+            use $crate::__private::via::{
+                Async as _, AsyncResult as _, Plain as _, SyncResult as _,
+            };
+            let out = $crate::__private::call_state($f, vars)?;
+            ::core::result::Result::Ok((&&&&$crate::__private::StateOut::new(out)).ocean_state())
+        }
+        __ocean_state_init as $crate::__private::StateInit
+    }};
+}
+
 /// Calls a state fn (see [`StateFn`]).
 ///
 /// # Errors

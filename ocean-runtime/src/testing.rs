@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use crate::app::{App, RunningApp, StartError};
 use crate::config::{Config, ConfigError, IntegrationInfo};
 use crate::extract::Shared;
+use crate::processor::Registration;
 use crate::registry::{Registry, RegistryError};
+use crate::state::StateInit;
 
 /// The harness could not start the app or talk to it.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +56,10 @@ pub struct TestAppBuilder {
     mapping: Option<String>,
     env: Vec<(String, String)>,
     registry: Option<Registry>,
+    paths: Option<Vec<String>>,
     data_dir: Option<PathBuf>,
     states: Vec<Shared>,
+    state_init: Option<StateInit>,
 }
 
 /// A running app on free loopback ports with its own built-in Port in a temporary folder.
@@ -86,6 +90,21 @@ impl TestAppBuilder {
     #[must_use]
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Uses only the registered processors on these paths (a test binary collects every processor
+    /// it links; this keeps one test's processors and their start-up checks out of another's app).
+    #[must_use]
+    pub fn paths(mut self, paths: &[&str]) -> Self {
+        self.paths = Some(paths.iter().map(|p| (*p).to_owned()).collect());
+        self
+    }
+
+    /// Builds the state like `main!(state = …)`: pass `ocean_runtime::state_init!(path::to_fn)`.
+    #[must_use]
+    pub fn state_init(mut self, init: StateInit) -> Self {
+        self.state_init = Some(init);
         self
     }
 
@@ -136,11 +155,17 @@ impl TestAppBuilder {
             default_mapping: None,
         };
         let config = Config::from_vars(info, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let registry = match self.registry {
-            Some(r) => r,
-            None => Registry::from_inventory()?,
+        let registry = match (self.registry, &self.paths) {
+            (Some(r), _) => r,
+            (None, None) => Registry::from_inventory()?,
+            (None, Some(paths)) => Registry::from_registrations(
+                inventory::iter::<Registration>().filter(|r| paths.iter().any(|p| p == r.path)),
+            )?,
         };
         let mut app = App::new(config, registry);
+        if let Some(init) = self.state_init {
+            app = app.state_init(init);
+        }
         for state in self.states {
             app = app.state(state);
         }
@@ -162,8 +187,10 @@ impl TestApp {
             mapping: None,
             env: Vec::new(),
             registry: None,
+            paths: None,
             data_dir: None,
             states: Vec::new(),
+            state_init: None,
         }
     }
 

@@ -22,6 +22,7 @@ ocean_runtime::kinds!["issue", "project"];
     path = "/webhook",
     kinds = ["issue"],
     matches = r#".webhookEvent | startswith("jira:issue_")"#,
+    group = ".issue.key",
 )]
 pub async fn issue_events(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     event.str_at("/issue/key")?;
@@ -38,6 +39,7 @@ pub async fn issue_events(event: &WebhookEvent) -> Result<RawResults, ProcessErr
     path = "/webhook",
     kinds = ["project"],
     matches = r#".webhookEvent | startswith("project_")"#,
+    group = ".project.key",
 )]
 pub async fn project_events(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     event.str_at("/project/key")?;

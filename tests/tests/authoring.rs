@@ -1,0 +1,506 @@
+//! The authoring surface at run time: the DESIGN.md §1 example against an upstream on loopback,
+//! start-up checks, ingress verifiers, per-group ordering, validate and hooks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use ocean_runtime::prelude::*;
+use ocean_runtime::testing::{TestApp, eventually};
+use ocean_runtime::verify::github_signature;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+ocean_runtime::kinds!["issue", "thing"];
+
+// ---- The DESIGN.md §1 example, verbatim apart from the path ----
+
+#[derive(Deserialize)]
+struct IssueSelector {
+    jql: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JiraConfig {
+    jira_url: String,
+}
+
+/// A small Jira client: `GET {jira_url}/rest/api/3/issue/{key}?jql=…`.
+struct JiraClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl JiraClient {
+    async fn from_config(config: Config<JiraConfig>) -> Result<Self, String> {
+        if !config.jira_url.starts_with("http://") {
+            return Err(format!(
+                "jira_url must be an http:// URL, not {:?}",
+                config.jira_url
+            ));
+        }
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: config.jira_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn issue(&self, key: &str, jql: Option<&str>) -> Result<Option<Value>, ProcessError> {
+        let mut request = self
+            .http
+            .get(format!("{}/rest/api/3/issue/{key}", self.base));
+        if let Some(jql) = jql {
+            request = request.query(&[("jql", jql)]);
+        }
+        let response = request.send().await?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(response.json().await?)),
+            status => Err(ProcessError::from_status(status, "Jira answered")),
+        }
+    }
+}
+
+#[webhook_processor(
+    path = "/design",
+    kinds = ["issue"],
+    matches = r#".webhookEvent | startswith("jira:issue_")"#,
+    group = ".issue.key",
+)]
+async fn issue_events(
+    event: &WebhookEvent,
+    selector: Selector<IssueSelector>,
+    jira: State<JiraClient>,
+) -> Result<RawResults, ProcessError> {
+    let key = event.str_at("/issue/key")?;
+    if event.payload()["webhookEvent"] == "jira:issue_deleted" {
+        return Ok(RawResults::deleted([event.payload()["issue"].clone()]));
+    }
+    Ok(match jira.issue(key, selector.jql.as_deref()).await? {
+        Some(issue) => RawResults::updated([issue]),
+        None => RawResults::deleted([event.payload()["issue"].clone()]),
+    })
+}
+
+const DESIGN_MAPPING: &str = r#"
+resources:
+  - kind: issue
+    selector:
+      query: 'true'
+      jql: 'project = PROJ'
+    port:
+      entity:
+        mappings:
+          identifier: .key
+          title: .fields.summary
+          blueprint: '"jiraIssue"'
+          properties:
+            status: .fields.status.name
+"#;
+
+/// A Jira emulator on loopback: the issues it holds and the `jql` each request carried.
+#[derive(Clone, Default)]
+struct Upstream {
+    issues: Arc<Mutex<HashMap<String, Value>>>,
+    jql_seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    async fn start(&self) -> String {
+        let state = self.clone();
+        let app = axum::Router::new().route(
+            "/rest/api/3/issue/{key}",
+            axum::routing::get(
+                move |Path(key): Path<String>, Query(q): Query<HashMap<String, String>>| {
+                    let state = state.clone();
+                    async move {
+                        if let Some(jql) = q.get("jql") {
+                            state.jql_seen.lock().unwrap().push(jql.clone());
+                        }
+                        match state.issues.lock().unwrap().get(&key) {
+                            Some(issue) => axum::Json(issue.clone()).into_response(),
+                            None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+}
+
+use axum::response::IntoResponse;
+
+fn design_app(jira_url: Option<&str>) -> ocean_runtime::testing::TestAppBuilder {
+    let mut b = TestApp::builder()
+        .paths(&["/design"])
+        .mapping(DESIGN_MAPPING)
+        .state_init(ocean_runtime::state_init!(JiraClient::from_config));
+    if let Some(url) = jira_url {
+        b = b.env("OCEAN__INTEGRATION__CONFIG__JIRA_URL", url);
+    }
+    b
+}
+
+#[tokio::test]
+async fn design_example_fetches_the_latest_issue_with_its_typed_selector_and_state() {
+    let upstream = Upstream::default();
+    upstream.issues.lock().unwrap().insert(
+        "PROJ-7".into(),
+        json!({"key": "PROJ-7", "fields": {"summary": "Fresh title", "status": {"name": "Done"}}}),
+    );
+    let url = upstream.start().await;
+    let app = design_app(Some(&url)).start().await.unwrap();
+
+    let stale = json!({"webhookEvent": "jira:issue_updated",
+                       "issue": {"key": "PROJ-7", "fields": {"summary": "stale"}}});
+    let (status, _) = app.post("/design", &stale).await.unwrap();
+    assert_eq!(status, 200);
+    let entity = eventually("PROJ-7 from upstream", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-7").await
+    })
+    .await;
+    assert_eq!(
+        entity["title"], "Fresh title",
+        "fetched, not the stale payload"
+    );
+    assert_eq!(entity["properties"]["status"], "Done");
+    assert_eq!(
+        upstream.jql_seen.lock().unwrap().as_slice(),
+        ["project = PROJ"],
+        "the selector's jql reached the handler"
+    );
+
+    upstream.issues.lock().unwrap().clear();
+    app.post("/design", &stale).await.unwrap();
+    eventually("PROJ-7 gone once upstream lost it", WAIT, || async {
+        app.entity("jiraIssue", "PROJ-7")
+            .await
+            .map(|e| e.is_none().then_some(()))
+    })
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_up_names_what_is_missing() {
+    let no_var = design_app(None).start().await.unwrap_err().to_string();
+    assert!(
+        no_var.starts_with("OCEAN__INTEGRATION__CONFIG__JIRA_URL must be set"),
+        "{no_var}"
+    );
+
+    let bad_state = design_app(Some("ftp://jira"))
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        bad_state,
+        "the integration's state could not be built: jira_url must be an http:// URL, not \"ftp://jira\""
+    );
+
+    let no_state = TestApp::builder()
+        .paths(&["/design"])
+        .mapping(DESIGN_MAPPING)
+        .env("OCEAN__INTEGRATION__CONFIG__JIRA_URL", "http://127.0.0.1:9")
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        no_state.starts_with("processor `issue_events` takes `State<authoring::JiraClient>`"),
+        "{no_state}"
+    );
+    assert!(
+        no_state.contains("main!(state = path::to_fn)"),
+        "{no_state}"
+    );
+}
+
+#[tokio::test]
+async fn a_mapping_whose_selector_does_not_fit_the_handler_is_not_put_in_force() {
+    let app = design_app(Some("http://127.0.0.1:9"))
+        .mapping(DESIGN_MAPPING.replace("'project = PROJ'", "42"))
+        .start()
+        .await
+        .unwrap();
+    let ready = reqwest::get(format!("{}/health/ready", app.url()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "no mapping in force");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "no mapping is loaded yet");
+    app.shutdown().await;
+}
+
+// ---- Ingress verifiers ----
+
+static SIGNED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[webhook_processor(path = "/signed", kinds = ["thing"], authenticate = github(secret = "gh_secret"))]
+async fn signed(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    SIGNED
+        .lock()
+        .unwrap()
+        .push(event.payload()["n"].as_u64().unwrap_or(0));
+    Ok(RawResults::none())
+}
+
+const THING_MAPPING: &str = r#"
+resources:
+  - kind: thing
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          blueprint: '"thing"'
+"#;
+
+#[tokio::test]
+async fn github_signatures_are_checked_at_ingress_with_rotated_secrets() {
+    let app = TestApp::builder()
+        .paths(&["/signed"])
+        .mapping(THING_MAPPING)
+        .env(
+            "OCEAN__INTEGRATION__CONFIG__GH_SECRET",
+            "new-secret, old-secret",
+        )
+        .start()
+        .await
+        .unwrap();
+    let send = |n: u64, secret: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let body = format!(r#"{{"n":{n}}}"#).into_bytes();
+            let sig = secret.map(|s| github_signature(s, &body));
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(sig) = &sig {
+                headers.push(("x-hub-signature-256", sig.as_str()));
+            }
+            app.post_raw("/signed", body.clone(), &headers)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(send(1, Some("new-secret")).await.0, 200);
+    assert_eq!(send(2, Some("old-secret")).await.0, 200, "rotated secret");
+    let (status, body) = send(3, Some("guessed")).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the body"),
+        "{body}"
+    );
+    let (status, body) = send(4, None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing `x-hub-signature-256`"),
+        "{body}"
+    );
+    assert_eq!(send(5, Some("new-secret")).await.0, 200);
+    eventually("the three authentic deliveries", WAIT, || async {
+        Ok::<_, ()>((SIGNED.lock().unwrap().len() >= 3).then_some(()))
+    })
+    .await;
+    let mut seen = SIGNED.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 5], "refused deliveries were never processed");
+    app.shutdown().await;
+
+    let missing = TestApp::builder()
+        .paths(&["/signed"])
+        .mapping(THING_MAPPING)
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.starts_with("OCEAN__INTEGRATION__CONFIG__GH_SECRET must be set because processor `signed` authenticates with `github`"),
+        "{missing}"
+    );
+}
+
+// ---- Per-group ordering ----
+
+static ORDER: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+static IN_FLIGHT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static MAX_SAME_KEY: AtomicUsize = AtomicUsize::new(0);
+static MAX_ALL: AtomicUsize = AtomicUsize::new(0);
+
+#[webhook_processor(path = "/ordered", kinds = ["thing"], group = ".key")]
+async fn ordered(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    let key = event.str_at("/key")?.to_owned();
+    let seq = event.payload()["seq"].as_u64().unwrap_or(0);
+    {
+        let mut in_flight = IN_FLIGHT.lock().unwrap();
+        in_flight.push(key.clone());
+        let same = in_flight.iter().filter(|k| **k == key).count();
+        MAX_SAME_KEY.fetch_max(same, Ordering::SeqCst);
+        MAX_ALL.fetch_max(in_flight.len(), Ordering::SeqCst);
+    }
+    // Work that takes a while, so that events of one group would overlap if they could.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    ORDER.lock().unwrap().push((key.clone(), seq));
+    let mut in_flight = IN_FLIGHT.lock().unwrap();
+    if let Some(i) = in_flight.iter().position(|k| *k == key) {
+        in_flight.remove(i);
+    }
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn events_of_one_group_run_one_at_a_time_in_arrival_order() {
+    let app = TestApp::builder()
+        .paths(&["/ordered"])
+        .mapping(THING_MAPPING)
+        .env("OCEAN__EVENT_WORKERS_COUNT", "8")
+        .start()
+        .await
+        .unwrap();
+    let keys = ["A", "B", "C"];
+    for seq in 0..12u64 {
+        for key in keys {
+            let (status, _) = app
+                .post("/ordered", &json!({"key": key, "seq": seq}))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+    }
+    eventually("all 36 events", WAIT, || async {
+        Ok::<_, ()>((ORDER.lock().unwrap().len() == 36).then_some(()))
+    })
+    .await;
+    let order = ORDER.lock().unwrap().clone();
+    for key in keys {
+        let seqs: Vec<u64> = order
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            seqs,
+            (0..12).collect::<Vec<_>>(),
+            "group {key} in arrival order"
+        );
+    }
+    assert_eq!(
+        MAX_SAME_KEY.load(Ordering::SeqCst),
+        1,
+        "never two of one group at once"
+    );
+    assert!(
+        MAX_ALL.load(Ordering::SeqCst) > 1,
+        "different groups run in parallel"
+    );
+    app.shutdown().await;
+}
+
+// ---- validate, retry options and hooks ----
+
+static HOOKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn log(entry: String) {
+    HOOKS.lock().unwrap().push(entry);
+}
+
+mod hooks {
+    use super::*;
+
+    pub(super) async fn before(job: &JobContext<'_>) {
+        log(format!("before {}", job.event().payload()["n"]));
+    }
+    pub(super) async fn after(job: &JobContext<'_>, results: &RawResults) {
+        log(format!(
+            "after {} attempt {} updated {}",
+            job.event().payload()["n"],
+            job.attempt(),
+            results.updated.len()
+        ));
+    }
+    pub(super) async fn on_error(job: &JobContext<'_>, error: &ProcessError) {
+        log(format!(
+            "error {} attempt {}: {}",
+            job.event().payload()["n"],
+            job.attempt(),
+            error.message()
+        ));
+    }
+    pub(super) fn wanted(event: &WebhookEvent) -> bool {
+        event.payload()["skip"] != true
+    }
+}
+
+#[webhook_processor(
+    path = "/hooks",
+    kinds = ["thing"],
+    validate = ".n != null",
+    retry(max = 2, initial = "10ms", max_delay = "20ms"),
+    should_process = hooks::wanted,
+    before = hooks::before,
+    after = hooks::after,
+    on_error = hooks::on_error,
+)]
+async fn hooked(job: &JobContext<'_>, event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    if event.payload()["n"] == 1 && job.attempt() == 1 {
+        return Err(ProcessError::retryable("upstream hiccup"));
+    }
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn validate_retry_and_hooks_follow_the_attribute() {
+    let app = TestApp::builder()
+        .paths(&["/hooks"])
+        .mapping(THING_MAPPING)
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .start()
+        .await
+        .unwrap();
+    for body in [
+        json!({"n": 1, "id": "a"}),
+        json!({"id": "no-n"}),
+        json!({"n": 2, "skip": true, "id": "b"}),
+        json!({"n": 3, "id": "c"}),
+    ] {
+        assert_eq!(app.post("/hooks", &body).await.unwrap().0, 200);
+    }
+    eventually("the last event's after hook", WAIT, || async {
+        Ok::<_, ()>(
+            HOOKS
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.starts_with("after 3"))
+                .then_some(()),
+        )
+    })
+    .await;
+    assert_eq!(
+        HOOKS.lock().unwrap().as_slice(),
+        [
+            "before 1",
+            "error 1 attempt 1: upstream hiccup",
+            "after 1 attempt 2 updated 0",
+            "error null attempt 1: the payload fails `validate`: .n != null",
+            "before 3",
+            "after 3 attempt 1 updated 0",
+        ]
+    );
+    app.shutdown().await;
+}
