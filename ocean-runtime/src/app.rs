@@ -9,13 +9,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, QueueBackend};
 use crate::extract::{Extensions, Requirement, Shared};
 use crate::local_port::{LocalPort, LocalPortError, LocalPortOptions};
 use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
 use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
-use crate::queue::{EventQueue, MemoryQueue};
+use crate::queue::{DiskQueue, DiskQueueError, EventQueue, MemoryQueue};
 use crate::registry::Registry;
 use crate::server::{Ingress, router};
 use crate::state::StateInit;
@@ -40,6 +40,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// The disk queue cannot be opened.
+    #[error(transparent)]
+    Queue(#[from] DiskQueueError),
     /// A setting (usually the integration's own) is missing or malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -250,7 +253,20 @@ impl App {
                 tracing::warn!(error = %e, "no mapping loaded yet; events are kept until one loads")
             }
         }
-        let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(config.queue_capacity));
+        let queue: Arc<dyn EventQueue> = match config.queue_backend {
+            QueueBackend::Memory => Arc::new(MemoryQueue::new(config.queue_capacity)),
+            QueueBackend::Disk => {
+                match DiskQueue::open(&config.queue_path, config.queue_capacity) {
+                    Ok(q) => Arc::new(q),
+                    Err(e) => {
+                        if let Some(local) = local_port {
+                            local.shutdown().await;
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
         let (pipeline, canceller) = Pipeline::new(
             Arc::clone(&registry),
             Arc::clone(&mapping),
@@ -370,7 +386,12 @@ impl RunningApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.queue.depth();
-        if left > 0 {
+        if left > 0 && self.queue.durable() {
+            tracing::info!(
+                events = left,
+                "shutdown wait is over; events still queued are kept for the next start"
+            );
+        } else if left > 0 {
             tracing::warn!(
                 events = left,
                 "shutdown wait is over; events still queued are dropped (memory queue)"

@@ -14,6 +14,8 @@
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
 //! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` |
+//! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes) or `memory` (fastest, lost on crash, as in Ocean) |
+//! | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
 //! | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
 //! | `OCEAN__INGRESS__BODY_LIMIT_BYTES` | `1048576` | largest webhook body accepted (413 above) |
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
@@ -66,6 +68,15 @@ pub struct IntegrationInfo {
     pub default_mapping: Option<&'static str>,
 }
 
+/// Where queued events are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// An embedded database: events survive crashes (the default).
+    Disk,
+    /// Memory only: fastest, lost on a crash (Ocean's behaviour).
+    Memory,
+}
+
 /// Port credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PortCredentials {
@@ -115,6 +126,10 @@ pub struct Config {
     pub resources_path: PathBuf,
     /// The default mapping compiled into the binary.
     pub default_mapping: Option<&'static str>,
+    /// Queue backend.
+    pub queue_backend: QueueBackend,
+    /// Folder of the disk queue.
+    pub queue_path: PathBuf,
     /// Queue capacity.
     pub queue_capacity: usize,
     /// Largest accepted webhook body, in bytes.
@@ -253,6 +268,20 @@ impl Config {
                 .raw("OCEAN__RESOURCES_PATH")
                 .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
+            queue_backend: match env.raw("OCEAN__QUEUE__BACKEND").as_deref() {
+                None | Some("disk") => QueueBackend::Disk,
+                Some("memory") => QueueBackend::Memory,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "OCEAN__QUEUE__BACKEND".to_owned(),
+                        value: other.to_owned(),
+                        reason: "expected `disk` or `memory`".to_owned(),
+                    });
+                }
+            },
+            queue_path: env
+                .raw("OCEAN__QUEUE__PATH")
+                .map_or_else(|| PathBuf::from(".ocean/queue"), PathBuf::from),
             queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
             body_limit: env.positive("OCEAN__INGRESS__BODY_LIMIT_BYTES", 1024 * 1024)?,
             local_port_host: env.parse("OCEAN__LOCAL_PORT__HOST", localhost, "an IP address")?,

@@ -23,6 +23,18 @@ pub struct WebhookEvent {
     unauthenticated: Vec<String>,
 }
 
+/// The event as a durable queue stores it (the payload is parsed again from the body on load).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored<'a> {
+    id: std::borrow::Cow<'a, str>,
+    path: std::borrow::Cow<'a, str>,
+    headers: std::borrow::Cow<'a, [(String, String)]>,
+    body: std::borrow::Cow<'a, str>,
+    received_at_ms: u64,
+    group_keys: std::borrow::Cow<'a, [String]>,
+    unauthenticated: std::borrow::Cow<'a, [String]>,
+}
+
 /// A request body that is not JSON.
 #[derive(Debug, thiserror::Error)]
 #[error("body is not valid JSON: {0}")]
@@ -123,6 +135,48 @@ impl WebhookEvent {
     /// Records the processors whose verifier refused the delivery (done by ingress).
     pub fn set_unauthenticated(&mut self, processors: Vec<String>) {
         self.unauthenticated = processors;
+    }
+
+    /// The event as bytes for a durable queue.
+    ///
+    /// # Errors
+    /// The body is not UTF-8 (cannot happen for a body that parsed as JSON).
+    pub fn to_stored(&self) -> Result<Vec<u8>, String> {
+        let body = std::str::from_utf8(&self.body).map_err(|e| e.to_string())?;
+        let received_at_ms = self
+            .received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        serde_json::to_vec(&Stored {
+            id: self.id.as_str().into(),
+            path: self.path.as_str().into(),
+            headers: self.headers.as_slice().into(),
+            body: body.into(),
+            received_at_ms,
+            group_keys: self.group_keys.as_slice().into(),
+            unauthenticated: self.unauthenticated.as_slice().into(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// An event read back from [`to_stored`](Self::to_stored) bytes.
+    ///
+    /// # Errors
+    /// The bytes are not a stored event.
+    pub fn from_stored(bytes: &[u8]) -> Result<Self, String> {
+        let s: Stored<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut event = Self::new(
+            s.id.into_owned(),
+            s.path.into_owned(),
+            s.headers.into_owned(),
+            s.body.into_owned(),
+        )
+        .map_err(|e| e.to_string())?;
+        event.received_at =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.received_at_ms);
+        event.group_keys = s.group_keys.into_owned();
+        event.unauthenticated = s.unauthenticated.into_owned();
+        Ok(event)
     }
 
     /// The value at a JSON pointer (`/issue/key`) of the payload.

@@ -147,6 +147,10 @@ impl TestAppBuilder {
                 "OCEAN__RESOURCES_PATH".into(),
                 resources.display().to_string(),
             ),
+            (
+                "OCEAN__QUEUE__PATH".into(),
+                dir.join("queue").display().to_string(),
+            ),
         ];
         vars.extend(self.env);
         let info = IntegrationInfo {

@@ -105,31 +105,68 @@ impl MemoryQueue {
     }
 }
 
-impl EventQueue for MemoryQueue {
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
+impl MemoryQueue {
+    /// Adds an event under a sequence number chosen by the caller (a durable backend that keeps
+    /// its own numbering); `force` ignores the capacity (events reloaded after a restart).
+    pub(crate) fn insert(
+        &self,
+        seq: u64,
+        event: Arc<WebhookEvent>,
+        force: bool,
+    ) -> Result<(), QueueError> {
         let result = {
             let mut inner = self.lock();
             if inner.closed {
                 Err(QueueError::Closed)
-            } else if inner.waiting.len() + inner.leased.len() >= self.capacity {
+            } else if !force && inner.waiting.len() + inner.leased.len() >= self.capacity {
                 Err(QueueError::Full {
                     capacity: self.capacity,
                 })
             } else {
-                let seq = inner.next_seq;
-                inner.next_seq += 1;
-                inner.waiting.push_back(Entry {
-                    seq,
-                    event: Arc::new(event),
-                    delivery: 0,
-                    not_before: None,
-                });
+                inner.next_seq = inner.next_seq.max(seq + 1);
+                let at = inner.waiting.partition_point(|e| e.seq < seq);
+                inner.waiting.insert(
+                    at,
+                    Entry {
+                        seq,
+                        event,
+                        delivery: 0,
+                        not_before: None,
+                    },
+                );
                 Ok(())
             }
         };
         if result.is_ok() {
             self.notify.notify_one();
         }
+        result
+    }
+
+    /// Whether another event fits.
+    pub(crate) fn has_room(&self) -> Result<(), QueueError> {
+        let inner = self.lock();
+        if inner.closed {
+            Err(QueueError::Closed)
+        } else if inner.waiting.len() + inner.leased.len() >= self.capacity {
+            Err(QueueError::Full {
+                capacity: self.capacity,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl EventQueue for MemoryQueue {
+    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
+        let seq = {
+            let mut inner = self.lock();
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            seq
+        };
+        let result = self.insert(seq, Arc::new(event), false);
         Box::pin(async move { result })
     }
 

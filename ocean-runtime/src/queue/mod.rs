@@ -4,11 +4,13 @@
 //! it. A worker [`pull`](EventQueue::pull)s a [`Lease`]; the event stays in the queue until the
 //! worker [`ack`](EventQueue::ack)s it, or is put back with [`retry_later`](EventQueue::retry_later).
 
+mod disk;
 mod memory;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use disk::{DiskQueue, DiskQueueError};
 pub use memory::MemoryQueue;
 
 use crate::event::WebhookEvent;
@@ -40,6 +42,9 @@ pub enum QueueError {
     /// The lease is not held (already acked or put back).
     #[error("lease {0} is not held")]
     UnknownLease(u64),
+    /// The durable store failed.
+    #[error("the event queue could not store the change: {0}")]
+    Storage(String),
 }
 
 /// A queue backend.
@@ -68,4 +73,9 @@ pub trait EventQueue: Send + Sync + 'static {
 
     /// Whether [`close`](Self::close) was called.
     fn is_closed(&self) -> bool;
+
+    /// Whether held events survive a crash or restart.
+    fn durable(&self) -> bool {
+        false
+    }
 }

@@ -125,7 +125,7 @@ async fn webhook(
             tracing::debug!(event_id = id, "event queued");
             Json(json!({"status": "ok", "id": id})).into_response()
         }
-        Err(e @ (QueueError::Full { .. } | QueueError::Closed)) => {
+        Err(e @ (QueueError::Full { .. } | QueueError::Closed | QueueError::Storage(_))) => {
             let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
