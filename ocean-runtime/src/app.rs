@@ -316,6 +316,7 @@ impl App {
             queue: Arc::clone(&queue),
             mapping,
             body_limit: config.body_limit,
+            admin_token: config.admin_token.as_ref().map(|s| s.0.clone()),
         });
         let (stop_ingress, stopped) = oneshot::channel::<()>();
         let app = router(ingress);

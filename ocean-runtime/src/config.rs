@@ -14,6 +14,7 @@
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
 //! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` |
+//! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
 //! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes) or `memory` (fastest, lost on crash, as in Ocean) |
 //! | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
 //! | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
@@ -77,6 +78,16 @@ pub enum QueueBackend {
     Memory,
 }
 
+/// A secret setting: `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Port credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PortCredentials {
@@ -126,6 +137,8 @@ pub struct Config {
     pub resources_path: PathBuf,
     /// The default mapping compiled into the binary.
     pub default_mapping: Option<&'static str>,
+    /// Bearer token of the admin endpoints.
+    pub admin_token: Option<Secret>,
     /// Queue backend.
     pub queue_backend: QueueBackend,
     /// Folder of the disk queue.
@@ -268,6 +281,7 @@ impl Config {
                 .raw("OCEAN__RESOURCES_PATH")
                 .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
+            admin_token: env.raw("OCEAN__ADMIN__TOKEN").map(Secret),
             queue_backend: match env.raw("OCEAN__QUEUE__BACKEND").as_deref() {
                 None | Some("disk") => QueueBackend::Disk,
                 Some("memory") => QueueBackend::Memory,

@@ -7,6 +7,7 @@
 //! upsert/delete in Port), the Port client, the built-in local Port, configuration and shutdown.
 
 pub mod app;
+mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;

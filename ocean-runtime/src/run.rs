@@ -60,6 +60,10 @@ pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = crate::cli::run(&args, &config) {
+        return code;
+    }
     let registry = match Registry::from_inventory() {
         Ok(r) => r,
         Err(e) => {

@@ -7,9 +7,10 @@ use serde_json::Value;
 use crate::mapping::CompiledMapping;
 use crate::port::{PortClient, PortError, UpsertOptions};
 use crate::processor::RawResults;
+use crate::queue::DeadLetter;
 
 /// What one event changed in Port.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Applied {
     /// Entities upserted.
     pub upserted: usize,
@@ -17,6 +18,8 @@ pub struct Applied {
     pub deleted: usize,
     /// Entities Port refused, or that the mapping could not produce.
     pub failed: usize,
+    /// Jobs that failed for good, to be kept as dead letters.
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// Maps every job's results with its resource and writes them: upserts per blueprint, then deletes

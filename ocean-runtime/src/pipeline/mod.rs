@@ -4,6 +4,7 @@
 mod apply;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -16,7 +17,7 @@ use crate::extract::Extensions;
 use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::port::PortClient;
 use crate::processor::{JobContext, ProcessError, RawResults};
-use crate::queue::{EventQueue, Lease};
+use crate::queue::{DeadLetter, EventQueue, Lease};
 use crate::registry::{RegisteredProcessor, Registry};
 
 pub use apply::Applied;
@@ -60,7 +61,8 @@ impl Canceller {
 }
 
 enum JobEnd {
-    Done(Result<RawResults, ProcessError>),
+    /// The job's result and how many times the handler was called.
+    Done(Result<RawResults, ProcessError>, u32),
     Cancelled,
 }
 
@@ -76,6 +78,34 @@ struct Job<'a> {
     processor: &'a RegisteredProcessor,
     resource: &'a ResourceConfig,
     index: usize,
+}
+
+/// The dead letter of a job that failed for good.
+fn dead_letter(
+    event: &WebhookEvent,
+    job: &Job<'_>,
+    error: &ProcessError,
+    attempts: u32,
+) -> DeadLetter {
+    let stored = event
+        .to_stored()
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    DeadLetter {
+        id: 0,
+        event_id: event.id().to_owned(),
+        path: event.path().to_owned(),
+        processor: job.processor.name().to_owned(),
+        resource: job.index,
+        kind: job.resource.kind.clone(),
+        error: error.to_string(),
+        attempts,
+        failed_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        event: stored,
+    }
 }
 
 /// Delay before an event that could not be applied is handed out again: 1 s doubling, at most 60 s.
@@ -156,6 +186,7 @@ impl Pipeline {
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);
+        let attempts = AtomicU32::new(0);
         let work = async {
             let checked = async {
                 p.authenticate(event).await?;
@@ -170,6 +201,7 @@ impl Pipeline {
             let policy = p.retry_policy();
             let mut retry = 0;
             loop {
+                attempts.store(retry + 1, Ordering::Relaxed);
                 let ctx =
                     JobContext::new(event, job.resource, job.index, retry + 1, &self.extensions);
                 match p.handle(&ctx).await {
@@ -198,7 +230,7 @@ impl Pipeline {
         };
         tokio::select! {
             r = tokio::time::timeout(limit, work.instrument(span)) => match r {
-                Ok(result) => JobEnd::Done(result),
+                Ok(result) => JobEnd::Done(result, attempts.load(Ordering::Relaxed)),
                 Err(_) => {
                     p.on_cancel(event).await;
                     let e = ProcessError::permanent(format!(
@@ -206,7 +238,7 @@ impl Pipeline {
                         limit.as_secs_f64()
                     ));
                     p.on_error(&first, &e).await;
-                    JobEnd::Done(Err(e))
+                    JobEnd::Done(Err(e), attempts.load(Ordering::Relaxed))
                 }
             },
             () = cancelled => {
@@ -239,21 +271,29 @@ impl Pipeline {
         )
         .await;
         let mut successes = Vec::new();
+        let mut dead_letters = Vec::new();
         for (job, end) in results {
             match end {
-                JobEnd::Done(Ok(raw)) => successes.push((job.index, raw)),
-                JobEnd::Done(Err(e)) => {
-                    tracing::error!(processor = job.processor.name(), resource = job.index, error = %e, "job failed; its results are dropped")
+                JobEnd::Done(Ok(raw), _) => successes.push((job.index, raw)),
+                JobEnd::Done(Err(e), attempts) => {
+                    tracing::error!(processor = job.processor.name(), resource = job.index, attempts, error = %e, "job failed for good; kept as a dead letter");
+                    dead_letters.push(dead_letter(event, job, &e, attempts));
                 }
                 JobEnd::Cancelled => return Outcome::Cancelled,
             }
         }
         match apply::apply(&self.port, &mapping, &successes).await {
-            Ok(applied) => Outcome::Applied(applied),
+            Ok(applied) => Outcome::Applied(Applied {
+                dead_letters,
+                ..applied
+            }),
             Err(e) if e.is_transient() => Outcome::PortUnavailable(e.to_string()),
             Err(e) => {
                 tracing::error!(error = %e, "Port refused the event's changes");
-                Outcome::Applied(Applied::default())
+                Outcome::Applied(Applied {
+                    dead_letters,
+                    ..Applied::default()
+                })
             }
         }
     }
@@ -293,6 +333,10 @@ impl Pipeline {
                 return;
             }
         };
+        let dead_letters = match outcome {
+            Outcome::Applied(a) => a.dead_letters,
+            _ => Vec::new(),
+        };
         let result = match later {
             Some(reason) => {
                 let delay = redelivery_delay(lease.delivery);
@@ -303,7 +347,8 @@ impl Pipeline {
                 );
                 queue.retry_later(lease, delay).await
             }
-            None => queue.ack(lease).await,
+            None if dead_letters.is_empty() => queue.ack(lease).await,
+            None => queue.ack_dead(lease, dead_letters).await,
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "queue refused to settle the event");

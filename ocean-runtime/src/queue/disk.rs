@@ -15,12 +15,14 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{EventQueue, Lease, MemoryQueue, QueueError};
+use super::{DeadLetter, EventQueue, Lease, MemoryQueue, QueueError};
 use crate::event::WebhookEvent;
 use crate::processor::BoxFuture;
 
 /// Events by sequence number.
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+/// Dead letters by id.
+const DEAD: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("dead_letters");
 
 /// Most operations committed in one transaction.
 const MAX_GROUP: usize = 4096;
@@ -38,6 +40,10 @@ pub struct DiskQueueError {
 enum Op {
     Put(u64, Vec<u8>),
     Delete(u64),
+    /// Ack an event and store its dead letters, in one transaction.
+    AckDead(u64, Vec<(u64, Vec<u8>)>),
+    DeleteDead(u64),
+    PurgeDead,
 }
 
 struct Batch {
@@ -49,6 +55,7 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut events = txn.open_table(EVENTS)?;
+        let mut dead = txn.open_table(DEAD)?;
         for b in group {
             match &b.op {
                 Op::Put(seq, bytes) => {
@@ -57,6 +64,18 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
                 Op::Delete(seq) => {
                     events.remove(*seq)?;
                 }
+                Op::AckDead(seq, letters) => {
+                    for (id, bytes) in letters {
+                        dead.insert(*id, bytes.as_slice())?;
+                    }
+                    events.remove(*seq)?;
+                }
+                Op::DeleteDead(id) => {
+                    dead.remove(*id)?;
+                }
+                Op::PurgeDead => {
+                    dead.retain(|_, _| false)?;
+                }
             }
         }
     }
@@ -64,7 +83,7 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn write_loop(db: Database, rx: mpsc::Receiver<Batch>) {
+fn write_loop(db: Arc<Database>, rx: mpsc::Receiver<Batch>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -87,7 +106,9 @@ fn write_loop(db: Database, rx: mpsc::Receiver<Batch>) {
 pub struct DiskQueue {
     memory: MemoryQueue,
     writer: mpsc::Sender<Batch>,
+    db: Arc<Database>,
     next_seq: AtomicU64,
+    next_dead: AtomicU64,
     path: PathBuf,
 }
 
@@ -119,6 +140,7 @@ impl DiskQueue {
         {
             let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(DEAD).map_err(|e| fail(e.to_string()))?;
             txn.commit().map_err(|e| fail(e.to_string()))?;
             let read = db.begin_read().map_err(|e| fail(e.to_string()))?;
             let table = read.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
@@ -137,21 +159,31 @@ impl DiskQueue {
                 }
             }
         }
+        let next_dead = {
+            let read = db.begin_read().map_err(|e| fail(e.to_string()))?;
+            let table = read.open_table(DEAD).map_err(|e| fail(e.to_string()))?;
+            let last = table.last().map_err(|e| fail(e.to_string()))?;
+            last.map_or(1, |(k, _)| k.value() + 1)
+        };
         if restored > 0 {
             tracing::info!(
                 events = restored,
                 "taking up the events the last run left unacknowledged"
             );
         }
+        let db = Arc::new(db);
         let (writer, rx) = mpsc::channel();
+        let thread_db = Arc::clone(&db);
         std::thread::Builder::new()
             .name("ocean-queue-writer".to_owned())
-            .spawn(move || write_loop(db, rx))
+            .spawn(move || write_loop(thread_db, rx))
             .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             memory,
             writer,
+            db,
             next_seq: AtomicU64::new(next),
+            next_dead: AtomicU64::new(next_dead),
             path,
         })
     }
@@ -221,6 +253,63 @@ impl EventQueue for DiskQueue {
     fn durable(&self) -> bool {
         true
     }
+
+    fn ack_dead<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let mut rows = Vec::with_capacity(letters.len());
+            for mut letter in letters {
+                letter.id = self.next_dead.fetch_add(1, Ordering::SeqCst);
+                let bytes =
+                    serde_json::to_vec(&letter).map_err(|e| QueueError::Storage(e.to_string()))?;
+                rows.push((letter.id, bytes));
+            }
+            self.write(Op::AckDead(lease.seq, rows))
+                .await
+                .map_err(QueueError::Storage)?;
+            self.memory.ack(lease).await
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        let read = || -> Result<Vec<DeadLetter>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let table = txn.open_table(DEAD).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(|e| e.to_string())? {
+                let (_, v) = row.map_err(|e| e.to_string())?;
+                out.push(serde_json::from_slice(v.value()).map_err(|e| e.to_string())?);
+            }
+            Ok(out)
+        };
+        let result = read().map_err(QueueError::Storage);
+        Box::pin(async move { result })
+    }
+
+    fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let found = self.dead_letters().await?.into_iter().find(|d| d.id == id);
+            if found.is_some() {
+                self.write(Op::DeleteDead(id))
+                    .await
+                    .map_err(QueueError::Storage)?;
+            }
+            Ok(found)
+        })
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(async move {
+            let n = self.dead_letters().await?.len();
+            self.write(Op::PurgeDead)
+                .await
+                .map_err(QueueError::Storage)?;
+            Ok(n)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +362,61 @@ mod tests {
         q.push(event(4, "p:B")).await.unwrap();
         let c = q.pull().await.unwrap();
         assert!(c.seq > b.seq, "numbering continues after a restart");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn letter(event: &WebhookEvent) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            event_id: event.id().to_owned(),
+            path: event.path().to_owned(),
+            processor: "p".into(),
+            resource: 0,
+            kind: "issue".into(),
+            error: "bad payload".into(),
+            attempts: 1,
+            failed_at_ms: 1,
+            event: serde_json::from_slice(&event.to_stored().unwrap()).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_kept_with_the_ack_and_survive_a_reopen() {
+        let dir = dir();
+        {
+            let q = DiskQueue::open(&dir, 10).unwrap();
+            q.push(event(1, "k")).await.unwrap();
+            q.push(event(2, "k")).await.unwrap();
+            let a = q.pull().await.unwrap();
+            q.ack_dead(&a, vec![letter(&a.event), letter(&a.event)])
+                .await
+                .unwrap();
+            assert_eq!(q.depth(), 1);
+        }
+        let q = crate::testing::eventually("the queue to reopen", Duration::from_secs(5), || {
+            let dir = dir.clone();
+            async move { Ok::<_, DiskQueueError>(Some(DiskQueue::open(&dir, 10)?)) }
+        })
+        .await;
+        assert_eq!(q.depth(), 1, "the dead-lettered event was acked");
+        let letters = q.dead_letters().await.unwrap();
+        assert_eq!(letters.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
+        let back = letters[0].to_event().unwrap();
+        assert_eq!((back.id(), back.payload()["n"].as_u64()), ("e1", Some(1)));
+        assert_eq!(
+            q.remove_dead_letter(1).await.unwrap().map(|d| d.id),
+            Some(1)
+        );
+        assert_eq!(q.remove_dead_letter(1).await.unwrap(), None);
+        let b = q.pull().await.unwrap();
+        q.ack_dead(&b, vec![letter(&b.event)]).await.unwrap();
+        assert_eq!(
+            q.dead_letters().await.unwrap().last().map(|d| d.id),
+            Some(3),
+            "ids go on"
+        );
+        assert_eq!(q.purge_dead_letters().await.unwrap(), 2);
+        assert!(q.dead_letters().await.unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

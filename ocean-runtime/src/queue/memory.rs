@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{EventQueue, Lease, QueueError};
+use super::{DeadLetter, EventQueue, Lease, QueueError};
 use crate::event::WebhookEvent;
 use crate::processor::BoxFuture;
 
@@ -32,6 +32,7 @@ pub struct MemoryQueue {
     inner: Mutex<Inner>,
     notify: Notify,
     capacity: usize,
+    dead: Mutex<(u64, std::collections::BTreeMap<u64, DeadLetter>)>,
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -51,6 +52,7 @@ impl MemoryQueue {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             capacity,
+            dead: Mutex::new((1, std::collections::BTreeMap::new())),
         }
     }
 
@@ -237,6 +239,51 @@ impl EventQueue for MemoryQueue {
 
     fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    fn ack_dead<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        {
+            let mut dead = self.dead.lock().unwrap_or_else(PoisonError::into_inner);
+            for mut letter in letters {
+                letter.id = dead.0;
+                dead.0 += 1;
+                dead.1.insert(letter.id, letter);
+            }
+        }
+        self.ack(lease)
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        let all = self
+            .dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .values()
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(all) })
+    }
+
+    fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+        let removed = self
+            .dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .remove(&id);
+        Box::pin(async move { Ok(removed) })
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let mut dead = self.dead.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = dead.1.len();
+        dead.1.clear();
+        Box::pin(async move { Ok(n) })
     }
 }
 

@@ -27,6 +27,43 @@ pub struct Lease {
     pub delivery: u32,
 }
 
+/// A job that failed for good (permanent error, retries used up, or time limit), kept with its
+/// event so that an operator can inspect and replay it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// Assigned by the queue when stored.
+    pub id: u64,
+    /// The event's id (as answered to the sender).
+    pub event_id: String,
+    /// The path the event came in on.
+    pub path: String,
+    /// The processor whose job failed.
+    pub processor: String,
+    /// The mapping resource of the job.
+    pub resource: usize,
+    /// Its kind.
+    pub kind: String,
+    /// The last error.
+    pub error: String,
+    /// Handler calls made.
+    pub attempts: u32,
+    /// When it failed, in milliseconds since the Unix epoch.
+    pub failed_at_ms: u64,
+    /// The event as stored (see [`WebhookEvent::to_stored`]).
+    pub event: serde_json::Value,
+}
+
+impl DeadLetter {
+    /// The event, to process again.
+    ///
+    /// # Errors
+    /// The stored event is unreadable.
+    pub fn to_event(&self) -> Result<WebhookEvent, String> {
+        let bytes = serde_json::to_vec(&self.event).map_err(|e| e.to_string())?;
+        WebhookEvent::from_stored(&bytes)
+    }
+}
+
 /// A queue operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -78,4 +115,20 @@ pub trait EventQueue: Send + Sync + 'static {
     fn durable(&self) -> bool {
         false
     }
+
+    /// Stores dead letters (their `id`s are assigned here) and acks the lease, together.
+    fn ack_dead<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<(), QueueError>>;
+
+    /// Every dead letter, oldest first.
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
+
+    /// Removes one dead letter and returns it (`None` if there is no such id).
+    fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>>;
+
+    /// Removes every dead letter; returns how many there were.
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<usize, QueueError>>;
 }

@@ -21,6 +21,8 @@ pub(crate) struct Ingress {
     pub(crate) queue: Arc<dyn EventQueue>,
     pub(crate) mapping: Arc<MappingStore>,
     pub(crate) body_limit: usize,
+    /// Bearer token the admin endpoints require, if set.
+    pub(crate) admin_token: Option<String>,
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -189,9 +191,121 @@ async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
     }
 }
 
+fn storage_error(e: &QueueError) -> Response {
+    reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn list_dead(State(ingress): State<Arc<Ingress>>) -> Response {
+    match ingress.queue.dead_letters().await {
+        Ok(all) => Json(json!({"status": "ok", "deadLetters": all})).into_response(),
+        Err(e) => storage_error(&e),
+    }
+}
+
+async fn get_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
+    match ingress.queue.dead_letters().await {
+        Ok(all) => match all.into_iter().find(|d| d.id == id) {
+            Some(d) => Json(json!({"status": "ok", "deadLetter": d})).into_response(),
+            None => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        },
+        Err(e) => storage_error(&e),
+    }
+}
+
+async fn delete_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
+    match ingress.queue.remove_dead_letter(id).await {
+        Ok(Some(_)) => Json(json!({"status": "ok", "deleted": id})).into_response(),
+        Ok(None) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => storage_error(&e),
+    }
+}
+
+async fn purge_dead(State(ingress): State<Arc<Ingress>>) -> Response {
+    match ingress.queue.purge_dead_letters().await {
+        Ok(n) => Json(json!({"status": "ok", "purged": n})).into_response(),
+        Err(e) => storage_error(&e),
+    }
+}
+
+/// Puts a dead letter's event back in the queue (through the whole pipeline), then removes it.
+async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
+    let letter = match ingress.queue.dead_letters().await {
+        Ok(all) => all.into_iter().find(|d| d.id == id),
+        Err(e) => return storage_error(&e),
+    };
+    let Some(letter) = letter else {
+        return reject(StatusCode::NOT_FOUND, format!("no dead letter {id}"));
+    };
+    let event = match letter.to_event() {
+        Ok(e) => e,
+        Err(e) => {
+            return reject(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("dead letter {id} holds an unreadable event: {e}"),
+            );
+        }
+    };
+    if ingress.registry.processors(event.path()).is_none() {
+        return reject(
+            StatusCode::CONFLICT,
+            format!("no processor is registered on `{}` any more", event.path()),
+        );
+    }
+    let event_id = event.id().to_owned();
+    if let Err(e) = ingress.queue.push(event).await {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    match ingress.queue.remove_dead_letter(id).await {
+        Ok(_) => Json(json!({"status": "ok", "replayed": id, "eventId": event_id})).into_response(),
+        Err(e) => storage_error(&e),
+    }
+}
+
+async fn admin_auth(
+    State(ingress): State<Arc<Ingress>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &ingress.admin_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                g.as_bytes(),
+                token.as_bytes(),
+            ))
+        });
+        if !ok {
+            return reject(
+                StatusCode::UNAUTHORIZED,
+                "admin endpoints need `Authorization: Bearer <OCEAN__ADMIN__TOKEN>`",
+            );
+        }
+    }
+    next.run(request).await
+}
+
 /// The ingress router.
 pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
+    let admin = Router::new()
+        .route("/admin/dead-letters", get(list_dead).delete(purge_dead))
+        .route(
+            "/admin/dead-letters/{id}",
+            get(get_dead).delete(delete_dead),
+        )
+        .route(
+            "/admin/dead-letters/{id}/replay",
+            axum::routing::post(replay_dead),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&ingress),
+            admin_auth,
+        ));
     Router::new()
+        .merge(admin)
         .route("/integration/{*path}", any(webhook))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))

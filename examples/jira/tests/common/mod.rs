@@ -19,8 +19,14 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts the binary with extra variables.
+    pub fn start_with(data_dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ocean-example-jira"))
             .env_clear()
+            .envs(vars.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OCEAN__APPLICATION__PORT", "0")
             .env("OCEAN__LOCAL_PORT__PORT", "0")
