@@ -17,7 +17,7 @@ use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
 use crate::queue::{DiskQueue, DiskQueueError, EventQueue, MemoryQueue};
 use crate::registry::Registry;
-use crate::server::{Ingress, router};
+use crate::server::{DEDUP_HEADERS, Dedup, Ingress, router};
 use crate::state::StateInit;
 
 /// How long cancelled jobs get to run their `on_cancel` hooks at shutdown.
@@ -317,6 +317,14 @@ impl App {
             mapping,
             body_limit: config.body_limit,
             admin_token: config.admin_token.as_ref().map(|s| s.0.clone()),
+            dedup: Dedup::new(
+                DEDUP_HEADERS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .chain(config.dedup_headers.iter().cloned())
+                    .collect(),
+                config.dedup_window,
+            ),
         });
         let (stop_ingress, stopped) = oneshot::channel::<()>();
         let app = router(ingress);

@@ -14,6 +14,8 @@
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
 //! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` |
+//! | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
+//! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
 //! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes) or `memory` (fastest, lost on crash, as in Ocean) |
 //! | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
@@ -147,6 +149,10 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Largest accepted webhook body, in bytes.
     pub body_limit: usize,
+    /// How long delivery ids are remembered.
+    pub dedup_window: Duration,
+    /// Extra headers carrying a delivery id (lower case).
+    pub dedup_headers: Vec<String>,
     /// Address of the built-in Port.
     pub local_port_host: IpAddr,
     /// Port of the built-in Port; 0 picks a free one.
@@ -298,6 +304,16 @@ impl Config {
                 .map_or_else(|| PathBuf::from(".ocean/queue"), PathBuf::from),
             queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
             body_limit: env.positive("OCEAN__INGRESS__BODY_LIMIT_BYTES", 1024 * 1024)?,
+            dedup_window: env.seconds("OCEAN__INGRESS__DEDUP_WINDOW_SECONDS", 3600.0)?,
+            dedup_headers: env
+                .raw("OCEAN__INGRESS__DEDUP_HEADERS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             local_port_host: env.parse("OCEAN__LOCAL_PORT__HOST", localhost, "an IP address")?,
             local_port_port: env.parse(
                 "OCEAN__LOCAL_PORT__PORT",

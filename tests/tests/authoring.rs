@@ -603,3 +603,60 @@ async fn failed_jobs_become_dead_letters_that_can_be_replayed_and_purged() {
     assert_eq!(purged["purged"], 2);
     app.shutdown().await;
 }
+
+// ---- Delivery-id dedup ----
+
+static DEDUP_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[webhook_processor(path = "/dedup", kinds = ["thing"])]
+async fn dedup(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    DEDUP_SEEN
+        .lock()
+        .unwrap()
+        .push(event.payload()["n"].as_u64().unwrap_or(0));
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn a_repeated_delivery_id_is_answered_200_and_processed_once() {
+    let app = TestApp::builder()
+        .paths(&["/dedup"])
+        .mapping(THING_MAPPING)
+        .env("OCEAN__INGRESS__DEDUP_HEADERS", "X-Request-Id")
+        .start()
+        .await
+        .unwrap();
+    let post = |n: u64, header: &'static str, delivery: &'static str| {
+        let app = &app;
+        async move {
+            let body = format!(r#"{{"n":{n}}}"#).into_bytes();
+            app.post_raw(
+                "/dedup",
+                body,
+                &[("content-type", "application/json"), (header, delivery)],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (s1, first) = post(1, "X-GitHub-Delivery", "72d3162e").await;
+    let (s2, again) = post(2, "X-GitHub-Delivery", "72d3162e").await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["id"], first["id"], "the first delivery's event id");
+    let (_, other) = post(3, "webhook-id", "msg_1").await;
+    assert!(other.get("duplicate").is_none());
+    let (_, named) = post(4, "X-Request-Id", "r-1").await;
+    assert!(named.get("duplicate").is_none());
+    let (_, named_again) = post(5, "X-Request-Id", "r-1").await;
+    assert_eq!(named_again["duplicate"], true, "a header the author names");
+    post(6, "X-GitHub-Delivery", "other").await;
+    eventually("the distinct deliveries", WAIT, || async {
+        Ok::<_, ()>((DEDUP_SEEN.lock().unwrap().len() >= 4).then_some(()))
+    })
+    .await;
+    let mut seen = DEDUP_SEEN.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 3, 4, 6]);
+    app.shutdown().await;
+}

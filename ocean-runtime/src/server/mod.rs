@@ -15,6 +15,10 @@ use crate::mapping::MappingStore;
 use crate::queue::{EventQueue, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
+mod dedup;
+
+pub(crate) use dedup::{DEFAULT_HEADERS as DEDUP_HEADERS, Dedup, Seen};
+
 /// What the webhook routes need.
 pub(crate) struct Ingress {
     pub(crate) registry: Arc<Registry>,
@@ -23,6 +27,8 @@ pub(crate) struct Ingress {
     pub(crate) body_limit: usize,
     /// Bearer token the admin endpoints require, if set.
     pub(crate) admin_token: Option<String>,
+    /// Delivery ids already accepted.
+    pub(crate) dedup: Dedup,
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -122,7 +128,28 @@ async fn webhook(
     keys.sort_unstable();
     keys.dedup();
     event.set_group_keys(keys);
-    match ingress.queue.push(event).await {
+    let delivery = match ingress.dedup.check(&event) {
+        Seen::New(key) => key,
+        Seen::Duplicate(first) => {
+            tracing::debug!(event_id = first, "duplicate delivery; already queued");
+            return Json(json!({"status": "ok", "id": first, "duplicate": true})).into_response();
+        }
+        Seen::InFlight => {
+            let mut r = reject(
+                StatusCode::CONFLICT,
+                "the same delivery is being accepted by another request",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
+    let pushed = ingress.queue.push(event).await;
+    match &pushed {
+        Ok(()) => ingress.dedup.accepted(delivery, &id),
+        Err(_) => ingress.dedup.refused(delivery),
+    }
+    match pushed {
         Ok(()) => {
             tracing::debug!(event_id = id, "event queued");
             Json(json!({"status": "ok", "id": id})).into_response()
