@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError, QueueBackend};
 use crate::extract::{Extensions, Requirement, Shared};
 use crate::local_port::{LocalPort, LocalPortError, LocalPortOptions};
 use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
+use crate::metrics::Metrics;
 use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
 use crate::queue::{DiskQueue, DiskQueueError, EventQueue, MemoryQueue};
@@ -233,14 +234,18 @@ impl App {
                 (Some(local), url, "local".to_owned(), "local".to_owned())
             }
         };
-        let port = Arc::new(PortClient::new(PortClientConfig {
-            base_url: base_url.clone(),
-            client_id,
-            client_secret,
-            integration_identifier: config.integration_identifier.clone(),
-            integration_type: config.integration_type.clone(),
-            integration_version: config.integration_version.clone(),
-        })?);
+        let metrics = Arc::new(Metrics::default());
+        let port = Arc::new(
+            PortClient::new(PortClientConfig {
+                base_url: base_url.clone(),
+                client_id,
+                client_secret,
+                integration_identifier: config.integration_identifier.clone(),
+                integration_type: config.integration_type.clone(),
+                integration_version: config.integration_version.clone(),
+            })?
+            .with_metrics(Arc::clone(&metrics)),
+        );
         let source = match &config.mapping_file {
             Some(path) => MappingSource::File(path.clone()),
             None => MappingSource::Port(Arc::clone(&port)),
@@ -273,6 +278,7 @@ impl App {
             port,
             config.job_timeout,
             extensions,
+            Arc::clone(&metrics),
         );
         let pipeline = Arc::new(pipeline);
         let workers = (0..config.workers)
@@ -325,6 +331,7 @@ impl App {
                     .collect(),
                 config.dedup_window,
             ),
+            metrics,
         });
         let (stop_ingress, stopped) = oneshot::channel::<()>();
         let app = router(ingress);

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod integration_config;
 pub mod local_port;
 pub mod mapping;
+pub mod metrics;
 pub mod pipeline;
 pub mod port;
 pub mod processor;

@@ -322,3 +322,51 @@ async fn deletes_spare_entities_this_integration_does_not_own() {
     assert_eq!(issue(&app, "PROJ-5").await.unwrap()["title"], "Not ours");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_jobs_and_port_calls() {
+    let app = app().await;
+    app.post(
+        "/webhook",
+        &issue_event("created", "MET-1", "Metrics", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    let (status, _) = app
+        .post_raw("/webhook", b"{not json".to_vec(), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    eventually("MET-1", WAIT, || issue_ok(&app, "MET-1")).await;
+    let text = eventually("the job to be counted", WAIT, || async {
+        let text = reqwest::get(format!("{}/metrics", app.url()))
+            .await?
+            .text()
+            .await?;
+        let counted = text.contains(
+            "ocean_jobs_total{processor=\"issue_events\",kind=\"issue\",outcome=\"success\"} 1",
+        );
+        Ok::<_, reqwest::Error>(counted.then_some(text))
+    })
+    .await;
+    for line in [
+        "ocean_webhooks_received_total 2",
+        "ocean_webhooks_rejected_total{reason=\"invalid_json\"} 1",
+        "ocean_event_processing_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ocean_port_requests_total{method=\"POST\",outcome=\"2xx\"}")),
+        "{text}"
+    );
+    app.shutdown().await;
+}
+
+async fn issue_ok(
+    app: &TestApp,
+    key: &str,
+) -> Result<Option<Value>, ocean_runtime::testing::TestError> {
+    app.entity("jiraIssue", key).await
+}

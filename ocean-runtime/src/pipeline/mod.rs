@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::event::WebhookEvent;
 use crate::extract::Extensions;
 use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
+use crate::metrics::Metrics;
 use crate::port::PortClient;
 use crate::processor::{JobContext, ProcessError, RawResults};
 use crate::queue::{DeadLetter, EventQueue, Lease};
@@ -47,6 +48,7 @@ pub struct Pipeline {
     job_timeout: Duration,
     extensions: Arc<Extensions>,
     cancel: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 }
 
 /// Cancels the jobs in flight (their `on_cancel` hooks run) when the app stops.
@@ -122,6 +124,7 @@ impl Pipeline {
         port: Arc<PortClient>,
         job_timeout: Duration,
         extensions: Arc<Extensions>,
+        metrics: Arc<Metrics>,
     ) -> (Self, Canceller) {
         let (tx, cancel) = watch::channel(false);
         (
@@ -132,6 +135,7 @@ impl Pipeline {
                 job_timeout,
                 extensions,
                 cancel,
+                metrics,
             },
             Canceller(tx),
         )
@@ -214,6 +218,7 @@ impl Pipeline {
                         match policy.delay(retry).filter(|_| e.is_retryable()) {
                             Some(delay) => {
                                 tracing::warn!(attempt = retry + 1, delay_ms = delay.as_millis() as u64, error = %e, "handler failed; retrying");
+                                self.metrics.retry(job.processor.name());
                                 tokio::time::sleep(delay).await;
                                 retry += 1;
                             }
@@ -258,6 +263,7 @@ impl Pipeline {
                 path = event.path(),
                 "no processor selected the event (unsupported event)"
             );
+            self.metrics.unsupported();
             return Outcome::Unsupported;
         };
         if jobs.is_empty() {
@@ -274,12 +280,22 @@ impl Pipeline {
         let mut dead_letters = Vec::new();
         for (job, end) in results {
             match end {
-                JobEnd::Done(Ok(raw), _) => successes.push((job.index, raw)),
+                JobEnd::Done(Ok(raw), _) => {
+                    self.metrics
+                        .job(job.processor.name(), &job.resource.kind, "success");
+                    successes.push((job.index, raw));
+                }
                 JobEnd::Done(Err(e), attempts) => {
+                    self.metrics
+                        .job(job.processor.name(), &job.resource.kind, "failure");
                     tracing::error!(processor = job.processor.name(), resource = job.index, attempts, error = %e, "job failed for good; kept as a dead letter");
                     dead_letters.push(dead_letter(event, job, &e, attempts));
                 }
-                JobEnd::Cancelled => return Outcome::Cancelled,
+                JobEnd::Cancelled => {
+                    self.metrics
+                        .job(job.processor.name(), &job.resource.kind, "cancelled");
+                    return Outcome::Cancelled;
+                }
             }
         }
         match apply::apply(&self.port, &mapping, &successes).await {
@@ -307,6 +323,7 @@ impl Pipeline {
     }
 
     async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!(
             "event",
             event_id = lease.event.id(),
@@ -348,8 +365,12 @@ impl Pipeline {
                 queue.retry_later(lease, delay).await
             }
             None if dead_letters.is_empty() => queue.ack(lease).await,
-            None => queue.ack_dead(lease, dead_letters).await,
+            None => {
+                self.metrics.dead_letters(dead_letters.len());
+                queue.ack_dead(lease, dead_letters).await
+            }
         };
+        self.metrics.processed(started.elapsed());
         if let Err(e) = result {
             tracing::error!(error = %e, "queue refused to settle the event");
         }

@@ -4,8 +4,10 @@
 //! before it expires, and refreshed once when Port answers 401. Transient failures (connection
 //! errors, 408, 429, 502, 503, 504) are retried with exponential backoff that honours `Retry-After`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -132,6 +134,7 @@ pub struct PortClient {
     config: PortClientConfig,
     user_agent: String,
     token: Mutex<Option<Token>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for PortClient {
@@ -179,7 +182,15 @@ impl PortClient {
             config,
             user_agent,
             token: Mutex::new(None),
+            metrics: None,
         })
+    }
+
+    /// Counts every call in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The base URL in use.
@@ -297,6 +308,15 @@ impl PortClient {
             }
             let started = Instant::now();
             let result = req.send().await;
+            if let Some(m) = &self.metrics {
+                let outcome = match &result {
+                    Ok(r) if r.status().is_success() => "2xx",
+                    Ok(r) if r.status().is_client_error() => "4xx",
+                    Ok(_) => "5xx",
+                    Err(_) => "transport",
+                };
+                m.port_call(method.as_str(), outcome, started.elapsed());
+            }
             let (error, wait) = match result {
                 Ok(resp) if resp.status().is_success() => {
                     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "port call");

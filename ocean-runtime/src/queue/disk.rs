@@ -254,6 +254,10 @@ impl EventQueue for DiskQueue {
         true
     }
 
+    fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
+        self.memory.oldest_received_at()
+    }
+
     fn ack_dead<'a>(
         &'a self,
         lease: &'a Lease,

@@ -241,6 +241,16 @@ impl EventQueue for MemoryQueue {
         self.lock().closed
     }
 
+    fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
+        let inner = self.lock();
+        inner
+            .waiting
+            .iter()
+            .chain(inner.leased.values())
+            .map(|e| e.event.received_at())
+            .min()
+    }
+
     fn ack_dead<'a>(
         &'a self,
         lease: &'a Lease,

@@ -111,6 +111,11 @@ pub trait EventQueue: Send + Sync + 'static {
     /// Whether [`close`](Self::close) was called.
     fn is_closed(&self) -> bool;
 
+    /// When the oldest held event was received.
+    fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+
     /// Whether held events survive a crash or restart.
     fn durable(&self) -> bool {
         false

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::event::WebhookEvent;
 use crate::mapping::MappingStore;
+use crate::metrics::{Metrics, QueueGauges};
 use crate::queue::{EventQueue, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
@@ -29,6 +30,8 @@ pub(crate) struct Ingress {
     pub(crate) admin_token: Option<String>,
     /// Delivery ids already accepted.
     pub(crate) dedup: Dedup,
+    /// Counters.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -69,6 +72,7 @@ async fn webhook(
             format!("no webhook processor is registered on `{path}`"),
         );
     }
+    ingress.metrics.received();
     if request.method() != Method::POST {
         let mut r = reject(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -85,11 +89,15 @@ async fn webhook(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > ingress.body_limit) {
+        ingress.metrics.rejected("too_large");
         return too_large(ingress.body_limit);
     }
     let bytes = match axum::body::to_bytes(Body::new(body), ingress.body_limit).await {
         Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(ingress.body_limit),
+        Err(e) if is_length_limit(&e) => {
+            ingress.metrics.rejected("too_large");
+            return too_large(ingress.body_limit);
+        }
         Err(e) => {
             return reject(
                 StatusCode::BAD_REQUEST,
@@ -106,7 +114,10 @@ async fn webhook(
     let id = uuid::Uuid::new_v4().to_string();
     let mut event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            ingress.metrics.rejected("invalid_json");
+            return reject(StatusCode::BAD_REQUEST, e.to_string());
+        }
     };
     let processors = ingress
         .registry
@@ -131,6 +142,7 @@ async fn webhook(
     let delivery = match ingress.dedup.check(&event) {
         Seen::New(key) => key,
         Seen::Duplicate(first) => {
+            ingress.metrics.duplicate();
             tracing::debug!(event_id = first, "duplicate delivery; already queued");
             return Json(json!({"status": "ok", "id": first, "duplicate": true})).into_response();
         }
@@ -155,6 +167,11 @@ async fn webhook(
             Json(json!({"status": "ok", "id": id})).into_response()
         }
         Err(e @ (QueueError::Full { .. } | QueueError::Closed | QueueError::Storage(_))) => {
+            ingress.metrics.rejected(match e {
+                QueueError::Full { .. } => "queue_full",
+                QueueError::Closed => "shutting_down",
+                _ => "storage",
+            });
             let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -194,6 +211,21 @@ fn authenticate(
     }
     event.set_unauthenticated(refused);
     Ok(())
+}
+
+async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
+    let gauges = QueueGauges {
+        depth: ingress.queue.depth(),
+        oldest_age: ingress
+            .queue
+            .oldest_received_at()
+            .and_then(|t| t.elapsed().ok()),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ingress.metrics.render(gauges),
+    )
+        .into_response()
 }
 
 async fn live() -> Response {
@@ -335,6 +367,7 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
         .merge(admin)
         .route("/integration/{*path}", any(webhook))
         .route("/health/live", get(live))
+        .route("/metrics", get(metrics))
         .route("/health/ready", get(ready))
         .fallback(|| async {
             reject(
