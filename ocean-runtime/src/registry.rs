@@ -113,6 +113,12 @@ impl RegisteredProcessor {
         }
     }
 
+    /// Whether the processor has a `group` expression.
+    #[must_use]
+    pub fn has_group(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// This processor's ordering key for an event (`group`), if it has one and it yields a value.
     #[must_use]
     pub fn group_key(&self, payload: &ocean_jq::Val) -> Option<String> {

@@ -48,11 +48,19 @@ enum Op {
 
 struct Batch {
     op: Op,
-    done: oneshot::Sender<Result<(), String>>,
+    /// `None` for a write nobody waits for (an ack).
+    done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // Only acks: no fsync of their own. They become durable with the next commit that stores an
+    // event; a crash before that processes those events once more (at least once, never lost).
+    if group.iter().all(|b| matches!(b.op, Op::Delete(_))) {
+        if let Err(e) = txn.set_durability(redb::Durability::None) {
+            tracing::debug!(error = %e, "acks committed with full durability");
+        }
+    }
     {
         let mut events = txn.open_table(EVENTS)?;
         let mut dead = txn.open_table(DEAD)?;
@@ -83,7 +91,14 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Makes every earlier commit durable (acks are committed without an fsync of their own).
+fn flush(db: &Database) -> Result<(), redb::Error> {
+    db.begin_write()?.commit()?;
+    Ok(())
+}
+
 fn write_loop(db: Arc<Database>, rx: mpsc::Receiver<Batch>) {
+    // Runs until the queue is dropped; then the last acks are made durable.
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -97,8 +112,13 @@ fn write_loop(db: Arc<Database>, rx: mpsc::Receiver<Batch>) {
             tracing::error!(error = %e, "event queue could not commit");
         }
         for b in group {
-            let _ = b.done.send(result.clone());
+            if let Some(done) = b.done {
+                let _ = done.send(result.clone());
+            }
         }
+    }
+    if let Err(e) = flush(&db) {
+        tracing::warn!(error = %e, "event queue: the last acks may be processed again at the next start");
     }
 }
 
@@ -191,7 +211,10 @@ impl DiskQueue {
     async fn write(&self, op: Op) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.writer
-            .send(Batch { op, done })
+            .send(Batch {
+                op,
+                done: Some(done),
+            })
             .map_err(|_| "the queue writer stopped".to_owned())?;
         wait.await
             .map_err(|_| "the queue writer stopped".to_owned())?
@@ -222,12 +245,15 @@ impl EventQueue for DiskQueue {
     }
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async move {
-            self.write(Op::Delete(lease.seq))
-                .await
-                .map_err(QueueError::Storage)?;
-            self.memory.ack(lease).await
-        })
+        // The delete is committed by the writer without waiting for it (see `commit`).
+        let sent = self.writer.send(Batch {
+            op: Op::Delete(lease.seq),
+            done: None,
+        });
+        if sent.is_err() {
+            return Box::pin(async { Err(QueueError::Storage("the queue writer stopped".into())) });
+        }
+        self.memory.ack(lease)
     }
 
     fn retry_later<'a>(

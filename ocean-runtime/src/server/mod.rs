@@ -34,6 +34,16 @@ pub(crate) struct Ingress {
     pub(crate) metrics: Arc<Metrics>,
 }
 
+/// Event ids: a random prefix drawn once per process and a counter (no system call per event).
+fn next_event_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    uuid::Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed)).to_string()
+}
+
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
     (
         status,
@@ -111,7 +121,7 @@ async fn webhook(
             String::from_utf8_lossy(v.as_bytes()).into_owned(),
         )
     });
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = next_event_id();
     let mut event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
         Err(e) => {
@@ -131,11 +141,15 @@ async fn webhook(
         );
         return reject(StatusCode::UNAUTHORIZED, reason);
     }
-    let payload = ocean_jq::to_val(event.payload());
-    let mut keys: Vec<String> = processors
-        .iter()
-        .filter_map(|p| p.group_key(&payload))
-        .collect();
+    let mut keys: Vec<String> = if processors.iter().any(RegisteredProcessor::has_group) {
+        let payload = ocean_jq::to_val(event.payload());
+        processors
+            .iter()
+            .filter_map(|p| p.group_key(&payload))
+            .collect()
+    } else {
+        Vec::new()
+    };
     keys.sort_unstable();
     keys.dedup();
     event.set_group_keys(keys);
