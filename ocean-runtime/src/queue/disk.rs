@@ -56,10 +56,10 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     // Only acks: no fsync of their own. They become durable with the next commit that stores an
     // event; a crash before that processes those events once more (at least once, never lost).
-    if group.iter().all(|b| matches!(b.op, Op::Delete(_))) {
-        if let Err(e) = txn.set_durability(redb::Durability::None) {
-            tracing::debug!(error = %e, "acks committed with full durability");
-        }
+    if group.iter().all(|b| matches!(b.op, Op::Delete(_)))
+        && let Err(e) = txn.set_durability(redb::Durability::None)
+    {
+        tracing::debug!(error = %e, "acks committed with full durability");
     }
     {
         let mut events = txn.open_table(EVENTS)?;
