@@ -21,6 +21,7 @@ pub struct WebhookEvent {
     received_at: SystemTime,
     group_keys: Vec<String>,
     unauthenticated: Vec<String>,
+    supersedable: bool,
 }
 
 /// The event as a durable queue stores it (the payload is parsed again from the body on load).
@@ -33,6 +34,8 @@ struct Stored<'a> {
     received_at_ms: u64,
     group_keys: std::borrow::Cow<'a, [String]>,
     unauthenticated: std::borrow::Cow<'a, [String]>,
+    #[serde(default)]
+    supersedable: bool,
 }
 
 /// A request body that is not JSON.
@@ -66,6 +69,7 @@ impl WebhookEvent {
             received_at: SystemTime::now(),
             group_keys: Vec::new(),
             unauthenticated: Vec::new(),
+            supersedable: false,
         })
     }
 
@@ -126,6 +130,18 @@ impl WebhookEvent {
         self.group_keys = keys;
     }
 
+    /// Whether a later event with the same group keys makes this one unnecessary (every processor
+    /// of its path only needs the latest event of a group).
+    #[must_use]
+    pub fn supersedable(&self) -> bool {
+        self.supersedable
+    }
+
+    /// Marks the event supersedable (done by ingress).
+    pub fn set_supersedable(&mut self, supersedable: bool) {
+        self.supersedable = supersedable;
+    }
+
     /// The processors whose ingress verifier refused this delivery; they do not process it.
     #[must_use]
     pub fn unauthenticated(&self) -> &[String] {
@@ -155,6 +171,7 @@ impl WebhookEvent {
             received_at_ms,
             group_keys: self.group_keys.as_slice().into(),
             unauthenticated: self.unauthenticated.as_slice().into(),
+            supersedable: self.supersedable,
         })
         .map_err(|e| e.to_string())
     }
@@ -176,6 +193,7 @@ impl WebhookEvent {
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.received_at_ms);
         event.group_keys = s.group_keys.into_owned();
         event.unauthenticated = s.unauthenticated.into_owned();
+        event.supersedable = s.supersedable;
         Ok(event)
     }
 

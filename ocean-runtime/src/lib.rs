@@ -76,6 +76,7 @@ pub use ocean_macros::main;
 /// | `matches` | jq | selects the processor when true for the payload (checked at compile time) |
 /// | `name` | `"issues"` | unique on its path; default the fn's name |
 /// | `group` | jq | ordering key: events with the same key run one at a time, in arrival order |
+/// | `latest_only` | `true` | with `group`: of several waiting events of a group only the latest is processed (for processors that fetch the current state); needs every processor of the path to say so |
 /// | `validate` | jq or `path::to_fn` | a predicate over the payload, or `fn(&WebhookEvent) -> Result<(), E>`; failures are permanent |
 /// | `authenticate` | verifier or `path::to_fn` | checked at ingress over the raw body (401): `github(secret = "…")`, `jira(secret = "…")`, `token(header = "…", secret = "…")`, `standard_webhooks(secret = "…", tolerance = "5m")`, or `fn(&WebhookEvent) -> bool` / `Result<(), E>` |
 /// | `retry(…)` | `max = 3, initial = "1s", max_delay = "30s", base = 2` | backoff for retryable failures (these are Ocean's defaults) |

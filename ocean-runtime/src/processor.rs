@@ -385,6 +385,9 @@ pub struct Registration {
     pub group: Option<&'static str>,
     /// A jq predicate over the payload; a false result fails the job permanently (not retried).
     pub validate: Option<&'static str>,
+    /// Only the latest event of a `group` needs processing (the processor fetches the current
+    /// state upstream); earlier waiting events of the group are dropped as superseded.
+    pub latest_only: bool,
     /// A signature verifier run at ingress.
     pub authenticate: Option<Authenticate>,
     /// What the handler's arguments need from the app (state, integration config, selector type).
@@ -409,6 +412,7 @@ impl Registration {
             matches: None,
             group: None,
             validate: None,
+            latest_only: false,
             authenticate: None,
             requirements: no_requirements,
             processor,
@@ -433,6 +437,13 @@ impl Registration {
     #[must_use]
     pub const fn validate(mut self, jq: &'static str) -> Self {
         self.validate = Some(jq);
+        self
+    }
+
+    /// Keeps only the latest waiting event of a group (see [`Registration::latest_only`]).
+    #[must_use]
+    pub const fn latest_only(mut self) -> Self {
+        self.latest_only = true;
         self
     }
 

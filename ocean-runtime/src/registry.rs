@@ -61,6 +61,7 @@ pub struct RegisteredProcessor {
     validate: Option<JqProgram>,
     authenticate: Option<Authenticate>,
     verifier: Option<Verifier>,
+    latest_only: bool,
     requirements: Vec<Requirement>,
     processor: &'static dyn WebhookProcessor,
 }
@@ -111,6 +112,12 @@ impl RegisteredProcessor {
                 kinds
             }
         }
+    }
+
+    /// Whether only the latest event of a group needs processing.
+    #[must_use]
+    pub fn latest_only(&self) -> bool {
+        self.latest_only
     }
 
     /// Whether the processor has a `group` expression.
@@ -246,6 +253,7 @@ impl Registry {
                     validate: compile("validate", reg.validate)?,
                     authenticate: reg.authenticate,
                     verifier: None,
+                    latest_only: reg.latest_only && reg.group.is_some(),
                     requirements: (reg.requirements)(),
                     processor: reg.processor,
                 });

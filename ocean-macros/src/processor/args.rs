@@ -18,6 +18,7 @@ pub(super) const KEYS: &[&str] = &[
     "matches",
     "name",
     "group",
+    "latest_only",
     "validate",
     "authenticate",
     "retry",
@@ -81,6 +82,7 @@ pub(super) struct Args {
     pub(super) matches: Option<LitStr>,
     pub(super) name: Option<LitStr>,
     pub(super) group: Option<LitStr>,
+    pub(super) latest_only: Option<syn::LitBool>,
     pub(super) validate: Option<Validate>,
     pub(super) authenticate: Option<AuthArg>,
     pub(super) retry: Option<RetryArg>,
@@ -300,6 +302,18 @@ fn parse_args(input: ParseStream<'_>, args: &mut Args) -> syn::Result<()> {
                     let v = lit_str(value, &key, d, "\".issue.key\"");
                     set(&mut args.group, v, &key, d);
                 }
+                "latest_only" => {
+                    let v = match value {
+                        Expr::Lit(syn::ExprLit {
+                            lit: Lit::Bool(b), ..
+                        }) => Some(b),
+                        other => {
+                            d.at(&other, "`latest_only` takes `true` or `false`");
+                            None
+                        }
+                    };
+                    set(&mut args.latest_only, v, &key, d);
+                }
                 "timeout" => {
                     let v = lit_str(value, &key, d, "\"30s\"");
                     set(&mut args.timeout, v, &key, d);
@@ -364,6 +378,7 @@ pub(super) fn parse(
         matches: None,
         name: None,
         group: None,
+        latest_only: None,
         validate: None,
         authenticate: None,
         retry: None,

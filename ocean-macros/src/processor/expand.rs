@@ -195,6 +195,9 @@ fn registration_options(model: &Model) -> (TokenStream, TokenStream) {
     if let Some(g) = &model.group {
         calls.extend(quote!(.group(#g)));
     }
+    if model.latest_only {
+        calls.extend(quote!(.latest_only()));
+    }
     if let Some(Validate::Jq(v)) = &model.validate {
         calls.extend(quote!(.validate(#v)));
     }

@@ -144,6 +144,7 @@ mod tests {
                 path = "/a",
                 kinds = ["x"],
                 group = ".key",
+                latest_only = true,
                 validate = ".key != null",
                 authenticate = token(header = "X-Gitlab-Token", secret = "gitlab_token"),
                 retry(max = 5, initial = "500ms", max_delay = "10s", base = 3),
@@ -165,6 +166,7 @@ mod tests {
         assert!(!out.contains("compile_error"), "{out}");
         for expected in [
             ". group (\".key\")",
+            ". latest_only ()",
             ". validate (\".key != null\")",
             "Authenticate :: Token { header : \"X-Gitlab-Token\" , secret : \"gitlab_token\" }",
             "max_retries : 5u32",

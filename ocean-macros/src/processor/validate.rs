@@ -33,6 +33,7 @@ pub(super) struct Model {
     pub(super) matches: Option<LitStr>,
     pub(super) name: LitStr,
     pub(super) group: Option<LitStr>,
+    pub(super) latest_only: bool,
     pub(super) validate: Option<Validate>,
     pub(super) auth: Option<Auth>,
     pub(super) retry: Option<Retry>,
@@ -295,6 +296,7 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
         matches,
         name,
         group,
+        latest_only,
         validate,
         authenticate,
         retry,
@@ -303,6 +305,16 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
         func,
         mut diag,
     } = args;
+    if let Some(l) = &latest_only
+        && l.value
+        && group.is_none()
+    {
+        diag.at(
+            l,
+            "`latest_only` needs a `group`: it keeps only the latest waiting event of each group, e.g. `group = \".issue.key\"`",
+        );
+    }
+    let latest_only = latest_only.is_some_and(|l| l.value);
     let call_site = super::args::call_site();
     match &path {
         Some(p) => check_path(p, &mut diag),
@@ -361,6 +373,7 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
             matches,
             name,
             group,
+            latest_only,
             validate,
             auth,
             retry,

@@ -155,6 +155,7 @@ impl DiskQueue {
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
         let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
         let memory = MemoryQueue::new(capacity);
+        memory.record_superseded();
         let mut next = 0;
         let mut restored = 0usize;
         {
@@ -241,7 +242,16 @@ impl EventQueue for DiskQueue {
     }
 
     fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
-        self.memory.pull()
+        Box::pin(async move {
+            let lease = self.memory.pull().await;
+            for seq in self.memory.take_superseded() {
+                let _ = self.writer.send(Batch {
+                    op: Op::Delete(seq),
+                    done: None,
+                });
+            }
+            lease
+        })
     }
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {

@@ -25,6 +25,9 @@ struct Inner {
     leased: HashMap<u64, Entry>,
     next_seq: u64,
     closed: bool,
+    superseded: Vec<u64>,
+    record_superseded: bool,
+    superseded_count: u64,
 }
 
 /// A bounded in-memory [`EventQueue`].
@@ -64,47 +67,98 @@ impl MemoryQueue {
     ///
     /// An event is held back while an event with one of its group keys is leased, or waits before
     /// it (including one waiting for a retry), so each group runs one at a time in arrival order.
+    /// A supersedable event (its path's processors only need the latest of a group) is dropped
+    /// instead when a later waiting event has the same group keys.
     fn try_take(&self) -> Result<Lease, Option<Instant>> {
         let mut inner = self.lock();
-        let now = Instant::now();
-        let mut next_due: Option<Instant> = None;
-        let mut busy: HashSet<&str> = inner
-            .leased
-            .values()
-            .flat_map(|e| e.event.group_keys())
-            .map(String::as_str)
-            .collect();
-        let pos = inner.waiting.iter().position(|e| {
-            let keys = e.event.group_keys();
-            let free = !keys.iter().any(|k| busy.contains(k.as_str()));
-            let due = match e.not_before {
-                Some(t) if t > now => {
-                    if free {
-                        next_due = Some(next_due.map_or(t, |n| n.min(t)));
-                    }
-                    false
-                }
-                _ => true,
+        loop {
+            let (pos, next_due) = first_free(&inner, Instant::now());
+            let Some(p) = pos else {
+                return Err(next_due);
             };
-            if free && due {
-                return true;
+            let superseded =
+                {
+                    let e = &inner.waiting[p];
+                    let keys = e.event.group_keys();
+                    e.event.supersedable()
+                        && !keys.is_empty()
+                        && inner.waiting.iter().skip(p + 1).any(|later| {
+                            later.event.supersedable() && later.event.group_keys() == keys
+                        })
+                };
+            let Some(mut entry) = inner.waiting.remove(p) else {
+                return Err(next_due);
+            };
+            if superseded {
+                tracing::debug!(
+                    event_id = entry.event.id(),
+                    "superseded by a later event of its group"
+                );
+                inner.superseded_count += 1;
+                if inner.record_superseded {
+                    inner.superseded.push(entry.seq);
+                }
+                continue;
             }
-            busy.extend(keys.iter().map(String::as_str));
-            false
-        });
-        let Some(mut entry) = pos.and_then(|p| inner.waiting.remove(p)) else {
-            return Err(next_due);
-        };
-        entry.delivery += 1;
-        entry.not_before = None;
-        let lease = Lease {
-            seq: entry.seq,
-            event: Arc::clone(&entry.event),
-            delivery: entry.delivery,
-        };
-        inner.leased.insert(entry.seq, entry);
-        Ok(lease)
+            entry.delivery += 1;
+            entry.not_before = None;
+            let lease = Lease {
+                seq: entry.seq,
+                event: Arc::clone(&entry.event),
+                delivery: entry.delivery,
+            };
+            inner.leased.insert(entry.seq, entry);
+            return Ok(lease);
+        }
     }
+
+    /// Sequence numbers of events dropped as superseded since the last call (recorded only for
+    /// a durable backend, which must delete them too).
+    pub(crate) fn take_superseded(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().superseded)
+    }
+
+    /// Records superseded events for [`take_superseded`](Self::take_superseded).
+    pub(crate) fn record_superseded(&self) {
+        self.lock().record_superseded = true;
+    }
+
+    /// Events dropped as superseded so far.
+    #[must_use]
+    pub fn superseded_count(&self) -> u64 {
+        self.lock().superseded_count
+    }
+}
+
+/// The first waiting event that is due and whose group keys are free, and the earliest time a
+/// free but not yet due event will be.
+fn first_free(inner: &Inner, now: Instant) -> (Option<usize>, Option<Instant>) {
+    let mut next_due: Option<Instant> = None;
+    let mut busy: HashSet<&str> = inner
+        .leased
+        .values()
+        .flat_map(|e| e.event.group_keys())
+        .map(String::as_str)
+        .collect();
+    let pos = inner.waiting.iter().position(|e| {
+        let keys = e.event.group_keys();
+        let free = !keys.iter().any(|k| busy.contains(k.as_str()));
+        let due = match e.not_before {
+            Some(t) if t > now => {
+                if free {
+                    next_due = Some(next_due.map_or(t, |n| n.min(t)));
+                }
+                false
+            }
+            _ => true,
+        };
+        if free && due {
+            return true;
+        }
+        busy.extend(keys.iter().map(String::as_str));
+        false
+    });
+    (pos, next_due)
 }
 
 impl MemoryQueue {
@@ -393,5 +447,39 @@ mod tests {
         assert!(q.try_take().is_err(), "4 waits for 2");
         q.ack(&next).await.unwrap();
         assert_eq!(q.pull().await.unwrap().event.id(), "4");
+    }
+
+    #[tokio::test]
+    async fn only_the_latest_of_a_supersedable_group_is_handed_out() {
+        let q = MemoryQueue::new(10);
+        q.record_superseded();
+        for (n, key, sup) in [
+            (1, "A", true),
+            (2, "A", true),
+            (3, "B", true),
+            (4, "A", true),
+            (5, "C", false),
+            (6, "C", false),
+        ] {
+            let mut e = grouped(n, &[key]);
+            e.set_supersedable(sup);
+            q.push(e).await.unwrap();
+        }
+        let ids: Vec<String> = [
+            q.pull().await.unwrap(),
+            q.pull().await.unwrap(),
+            q.pull().await.unwrap(),
+        ]
+        .iter()
+        .map(|l| l.event.id().to_owned())
+        .collect();
+        assert_eq!(
+            ids,
+            ["3", "4", "5"],
+            "1 and 2 superseded by 4; C is not supersedable"
+        );
+        assert_eq!(q.take_superseded(), [0, 1]);
+        assert_eq!(q.superseded_count(), 2);
+        assert_eq!(q.depth(), 4);
     }
 }

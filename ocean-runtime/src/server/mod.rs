@@ -152,6 +152,10 @@ async fn webhook(
     };
     keys.sort_unstable();
     keys.dedup();
+    // Supersedable only when every processor of the path just needs the latest event of a group.
+    event.set_supersedable(
+        !keys.is_empty() && processors.iter().all(RegisteredProcessor::latest_only),
+    );
     event.set_group_keys(keys);
     let delivery = match ingress.dedup.check(&event) {
         Seen::New(key) => key,

@@ -47,6 +47,7 @@ mod checks {
     matches = r#".action == "opened" or .action == "closed""#,
     name = "issues-and-prs",
     group = ".issue.key",
+    latest_only = true,
     validate = ".action != null",
     authenticate = github(secret = "github_secret"),
     retry(max = 5, initial = "500ms", max_delay = "10s", base = 3),
