@@ -721,3 +721,143 @@ async fn of_several_waiting_events_of_a_group_only_the_latest_is_processed() {
     assert_eq!(seen(), [1, 5, 4], "2 and 3 were superseded by 4");
     app.shutdown().await;
 }
+
+// ---- Truthful ingress: a full queue and a stale Standard Webhooks signature store nothing ----
+
+fn full_gate() -> &'static tokio::sync::Semaphore {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(0))
+}
+
+static FULL_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[webhook_processor(path = "/full", kinds = ["thing"])]
+async fn full(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    let n = event.payload()["n"].as_u64().unwrap_or(0);
+    FULL_SEEN.lock().unwrap().push(n);
+    let _permit = full_gate().acquire().await.map_err(|e| e.to_string())?;
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_keeps_nothing() {
+    let app = TestApp::builder()
+        .paths(&["/full"])
+        .mapping(THING_MAPPING)
+        .env("OCEAN__QUEUE__CAPACITY", "2")
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = |n: u64| {
+        http.post(format!("{}/integration/full", app.url()))
+            .json(&json!({"n": n}))
+            .send()
+    };
+    assert_eq!(post(1).await.unwrap().status(), 200);
+    eventually("event 1 in flight", WAIT, || async {
+        Ok::<_, ()>(FULL_SEEN.lock().unwrap().contains(&1).then_some(()))
+    })
+    .await;
+    assert_eq!(post(2).await.unwrap().status(), 200);
+    let refused = post(3).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("full"), "{body}");
+    assert_eq!(app.queue_depth(), 2, "the refused event was not stored");
+    full_gate().add_permits(10);
+    eventually("the two accepted events", WAIT, || async {
+        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+    })
+    .await;
+    assert_eq!(FULL_SEEN.lock().unwrap().as_slice(), [1, 2]);
+    app.shutdown().await;
+}
+
+static STANDARD_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+#[webhook_processor(
+    path = "/standard",
+    kinds = ["thing"],
+    authenticate = standard_webhooks(secret = "sw_secret", tolerance = "5m"),
+)]
+async fn standard(_event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    STANDARD_SEEN.fetch_add(1, Ordering::SeqCst);
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn standard_webhooks_refuses_stale_and_forged_deliveries() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let app = TestApp::builder()
+        .paths(&["/standard"])
+        .mapping(THING_MAPPING)
+        .env(
+            "OCEAN__INTEGRATION__CONFIG__SW_SECRET",
+            format!("whsec_b2xk, {SECRET}"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let send = |id: &'static str, ts: u64, secret: &'static str| {
+        let app = &app;
+        async move {
+            let body = br#"{"n":1}"#.to_vec();
+            let sig =
+                ocean_runtime::verify::standard_webhooks_signature(secret, id, ts, &body).unwrap();
+            let ts = ts.to_string();
+            app.post_raw(
+                "/standard",
+                body,
+                &[
+                    ("content-type", "application/json"),
+                    ("webhook-id", id),
+                    ("webhook-timestamp", &ts),
+                    ("webhook-signature", &sig),
+                ],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        send("msg_1", now, SECRET).await.0,
+        200,
+        "rotated: second secret"
+    );
+    let (status, body) = send("msg_2", now - 600, SECRET).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"].as_str().unwrap().contains("tolerance 300 s"),
+        "{body}"
+    );
+    let (status, _) = send("msg_3", now, "whsec_AAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(status, 401);
+    assert_eq!(send("msg_4", now, SECRET).await.0, 200);
+    eventually("the two authentic deliveries", WAIT, || async {
+        Ok::<_, ()>((STANDARD_SEEN.load(Ordering::SeqCst) >= 2).then_some(()))
+    })
+    .await;
+    eventually("an empty queue", WAIT, || async {
+        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+    })
+    .await;
+    assert_eq!(
+        STANDARD_SEEN.load(Ordering::SeqCst),
+        2,
+        "refused deliveries were not stored"
+    );
+    app.shutdown().await;
+}
