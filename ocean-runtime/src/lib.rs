@@ -11,6 +11,7 @@ mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+mod group_commit;
 pub mod integration_config;
 pub mod local_port;
 pub mod mapping;

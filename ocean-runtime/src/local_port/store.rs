@@ -6,21 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
 
 use super::LocalPortError;
 use super::search::{Subject, matches};
+use crate::group_commit::GroupWriter;
 
 const ENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("entities");
 const INTEGRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("integrations");
-const MAX_GROUP: usize = 4096;
 
 /// An entity as stored: Port's JSON plus the datasource that wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,11 +38,6 @@ pub(crate) enum Change {
     PutEntity(String, Vec<u8>),
     DeleteEntity(String),
     PutIntegration(String, Vec<u8>),
-}
-
-struct Batch {
-    changes: Vec<Change>,
-    done: oneshot::Sender<Result<(), String>>,
 }
 
 /// A per-entity refusal, as Port reports it in a 207.
@@ -271,15 +264,15 @@ fn refusal(status: u16, error: &'static str, message: String) -> EntityRefusal {
 /// The state plus its persistence.
 pub(crate) struct Store {
     state: Mutex<State>,
-    writer: mpsc::Sender<Batch>,
+    writer: GroupWriter<Vec<Change>>,
 }
 
-fn commit(db: &Database, batches: &[Batch]) -> Result<(), redb::Error> {
+fn commit(db: &Database, batches: &[Vec<Change>]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut entities = txn.open_table(ENTITIES)?;
         let mut integrations = txn.open_table(INTEGRATIONS)?;
-        for change in batches.iter().flat_map(|b| &b.changes) {
+        for change in batches.iter().flatten() {
             match change {
                 Change::PutEntity(k, v) => {
                     entities.insert(k.as_str(), v.as_slice())?;
@@ -295,25 +288,6 @@ fn commit(db: &Database, batches: &[Batch]) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
-}
-
-fn write_loop(db: Database, rx: mpsc::Receiver<Batch>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(b) => group.push(b),
-                Err(_) => break,
-            }
-        }
-        let result = commit(&db, &group).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "built-in Port could not persist a write");
-        }
-        for b in group {
-            let _ = b.done.send(result.clone());
-        }
-    }
 }
 
 fn load(db: &Database) -> Result<State, redb::Error> {
@@ -363,14 +337,12 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let (writer, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("local-port-writer".to_owned())
-            .spawn(move || write_loop(db, rx))
-            .map_err(|source| LocalPortError::DataDir {
+        let writer = GroupWriter::spawn("built-in Port", std::sync::Arc::new(db), commit).map_err(
+            |source| LocalPortError::DataDir {
                 path: dir.to_owned(),
                 source,
-            })?;
+            },
+        )?;
         Ok(Self {
             state: Mutex::new(state),
             writer,
@@ -391,18 +363,15 @@ impl Store {
         &self,
         f: impl FnOnce(&mut State, &mut Vec<Change>) -> R,
     ) -> Result<R, String> {
-        let (done, committed) = oneshot::channel();
-        let result = {
+        let (committed, result) = {
             let mut state = self.lock();
             let mut changes = Vec::new();
             let result = f(&mut state, &mut changes);
             if changes.is_empty() {
                 return Ok(result);
             }
-            self.writer
-                .send(Batch { changes, done })
-                .map_err(|_| "the built-in Port's writer has stopped".to_owned())?;
-            result
+            // Submitted under the lock, so that commits keep the order of the changes.
+            (self.writer.submit(changes)?, result)
         };
         committed
             .await

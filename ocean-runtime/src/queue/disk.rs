@@ -9,23 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
 
 use super::{DeadLetter, EventQueue, Lease, MemoryQueue, QueueError};
 use crate::event::WebhookEvent;
+use crate::group_commit::GroupWriter;
 use crate::processor::BoxFuture;
 
 /// Events by sequence number.
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 /// Dead letters by id.
 const DEAD: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("dead_letters");
-
-/// Most operations committed in one transaction.
-const MAX_GROUP: usize = 4096;
 
 /// The queue's database cannot be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +42,11 @@ enum Op {
     PurgeDead,
 }
 
-struct Batch {
-    op: Op,
-    /// `None` for a write nobody waits for (an ack).
-    done: Option<oneshot::Sender<Result<(), String>>>,
-}
-
-fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
+fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     // Only acks: no fsync of their own. They become durable with the next commit that stores an
     // event; a crash before that processes those events once more (at least once, never lost).
-    if group.iter().all(|b| matches!(b.op, Op::Delete(_)))
+    if group.iter().all(|op| matches!(op, Op::Delete(_)))
         && let Err(e) = txn.set_durability(redb::Durability::None)
     {
         tracing::debug!(error = %e, "acks committed with full durability");
@@ -64,8 +54,8 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     {
         let mut events = txn.open_table(EVENTS)?;
         let mut dead = txn.open_table(DEAD)?;
-        for b in group {
-            match &b.op {
+        for op in group {
+            match op {
                 Op::Put(seq, bytes) => {
                     events.insert(*seq, bytes.as_slice())?;
                 }
@@ -91,41 +81,10 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Makes every earlier commit durable (acks are committed without an fsync of their own).
-fn flush(db: &Database) -> Result<(), redb::Error> {
-    db.begin_write()?.commit()?;
-    Ok(())
-}
-
-fn write_loop(db: Arc<Database>, rx: mpsc::Receiver<Batch>) {
-    // Runs until the queue is dropped; then the last acks are made durable.
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(b) => group.push(b),
-                Err(_) => break,
-            }
-        }
-        let result = commit(&db, &group).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "event queue could not commit");
-        }
-        for b in group {
-            if let Some(done) = b.done {
-                let _ = done.send(result.clone());
-            }
-        }
-    }
-    if let Err(e) = flush(&db) {
-        tracing::warn!(error = %e, "event queue: the last acks may be processed again at the next start");
-    }
-}
-
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
 pub struct DiskQueue {
     memory: MemoryQueue,
-    writer: mpsc::Sender<Batch>,
+    writer: GroupWriter<Op>,
     db: Arc<Database>,
     next_seq: AtomicU64,
     next_dead: AtomicU64,
@@ -193,11 +152,7 @@ impl DiskQueue {
             );
         }
         let db = Arc::new(db);
-        let (writer, rx) = mpsc::channel();
-        let thread_db = Arc::clone(&db);
-        std::thread::Builder::new()
-            .name("ocean-queue-writer".to_owned())
-            .spawn(move || write_loop(thread_db, rx))
+        let writer = GroupWriter::spawn("event queue", Arc::clone(&db), commit)
             .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             memory,
@@ -210,15 +165,7 @@ impl DiskQueue {
     }
 
     async fn write(&self, op: Op) -> Result<(), String> {
-        let (done, wait) = oneshot::channel();
-        self.writer
-            .send(Batch {
-                op,
-                done: Some(done),
-            })
-            .map_err(|_| "the queue writer stopped".to_owned())?;
-        wait.await
-            .map_err(|_| "the queue writer stopped".to_owned())?
+        self.writer.write(op).await
     }
 }
 
@@ -245,10 +192,7 @@ impl EventQueue for DiskQueue {
         Box::pin(async move {
             let lease = self.memory.pull().await;
             for seq in self.memory.take_superseded() {
-                let _ = self.writer.send(Batch {
-                    op: Op::Delete(seq),
-                    done: None,
-                });
+                let _ = self.writer.submit_detached(Op::Delete(seq));
             }
             lease
         })
@@ -256,12 +200,8 @@ impl EventQueue for DiskQueue {
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
         // The delete is committed by the writer without waiting for it (see `commit`).
-        let sent = self.writer.send(Batch {
-            op: Op::Delete(lease.seq),
-            done: None,
-        });
-        if sent.is_err() {
-            return Box::pin(async { Err(QueueError::Storage("the queue writer stopped".into())) });
+        if let Err(e) = self.writer.submit_detached(Op::Delete(lease.seq)) {
+            return Box::pin(async { Err(QueueError::Storage(e)) });
         }
         self.memory.ack(lease)
     }

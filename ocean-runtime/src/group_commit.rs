@@ -1,0 +1,109 @@
+//! Group commit for the embedded databases (the disk queue, the built-in Port): one writer thread
+//! per database commits every operation that has accumulated in one transaction, so the cost of a
+//! durable commit is shared by all the writers that were waiting.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::Database;
+use tokio::sync::oneshot;
+
+/// Most operations in one transaction.
+const MAX_GROUP: usize = 4096;
+
+/// Tells the waiting writer how its group's commit went.
+pub(crate) type Committed = oneshot::Receiver<Result<(), String>>;
+
+/// An empty commit with full durability.
+fn flush(db: &Database) -> Result<(), redb::Error> {
+    db.begin_write()?.commit()?;
+    Ok(())
+}
+
+struct Pending<Op> {
+    op: Op,
+    /// `None` when nobody waits for the commit.
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The sending side of a database's writer thread.
+pub(crate) struct GroupWriter<Op> {
+    tx: mpsc::Sender<Pending<Op>>,
+    what: &'static str,
+}
+
+impl<Op: Send + 'static> GroupWriter<Op> {
+    /// Starts the writer thread. `commit` writes a group of operations in one transaction. When the
+    /// last `GroupWriter` is dropped, the thread commits once more with full durability (making any
+    /// earlier commit that skipped its fsync durable) and ends.
+    pub(crate) fn spawn(
+        what: &'static str,
+        db: Arc<Database>,
+        commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Pending<Op>>();
+        std::thread::Builder::new()
+            .name(format!("{what} writer"))
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(p) => group.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    let (ops, dones): (Vec<Op>, Vec<_>) =
+                        group.into_iter().map(|p| (p.op, p.done)).unzip();
+                    let result = commit(&db, &ops).map_err(|e| e.to_string());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "{what}: commit failed");
+                    }
+                    for done in dones.into_iter().flatten() {
+                        let _ = done.send(result.clone());
+                    }
+                }
+                if let Err(e) = flush(&db) {
+                    tracing::warn!(error = %e, "{what}: final commit failed");
+                }
+            })?;
+        Ok(Self { tx, what })
+    }
+
+    fn stopped(&self) -> String {
+        format!("the {} writer has stopped", self.what)
+    }
+
+    /// Queues `op` (operations are committed in the order they are submitted).
+    ///
+    /// # Errors
+    /// The writer thread has stopped.
+    pub(crate) fn submit(&self, op: Op) -> Result<Committed, String> {
+        let (done, committed) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                op,
+                done: Some(done),
+            })
+            .map_err(|_| self.stopped())?;
+        Ok(committed)
+    }
+
+    /// Queues `op` without waiting for its commit.
+    ///
+    /// # Errors
+    /// The writer thread has stopped.
+    pub(crate) fn submit_detached(&self, op: Op) -> Result<(), String> {
+        self.tx
+            .send(Pending { op, done: None })
+            .map_err(|_| self.stopped())
+    }
+
+    /// Queues `op` and waits until it is committed.
+    ///
+    /// # Errors
+    /// The commit failed or the writer thread has stopped.
+    pub(crate) async fn write(&self, op: Op) -> Result<(), String> {
+        self.submit(op)?.await.map_err(|_| self.stopped())?
+    }
+}
