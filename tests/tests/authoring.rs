@@ -254,6 +254,11 @@ async fn signed(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     Ok(RawResults::none())
 }
 
+/// An app serving only `path`'s processors, with a one-resource mapping of kind `thing`.
+fn on(path: &str) -> ocean_runtime::testing::TestAppBuilder {
+    TestApp::builder().paths(&[path]).mapping(THING_MAPPING)
+}
+
 const THING_MAPPING: &str = r#"
 resources:
   - kind: thing
@@ -268,9 +273,7 @@ resources:
 
 #[tokio::test]
 async fn github_signatures_are_checked_at_ingress_with_rotated_secrets() {
-    let app = TestApp::builder()
-        .paths(&["/signed"])
-        .mapping(THING_MAPPING)
+    let app = on("/signed")
         .env(
             "OCEAN__INTEGRATION__CONFIG__GH_SECRET",
             "new-secret, old-secret",
@@ -322,13 +325,7 @@ async fn github_signatures_are_checked_at_ingress_with_rotated_secrets() {
     assert_eq!(seen, [1, 2, 5], "refused deliveries were never processed");
     app.shutdown().await;
 
-    let missing = TestApp::builder()
-        .paths(&["/signed"])
-        .mapping(THING_MAPPING)
-        .start()
-        .await
-        .unwrap_err()
-        .to_string();
+    let missing = on("/signed").start().await.unwrap_err().to_string();
     assert!(
         missing.starts_with("OCEAN__INTEGRATION__CONFIG__GH_SECRET must be set because processor `signed` authenticates with `github`"),
         "{missing}"
@@ -365,9 +362,7 @@ async fn ordered(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 
 #[tokio::test]
 async fn events_of_one_group_run_one_at_a_time_in_arrival_order() {
-    let app = TestApp::builder()
-        .paths(&["/ordered"])
-        .mapping(THING_MAPPING)
+    let app = on("/ordered")
         .env("OCEAN__EVENT_WORKERS_COUNT", "8")
         .start()
         .await
@@ -465,9 +460,7 @@ async fn hooked(job: &JobContext<'_>, event: &WebhookEvent) -> Result<RawResults
 
 #[tokio::test]
 async fn validate_retry_and_hooks_follow_the_attribute() {
-    let app = TestApp::builder()
-        .paths(&["/hooks"])
-        .mapping(THING_MAPPING)
+    let app = on("/hooks")
         .env("OCEAN__EVENT_WORKERS_COUNT", "1")
         .start()
         .await
@@ -519,9 +512,7 @@ async fn fragile(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 
 #[tokio::test]
 async fn failed_jobs_become_dead_letters_that_can_be_replayed_and_purged() {
-    let app = TestApp::builder()
-        .paths(&["/dlq"])
-        .mapping(THING_MAPPING)
+    let app = on("/dlq")
         .env("OCEAN__ADMIN__TOKEN", "admin-secret")
         .start()
         .await
@@ -619,9 +610,7 @@ async fn dedup(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 
 #[tokio::test]
 async fn a_repeated_delivery_id_is_answered_200_and_processed_once() {
-    let app = TestApp::builder()
-        .paths(&["/dedup"])
-        .mapping(THING_MAPPING)
+    let app = on("/dedup")
         .env("OCEAN__INGRESS__DEDUP_HEADERS", "X-Request-Id")
         .start()
         .await
@@ -683,12 +672,7 @@ async fn latest(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 
 #[tokio::test]
 async fn of_several_waiting_events_of_a_group_only_the_latest_is_processed() {
-    let app = TestApp::builder()
-        .paths(&["/latest"])
-        .mapping(THING_MAPPING)
-        .start()
-        .await
-        .unwrap();
+    let app = on("/latest").start().await.unwrap();
     let seen = || LATEST_SEEN.lock().unwrap().clone();
     app.post("/latest", &json!({"key": "K", "n": 1}))
         .await
@@ -741,9 +725,7 @@ async fn full(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_and_keeps_nothing() {
-    let app = TestApp::builder()
-        .paths(&["/full"])
-        .mapping(THING_MAPPING)
+    let app = on("/full")
         .env("OCEAN__QUEUE__CAPACITY", "2")
         .env("OCEAN__EVENT_WORKERS_COUNT", "1")
         .start()
@@ -797,9 +779,7 @@ async fn standard(_event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 #[tokio::test]
 async fn standard_webhooks_refuses_stale_and_forged_deliveries() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let app = TestApp::builder()
-        .paths(&["/standard"])
-        .mapping(THING_MAPPING)
+    let app = on("/standard")
         .env(
             "OCEAN__INTEGRATION__CONFIG__SW_SECRET",
             format!("whsec_b2xk, {SECRET}"),
