@@ -317,20 +317,22 @@ impl App {
             }
         };
         let (listener, ingress_addr) = listener;
+        let dedup = Dedup::new(
+            DEDUP_HEADERS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .chain(config.dedup_headers.iter().cloned())
+                .collect(),
+            config.dedup_window,
+        );
+        dedup.preload(queue.recent_deliveries(config.dedup_window));
         let ingress = Arc::new(Ingress {
             registry: Arc::clone(&registry),
             queue: Arc::clone(&queue),
             mapping,
             body_limit: config.body_limit,
             admin_token: config.admin_token.as_ref().map(|s| s.0.clone()),
-            dedup: Dedup::new(
-                DEDUP_HEADERS
-                    .iter()
-                    .map(|h| (*h).to_owned())
-                    .chain(config.dedup_headers.iter().cloned())
-                    .collect(),
-                config.dedup_window,
-            ),
+            dedup,
             metrics,
         });
         let (stop_ingress, stopped) = oneshot::channel::<()>();

@@ -22,6 +22,7 @@ pub struct WebhookEvent {
     group_keys: Vec<String>,
     unauthenticated: Vec<String>,
     supersedable: bool,
+    delivery_key: Option<String>,
 }
 
 /// The event as a durable queue stores it (the payload is parsed again from the body on load).
@@ -70,6 +71,7 @@ impl WebhookEvent {
             group_keys: Vec::new(),
             unauthenticated: Vec::new(),
             supersedable: false,
+            delivery_key: None,
         })
     }
 
@@ -135,6 +137,18 @@ impl WebhookEvent {
     #[must_use]
     pub fn supersedable(&self) -> bool {
         self.supersedable
+    }
+
+    /// The sender's delivery id (path, header, value), when it sent one; a durable queue stores it
+    /// with the event so that a redelivery after a restart is still recognised.
+    #[must_use]
+    pub fn delivery_key(&self) -> Option<&str> {
+        self.delivery_key.as_deref()
+    }
+
+    /// Sets the delivery id (done by ingress).
+    pub fn set_delivery_key(&mut self, key: Option<String>) {
+        self.delivery_key = key;
     }
 
     /// Marks the event supersedable (done by ingress).

@@ -370,3 +370,41 @@ async fn issue_ok(
 ) -> Result<Option<Value>, ocean_runtime::testing::TestError> {
     app.entity("jiraIssue", key).await
 }
+
+#[tokio::test]
+async fn a_redelivery_after_a_restart_is_still_recognised() {
+    let dir = std::env::temp_dir().join(format!("ocean-e2e-dedup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let body =
+        serde_json::to_vec(&issue_event("created", "DUP-1", "Once", "To Do", "Bug")).unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-delivery", "6f1c2e9a"),
+    ];
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .data_dir(&dir)
+        .start()
+        .await
+        .unwrap();
+    let (status, first) = app
+        .post_raw("/webhook", body.clone(), &headers)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(first.get("duplicate").is_none());
+    app.shutdown().await;
+
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .data_dir(&dir)
+        .start()
+        .await
+        .unwrap();
+    let (status, again) = app.post_raw("/webhook", body, &headers).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    app.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

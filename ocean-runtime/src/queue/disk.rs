@@ -14,12 +14,16 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{DeadLetter, EventQueue, Lease, MemoryQueue, QueueError};
+use serde_json::{Value, json};
+
 use crate::event::WebhookEvent;
 use crate::group_commit::GroupWriter;
 use crate::processor::BoxFuture;
 
 /// Events by sequence number.
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+/// Delivery ids of accepted events: key → `{"id": event id, "at": ms since the epoch}`.
+const DELIVERIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("deliveries");
 /// Dead letters by id.
 const DEAD: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("dead_letters");
 
@@ -34,7 +38,10 @@ pub struct DiskQueueError {
 }
 
 enum Op {
-    Put(u64, Vec<u8>),
+    /// An event, with its delivery id record when the sender gave one.
+    Put(u64, Vec<u8>, Option<(String, Vec<u8>)>),
+    /// Forget delivery ids accepted before this time (ms since the epoch).
+    PruneDeliveries(u64),
     Delete(u64),
     /// Ack an event and store its dead letters, in one transaction.
     AckDead(u64, Vec<(u64, Vec<u8>)>),
@@ -54,10 +61,22 @@ fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
     {
         let mut events = txn.open_table(EVENTS)?;
         let mut dead = txn.open_table(DEAD)?;
+        let mut deliveries = txn.open_table(DELIVERIES)?;
         for op in group {
             match op {
-                Op::Put(seq, bytes) => {
+                Op::Put(seq, bytes, delivery) => {
                     events.insert(*seq, bytes.as_slice())?;
+                    if let Some((key, record)) = delivery {
+                        deliveries.insert(key.as_str(), record.as_slice())?;
+                    }
+                }
+                Op::PruneDeliveries(before) => {
+                    deliveries.retain(|_, v| {
+                        serde_json::from_slice::<Value>(v)
+                            .ok()
+                            .and_then(|r| r["at"].as_u64())
+                            .is_some_and(|at| at >= *before)
+                    })?;
                 }
                 Op::Delete(seq) => {
                     events.remove(*seq)?;
@@ -79,6 +98,12 @@ fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
@@ -121,6 +146,8 @@ impl DiskQueue {
             let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DEAD).map_err(|e| fail(e.to_string()))?;
+            txn.open_table(DELIVERIES)
+                .map_err(|e| fail(e.to_string()))?;
             txn.commit().map_err(|e| fail(e.to_string()))?;
             let read = db.begin_read().map_err(|e| fail(e.to_string()))?;
             let table = read.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
@@ -174,8 +201,12 @@ impl EventQueue for DiskQueue {
         Box::pin(async move {
             self.memory.has_room()?;
             let bytes = event.to_stored().map_err(QueueError::Storage)?;
+            let delivery = event.delivery_key().map(|key| {
+                let record = json!({"id": event.id(), "at": now_ms()});
+                (key.to_owned(), record.to_string().into_bytes())
+            });
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-            self.write(Op::Put(seq, bytes))
+            self.write(Op::Put(seq, bytes, delivery))
                 .await
                 .map_err(QueueError::Storage)?;
             if let Err(e) = self.memory.insert(seq, Arc::new(event), false) {
@@ -232,6 +263,37 @@ impl EventQueue for DiskQueue {
 
     fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
         self.memory.oldest_received_at()
+    }
+
+    fn recent_deliveries(&self, window: Duration) -> Vec<(String, String, Duration)> {
+        let now = now_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .writer
+            .submit_detached(Op::PruneDeliveries(now.saturating_sub(window_ms)));
+        let read = || -> Result<Vec<(String, String, Duration)>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(DELIVERIES)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let Ok(record) = serde_json::from_slice::<Value>(v.value()) else {
+                    continue;
+                };
+                let (Some(id), Some(at)) = (record["id"].as_str(), record["at"].as_u64()) else {
+                    continue;
+                };
+                let age = Duration::from_millis(now.saturating_sub(at));
+                if age < window {
+                    out.push((k.value().to_owned(), id.to_owned(), age));
+                }
+            }
+            Ok(out)
+        };
+        read().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the remembered delivery ids");
+            Vec::new()
+        })
     }
 
     fn ack_dead<'a>(

@@ -111,6 +111,12 @@ pub trait EventQueue: Send + Sync + 'static {
     /// Whether [`close`](Self::close) was called.
     fn is_closed(&self) -> bool;
 
+    /// Delivery ids accepted within `window` (key, event id, age), for deduplication after a
+    /// restart; older ones are forgotten. Only durable backends remember any.
+    fn recent_deliveries(&self, _window: Duration) -> Vec<(String, String, Duration)> {
+        Vec::new()
+    }
+
     /// When the oldest held event was received.
     fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
         None

@@ -68,6 +68,19 @@ impl Dedup {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Remembers deliveries accepted before a restart (key, event id, age).
+    pub(crate) fn preload(&self, entries: Vec<(String, String, Duration)>) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let mut entries = entries;
+        entries.sort_by(|a, b| b.2.cmp(&a.2));
+        for (key, id, age) in entries {
+            let at = now.checked_sub(age).unwrap_or(now);
+            inner.ids.insert(key.clone(), Some(id));
+            inner.order.push_back((at, key));
+        }
+    }
+
     /// Looks the delivery up, reserving its id when new.
     pub(crate) fn check(&self, event: &WebhookEvent) -> Seen {
         if self.window.is_zero() {

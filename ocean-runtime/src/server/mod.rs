@@ -174,6 +174,7 @@ async fn webhook(
             return r;
         }
     };
+    event.set_delivery_key(delivery.clone());
     let pushed = ingress.queue.push(event).await;
     match &pushed {
         Ok(()) => ingress.dedup.accepted(delivery, &id),
