@@ -73,7 +73,7 @@ impl Dedup {
         let now = Instant::now();
         let mut inner = self.lock();
         let mut entries = entries;
-        entries.sort_by(|a, b| b.2.cmp(&a.2));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.2));
         for (key, id, age) in entries {
             let at = now.checked_sub(age).unwrap_or(now);
             inner.ids.insert(key.clone(), Some(id));
