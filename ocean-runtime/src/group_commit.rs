@@ -28,8 +28,23 @@ struct Pending<Op> {
 
 /// The sending side of a database's writer thread.
 pub(crate) struct GroupWriter<Op> {
-    tx: mpsc::Sender<Pending<Op>>,
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Pending<Op>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     what: &'static str,
+}
+
+impl<Op> Drop for GroupWriter<Op> {
+    /// Stops the writer thread and waits for its final commit, so that the database is closed
+    /// (and can be opened again, e.g. by a restart in the same process) once this returns.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("{}: the writer thread panicked", self.what);
+        }
+    }
 }
 
 impl<Op: Send + 'static> GroupWriter<Op> {
@@ -42,7 +57,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
         commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Pending<Op>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("{what} writer"))
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -67,11 +82,19 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                     tracing::warn!(error = %e, "{what}: final commit failed");
                 }
             })?;
-        Ok(Self { tx, what })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            what,
+        })
     }
 
     fn stopped(&self) -> String {
         format!("the {} writer has stopped", self.what)
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Pending<Op>>, String> {
+        self.tx.as_ref().ok_or_else(|| self.stopped())
     }
 
     /// Queues `op` (operations are committed in the order they are submitted).
@@ -80,7 +103,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     /// The writer thread has stopped.
     pub(crate) fn submit(&self, op: Op) -> Result<Committed, String> {
         let (done, committed) = oneshot::channel();
-        self.tx
+        self.sender()?
             .send(Pending {
                 op,
                 done: Some(done),
@@ -94,7 +117,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     /// # Errors
     /// The writer thread has stopped.
     pub(crate) fn submit_detached(&self, op: Op) -> Result<(), String> {
-        self.tx
+        self.sender()?
             .send(Pending { op, done: None })
             .map_err(|_| self.stopped())
     }

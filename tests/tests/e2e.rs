@@ -343,9 +343,12 @@ async fn metrics_count_deliveries_jobs_and_port_calls() {
             .await?
             .text()
             .await?;
+        // The job is counted when it ends, the event's latency once it is acked.
         let counted = text.contains(
             "ocean_jobs_total{processor=\"issue_events\",kind=\"issue\",outcome=\"success\"} 1",
-        );
+        ) && text
+            .lines()
+            .any(|l| l == "ocean_event_processing_seconds_count 1");
         Ok::<_, reqwest::Error>(counted.then_some(text))
     })
     .await;
