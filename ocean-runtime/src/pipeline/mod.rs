@@ -144,10 +144,10 @@ impl Pipeline {
     fn select<'a>(
         &'a self,
         event: &WebhookEvent,
+        payload: &Val,
         mapping: &'a CompiledMapping,
     ) -> Option<Vec<Job<'a>>> {
         let processors = self.registry.processors(event.path())?;
-        let payload = ocean_jq::to_val(event.payload());
         let mut selected_any = false;
         let mut jobs = Vec::new();
         let authentic = |p: &&RegisteredProcessor| {
@@ -163,7 +163,7 @@ impl Pipeline {
         for processor in processors
             .iter()
             .filter(authentic)
-            .filter(|p| p.selects(event, &payload))
+            .filter(|p| p.selects(event, payload))
         {
             selected_any = true;
             let before = jobs.len();
@@ -258,7 +258,10 @@ impl Pipeline {
         let Some(mapping) = self.mapping.current() else {
             return Outcome::NoMapping;
         };
-        let Some(jobs) = self.select(event, &mapping) else {
+        // Converted once for every jq program of this event (matchers and validators).
+        let payload = ocean_jq::to_val(event.payload());
+        let payload = &payload;
+        let Some(jobs) = self.select(event, payload, &mapping) else {
             tracing::warn!(
                 path = event.path(),
                 "no processor selected the event (unsupported event)"
@@ -269,8 +272,6 @@ impl Pipeline {
         if jobs.is_empty() {
             return Outcome::NoResource;
         }
-        let payload = ocean_jq::to_val(event.payload());
-        let payload = &payload;
         let results = join_all(
             jobs.iter()
                 .map(|job| async move { (job, self.run_job(job, event, payload).await) }),
