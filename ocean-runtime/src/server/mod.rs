@@ -38,10 +38,12 @@ pub(crate) struct Ingress {
 fn next_event_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    uuid::Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed)).to_string()
+    let (high, low) = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair());
+    // XOR with a fixed random value keeps the ids distinct and makes them look random.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    uuid::Uuid::from_u64_pair(high, low ^ n).to_string()
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
