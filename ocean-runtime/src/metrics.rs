@@ -102,6 +102,8 @@ pub struct QueueGauges {
     pub depth: usize,
     /// Age of the oldest held event.
     pub oldest_age: Option<Duration>,
+    /// Events dropped as superseded by a later event of their group.
+    pub superseded: u64,
 }
 
 impl Metrics {
@@ -198,6 +200,12 @@ impl Metrics {
             "# HELP ocean_queue_oldest_event_age_seconds Age of the oldest held event.\n# TYPE ocean_queue_oldest_event_age_seconds gauge\nocean_queue_oldest_event_age_seconds {}",
             queue.oldest_age.map_or(0.0, |d| d.as_secs_f64())
         );
+        counter(
+            &mut out,
+            "ocean_events_superseded_total",
+            "Events dropped because a later event of their group made them unnecessary (latest_only).",
+            queue.superseded,
+        );
         let _ = writeln!(
             out,
             "# HELP ocean_jobs_total Processor jobs, by processor, kind and outcome.\n# TYPE ocean_jobs_total counter"
@@ -291,12 +299,14 @@ mod tests {
         let text = m.render(QueueGauges {
             depth: 5,
             oldest_age: Some(Duration::from_secs(2)),
+            superseded: 3,
         });
         for line in [
             "ocean_webhooks_received_total 2",
             "ocean_webhooks_rejected_total{reason=\"invalid_json\"} 1",
             "ocean_jobs_total{processor=\"issue\\\"events\",kind=\"issue\",outcome=\"success\"} 1",
             "ocean_queue_depth 5",
+            "ocean_events_superseded_total 3",
             "ocean_queue_oldest_event_age_seconds 2",
             "ocean_event_processing_seconds_bucket{le=\"0.0025\"} 0",
             "ocean_event_processing_seconds_bucket{le=\"0.005\"} 1",

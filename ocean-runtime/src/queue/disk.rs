@@ -265,6 +265,10 @@ impl EventQueue for DiskQueue {
         self.memory.oldest_received_at()
     }
 
+    fn superseded(&self) -> u64 {
+        self.memory.superseded_count()
+    }
+
     fn recent_deliveries(&self, window: Duration) -> Vec<(String, String, Duration)> {
         let now = now_ms();
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);

@@ -295,6 +295,10 @@ impl EventQueue for MemoryQueue {
         self.lock().closed
     }
 
+    fn superseded(&self) -> u64 {
+        self.superseded_count()
+    }
+
     fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
         let inner = self.lock();
         inner

@@ -117,6 +117,11 @@ pub trait EventQueue: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Events dropped so far because a later event of their group superseded them.
+    fn superseded(&self) -> u64 {
+        0
+    }
+
     /// When the oldest held event was received.
     fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
         None

@@ -241,6 +241,7 @@ async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
             .queue
             .oldest_received_at()
             .and_then(|t| t.elapsed().ok()),
+        superseded: ingress.queue.superseded(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
