@@ -30,6 +30,32 @@ impl fmt::Display for MappingError {
 
 impl std::error::Error for MappingError {}
 
+/// `itemsToParse`, compiled.
+struct ItemsToParse {
+    program: JqProgram,
+    name: String,
+    /// `del(<itemsToParse>)`, when the array is to be removed from the parent.
+    remove: Option<JqProgram>,
+}
+
+impl ItemsToParse {
+    /// The parent each element is mapped with: the item, without the array when asked.
+    fn parent(&self, val: &Val, item: &Value, n: usize, issues: &mut Vec<String>) -> Value {
+        let Some(remove) = &self.remove else {
+            return item.clone();
+        };
+        match remove.first_val(val.clone()) {
+            Ok(Some(v)) => from_val(&v),
+            Ok(None) | Err(_) => {
+                issues.push(format!(
+                    "item {n}: itemsToParse is not a path, so the array cannot be removed from the parent; mapped with the whole item"
+                ));
+                item.clone()
+            }
+        }
+    }
+}
+
 /// A mapping tree with jq leaves compiled.
 enum Node {
     Jq(JqProgram),
@@ -100,7 +126,7 @@ impl Node {
 
 struct CompiledResource {
     selector: Option<JqProgram>,
-    items_to_parse: Option<(JqProgram, String)>,
+    items_to_parse: Option<ItemsToParse>,
     /// Entity fields in Port's order: identifier, title, icon, blueprint, team, properties, relations.
     fields: Vec<(&'static str, Node)>,
 }
@@ -184,13 +210,22 @@ impl CompiledMapping {
                     .items_to_parse
                     .as_ref()
                     .and_then(|code| match JqProgram::compile(code) {
-                        Ok(p) => Some((
-                            p,
-                            res.port
+                        Ok(program) => Some(ItemsToParse {
+                            program,
+                            name: res
+                                .port
                                 .items_to_parse_name
                                 .clone()
                                 .unwrap_or_else(|| "item".to_owned()),
-                        )),
+                            // Removes the array with jq's own `del`, which works for any path
+                            // expression (Ocean extracts the path heuristically).
+                            remove: res
+                                .port
+                                .items_to_parse_top_level_transform
+                                .unwrap_or(true)
+                                .then(|| JqProgram::compile(&format!("del({code})")).ok())
+                                .flatten(),
+                        }),
                         Err(error) => {
                             errors.push(MappingError {
                                 field: format!("{at}.port.itemsToParse"),
@@ -273,15 +308,17 @@ impl CompiledMapping {
             let val = to_val(item);
             match &res.items_to_parse {
                 None => self.map_one(resource_index, res, &val, &mut out),
-                Some((program, name)) => match program
+                Some(items) => match items
+                    .program
                     .first_val(val.clone())
                     .map(|v| v.as_ref().map(from_val))
                 {
                     Ok(Some(Value::Array(elements))) => {
+                        let base = items.parent(&val, item, n, &mut out.issues);
                         for element in elements {
-                            let mut parent = item.clone();
+                            let mut parent = base.clone();
                             if let Value::Object(map) = &mut parent {
-                                map.insert(name.clone(), element);
+                                map.insert(items.name.clone(), element);
                             }
                             self.map_one(resource_index, res, &to_val(&parent), &mut out);
                         }
@@ -514,6 +551,63 @@ resources:
         let ids: Vec<_> = out.passed.iter().map(|e| e.identifier.clone()).collect();
         assert_eq!(ids, [json!("c1"), json!("c2")]);
         assert_eq!(out.passed[1].body["relations"]["issue"], "A-1");
+    }
+
+    #[test]
+    fn items_to_parse_removes_the_array_from_the_parent_unless_told_not_to() {
+        let yaml = |transform: &str| {
+            format!(
+                r#"
+resources:
+  - kind: comment
+    selector: {{query: 'true'}}
+    port:
+      itemsToParse: .fields.comments
+      itemsToParseName: comment
+{transform}
+      entity:
+        mappings:
+          identifier: .comment.id
+          blueprint: '"comment"'
+          properties:
+            siblings: .fields.comments | length
+            issue: .key
+"#
+            )
+        };
+        let item = json!({"key": "A-1", "fields": {"comments": [{"id": "c1"}, {"id": "c2"}]}});
+        let out = mapping(&yaml("")).map_items(0, std::slice::from_ref(&item));
+        assert_eq!(out.passed.len(), 2);
+        assert_eq!(
+            out.passed[0].body["properties"]["siblings"], 0,
+            "removed by default"
+        );
+        assert_eq!(out.passed[0].body["properties"]["issue"], "A-1");
+        let kept = mapping(&yaml("      itemsToParseTopLevelTransform: false"))
+            .map_items(0, std::slice::from_ref(&item));
+        assert_eq!(kept.passed[1].body["properties"]["siblings"], 2);
+        assert!(kept.issues.is_empty(), "{:?}", kept.issues);
+    }
+
+    #[test]
+    fn items_to_parse_that_is_not_a_path_keeps_the_parent_whole() {
+        let m = mapping(
+            r#"
+resources:
+  - kind: comment
+    selector: {query: 'true'}
+    port:
+      itemsToParse: '[.a[], .b[]]'
+      entity:
+        mappings:
+          identifier: .item
+          blueprint: '"c"'
+"#,
+        );
+        let out = m.map_items(0, &[json!({"a": ["x"], "b": ["y"]})]);
+        let ids: Vec<_> = out.passed.iter().map(|e| e.identifier.clone()).collect();
+        assert_eq!(ids, [json!("x"), json!("y")], "Ocean would skip the item");
+        assert!(out.issues[0].contains("not a path"), "{:?}", out.issues);
     }
 
     #[test]

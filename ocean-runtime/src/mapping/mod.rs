@@ -67,6 +67,10 @@ pub struct PortResourceConfig {
     /// The key under which each element of `itemsToParse` is exposed (default `item`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items_to_parse_name: Option<String>,
+    /// Whether the parsed array is removed from the parent each element is mapped with (default
+    /// `true`, as in Ocean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_to_parse_top_level_transform: Option<bool>,
 }
 
 /// `port.entity`.
