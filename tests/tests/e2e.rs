@@ -411,3 +411,38 @@ async fn a_redelivery_after_a_restart_is_still_recognised() {
     app.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_built_in_port_has_a_read_only_html_page() {
+    let app = app().await;
+    app.post(
+        "/webhook",
+        &issue_event("created", "WEB-1", "<b>Escaped</b> title", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("WEB-1", WAIT, || issue_ok(&app, "WEB-1")).await;
+    let index = reqwest::get(format!("{}/", app.port_url())).await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(
+        index.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let index = index.text().await.unwrap();
+    assert!(
+        index.contains("<a href=\"/ui/blueprints/jiraIssue\">jiraIssue</a></td><td>1</td>"),
+        "{index}"
+    );
+    let list = reqwest::get(format!("{}/ui/blueprints/jiraIssue", app.port_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("<td>WEB-1</td>"), "{list}");
+    assert!(list.contains("&lt;b&gt;Escaped&lt;/b&gt; title"), "{list}");
+    assert!(!list.contains("<b>Escaped</b>"), "titles are escaped");
+    app.shutdown().await;
+}

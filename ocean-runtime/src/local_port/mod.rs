@@ -9,6 +9,7 @@
 //! (`GET /v1/blueprints/{bp}/entities[/{id}]`). An entity's `$datasource` is the first word of the
 //! writer's `User-Agent`, as Port derives it.
 
+mod page;
 mod search;
 mod store;
 
@@ -602,6 +603,8 @@ fn router(shared: Arc<Shared>) -> Router {
             require_token,
         ));
     Router::new()
+        .route("/", get(page::index))
+        .route("/ui/blueprints/{bp}", get(page::blueprint))
         .route("/v1/auth/access_token", post(access_token))
         .merge(authed)
         .fallback(|| async {
