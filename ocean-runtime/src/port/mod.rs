@@ -13,8 +13,31 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// Splits entities into bulk requests of at most [`UPSERT_BATCH_MAX`] entities and about
+/// [`UPSERT_BYTES_MAX`] bytes (an entity larger than that goes alone).
+fn batches(entities: &[Value]) -> Vec<&[Value]> {
+    const ENVELOPE: usize = r#"{"entities":[]}"#.len();
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, ENVELOPE);
+    for (i, entity) in entities.iter().enumerate() {
+        let size = serde_json::to_vec(entity).map_or(0, |v| v.len()) + 1;
+        let full = i - start == UPSERT_BATCH_MAX || bytes + size > UPSERT_BYTES_MAX;
+        if i > start && full {
+            out.push(&entities[start..i]);
+            (start, bytes) = (i, ENVELOPE);
+        }
+        bytes += size;
+    }
+    if start < entities.len() {
+        out.push(&entities[start..]);
+    }
+    out
+}
+
 /// Port's limit on entities per bulk upsert request.
 pub const UPSERT_BATCH_MAX: usize = 20;
+/// Largest bulk upsert request body sent to Port, in bytes (Ocean's limit).
+pub const UPSERT_BYTES_MAX: usize = 1024 * 1024;
 /// Ocean's cap on identifiers per bulk delete request.
 pub const DELETE_BATCH_MAX: usize = 100;
 const RETRIES: u32 = 4;
@@ -392,8 +415,10 @@ impl PortClient {
         }
     }
 
-    /// Upserts entities of one blueprint, at most [`UPSERT_BATCH_MAX`] per request, and returns the
-    /// entities Port refused (207 partial answers).
+    /// Upserts entities of one blueprint, at most [`UPSERT_BATCH_MAX`] entities and
+    /// [`UPSERT_BYTES_MAX`] bytes per request, and returns the entities Port refused (207 partial
+    /// answers). A request Port finds too large (413) is split in halves and sent again; a single
+    /// entity that is still too large is reported as refused.
     ///
     /// # Errors
     /// The first request that failed as a whole.
@@ -413,9 +438,11 @@ impl PortClient {
             ("ocean_info_event_type", "http_request"),
         ];
         let mut failures = Vec::new();
-        for chunk in entities.chunks(UPSERT_BATCH_MAX) {
+        // Batches still to send, last first.
+        let mut todo: Vec<&[Value]> = batches(entities).into_iter().rev().collect();
+        while let Some(chunk) = todo.pop() {
             let body = json!({ "entities": chunk });
-            let answer = self
+            let answer = match self
                 .call(
                     Method::POST,
                     &["blueprints", blueprint, "entities", "bulk"],
@@ -423,7 +450,30 @@ impl PortClient {
                     Some(&body),
                     true,
                 )
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                Err(PortError::Status {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    ..
+                }) if chunk.len() > 1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    todo.push(b);
+                    todo.push(a);
+                    continue;
+                }
+                Err(PortError::Status {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    ..
+                }) => {
+                    failures.push(EntityFailure {
+                        identifier: chunk[0].get("identifier").cloned().unwrap_or(Value::Null),
+                        message: "the entity is too large for Port (413)".to_owned(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for err in answer
                 .get("errors")
                 .and_then(Value::as_array)
@@ -545,5 +595,83 @@ impl PortClient {
             );
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn entity(id: usize, size: usize) -> Value {
+        json!({"identifier": format!("e{id}"), "blueprint": "b", "properties": {"pad": "x".repeat(size)}})
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let small: Vec<Value> = (0..45).map(|i| entity(i, 10)).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [20, 20, 5]);
+        let big: Vec<Value> = (0..5).map(|i| entity(i, 400 * 1024)).collect();
+        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2, 1], "at most 1 MiB per request");
+        let huge = [entity(0, 2 * 1024 * 1024), entity(1, 10)];
+        let sizes: Vec<usize> = batches(&huge).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1], "an oversized entity goes alone");
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_413_splits_the_request_until_port_accepts_it() {
+        const LIMIT: usize = 3_000;
+        static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+        let app = axum::Router::new()
+            .route(
+                "/v1/auth/access_token",
+                axum::routing::post(|| async {
+                    axum::Json(json!({"accessToken": "t", "expiresIn": 3600}))
+                }),
+            )
+            .route(
+                "/v1/blueprints/{bp}/entities/bulk",
+                axum::routing::post(|body: bytes::Bytes| async move {
+                    REQUESTS.fetch_add(1, Ordering::SeqCst);
+                    if body.len() > LIMIT {
+                        return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+                    }
+                    axum::Json(json!({"entities": [], "errors": []})).into_response()
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = PortClient::new(PortClientConfig {
+            base_url: format!("http://{addr}"),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            integration_identifier: "i".into(),
+            integration_type: "t".into(),
+            integration_version: "0".into(),
+        })
+        .unwrap();
+        // 8 entities of ~600 bytes: 8 → 4+4 (too large) → 2+2+2+2 accepted; one of 5 KB is refused alone.
+        let mut entities: Vec<Value> = (0..8).map(|i| entity(i, 550)).collect();
+        entities.push(entity(99, 5_000));
+        let failures = client
+            .upsert_entities(
+                "b",
+                &entities,
+                UpsertOptions {
+                    merge: true,
+                    create_missing_related_entities: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].identifier, "e99");
+        assert!(failures[0].message.contains("413"));
+        assert_eq!(REQUESTS.load(Ordering::SeqCst), 1 + 2 + 4 + 1 + 1);
     }
 }
