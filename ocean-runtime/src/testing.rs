@@ -252,7 +252,11 @@ impl TestApp {
         Ok((status, body))
     }
 
-    async fn port_token(&self) -> Result<String, TestError> {
+    /// An `Authorization` header value for the built-in Port (`Bearer …`).
+    ///
+    /// # Errors
+    /// The built-in Port did not answer with a token.
+    pub async fn port_token(&self) -> Result<String, TestError> {
         let answer: Value = self
             .http
             .post(format!("{}/v1/auth/access_token", self.port_url()))

@@ -446,3 +446,82 @@ async fn the_built_in_port_has_a_read_only_html_page() {
     assert!(!list.contains("<b>Escaped</b>"), "titles are escaped");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn once_blueprints_exist_the_built_in_port_refuses_entities_of_unknown_ones() {
+    // One worker: the project event is processed before the issue event that follows it.
+    let app = TestApp::builder()
+        .mapping(JIRA_MAPPING)
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let auth = app.port_token().await.unwrap();
+    let blueprints = format!("{}/v1/blueprints", app.port_url());
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    let missing = http
+        .get(format!("{blueprints}/jiraIssue"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(missing), 404);
+    let create = || {
+        http.post(&blueprints)
+            .header("authorization", &auth)
+            .json(&json!({"identifier": "jiraIssue", "title": "Jira Issue", "schema": {"properties": {}}}))
+            .send()
+    };
+    assert_eq!(status(create().await.unwrap()), 200);
+    assert_eq!(status(create().await.unwrap()), 409, "identifier taken");
+    let patched: Value = http
+        .patch(format!("{blueprints}/jiraIssue"))
+        .header("authorization", &auth)
+        .json(&json!({"title": "Issue"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["blueprint"]["title"], "Issue");
+    assert_eq!(patched["blueprint"]["identifier"], "jiraIssue");
+
+    // jiraProject is not a blueprint: its entity is refused; the issue after it goes in.
+    let project = json!({"webhookEvent": "project_created",
+                         "project": {"key": "NOPE", "name": "No blueprint", "self": "x"}});
+    app.post("/webhook", &project).await.unwrap();
+    app.post(
+        "/webhook",
+        &issue_event("created", "BP-1", "Has a blueprint", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    eventually("BP-1", WAIT, || issue_ok(&app, "BP-1")).await;
+    assert_eq!(app.entity("jiraProject", "NOPE").await.unwrap(), None);
+
+    let busy = http
+        .delete(format!("{blueprints}/jiraIssue"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(busy),
+        409,
+        "a blueprint with entities is not deleted"
+    );
+    let listed: Value = http
+        .get(&blueprints)
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["blueprints"].as_array().map(Vec::len), Some(1));
+    app.shutdown().await;
+}

@@ -9,6 +9,7 @@
 //! (`GET /v1/blueprints/{bp}/entities[/{id}]`). An entity's `$datasource` is the first word of the
 //! writer's `User-Agent`, as Port derives it.
 
+mod blueprints;
 mod page;
 mod search;
 mod store;
@@ -583,6 +584,16 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/v1/integration/{id}/config",
             axum::routing::patch(patch_integration_config),
+        )
+        .route(
+            "/v1/blueprints",
+            get(blueprints::list).post(blueprints::create),
+        )
+        .route(
+            "/v1/blueprints/{bp}",
+            get(blueprints::get_one)
+                .patch(blueprints::patch)
+                .delete(blueprints::delete),
         )
         .route(
             "/v1/blueprints/{bp}/entities",

@@ -19,6 +19,7 @@ use crate::group_commit::GroupWriter;
 
 const ENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("entities");
 const INTEGRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("integrations");
+const BLUEPRINTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blueprints");
 
 /// An entity as stored: Port's JSON plus the datasource that wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,12 +33,16 @@ pub(crate) struct Stored {
 pub(crate) struct State {
     pub(crate) entities: BTreeMap<(String, String), Stored>,
     pub(crate) integrations: BTreeMap<String, Value>,
+    /// Blueprints by identifier; while there are none, entities of any blueprint are accepted.
+    pub(crate) blueprints: BTreeMap<String, Value>,
 }
 
 pub(crate) enum Change {
     PutEntity(String, Vec<u8>),
     DeleteEntity(String),
     PutIntegration(String, Vec<u8>),
+    PutBlueprint(String, Vec<u8>),
+    DeleteBlueprint(String),
 }
 
 /// A per-entity refusal, as Port reports it in a 207.
@@ -122,6 +127,13 @@ impl State {
                 ));
             }
         };
+        if !self.blueprints.is_empty() && !self.blueprints.contains_key(blueprint) {
+            return Err(refusal(
+                404,
+                "not_found",
+                format!("blueprint with identifier `{blueprint}` was not found"),
+            ));
+        }
         for (name, kind) in [("properties", "object"), ("relations", "object")] {
             if fields
                 .get(name)
@@ -239,6 +251,28 @@ impl State {
         existed
     }
 
+    /// Stores a blueprint.
+    pub(crate) fn put_blueprint(
+        &mut self,
+        id: &str,
+        record: Value,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), String> {
+        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        changes.push(Change::PutBlueprint(id.to_owned(), bytes));
+        self.blueprints.insert(id.to_owned(), record);
+        Ok(())
+    }
+
+    /// Deletes a blueprint; returns whether it existed.
+    pub(crate) fn delete_blueprint(&mut self, id: &str, changes: &mut Vec<Change>) -> bool {
+        let existed = self.blueprints.remove(id).is_some();
+        if existed {
+            changes.push(Change::DeleteBlueprint(id.to_owned()));
+        }
+        existed
+    }
+
     /// Stores an integration record.
     pub(crate) fn put_integration(
         &mut self,
@@ -272,6 +306,7 @@ fn commit(db: &Database, batches: &[Vec<Change>]) -> Result<(), redb::Error> {
     {
         let mut entities = txn.open_table(ENTITIES)?;
         let mut integrations = txn.open_table(INTEGRATIONS)?;
+        let mut blueprints = txn.open_table(BLUEPRINTS)?;
         for change in batches.iter().flatten() {
             match change {
                 Change::PutEntity(k, v) => {
@@ -282,6 +317,12 @@ fn commit(db: &Database, batches: &[Vec<Change>]) -> Result<(), redb::Error> {
                 }
                 Change::PutIntegration(k, v) => {
                     integrations.insert(k.as_str(), v.as_slice())?;
+                }
+                Change::PutBlueprint(k, v) => {
+                    blueprints.insert(k.as_str(), v.as_slice())?;
+                }
+                Change::DeleteBlueprint(k) => {
+                    blueprints.remove(k.as_str())?;
                 }
             }
         }
@@ -294,6 +335,7 @@ fn load(db: &Database) -> Result<State, redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(ENTITIES)?;
     txn.open_table(INTEGRATIONS)?;
+    txn.open_table(BLUEPRINTS)?;
     txn.commit()?;
     let mut state = State::default();
     let read = db.begin_read()?;
@@ -316,6 +358,12 @@ fn load(db: &Database) -> Result<State, redb::Error> {
         let (k, v) = row?;
         if let Ok(record) = serde_json::from_slice(v.value()) {
             state.integrations.insert(k.value().to_owned(), record);
+        }
+    }
+    for row in read.open_table(BLUEPRINTS)?.iter()? {
+        let (k, v) = row?;
+        if let Ok(record) = serde_json::from_slice(v.value()) {
+            state.blueprints.insert(k.value().to_owned(), record);
         }
     }
     Ok(state)
