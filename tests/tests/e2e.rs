@@ -525,3 +525,90 @@ async fn once_blueprints_exist_the_built_in_port_refuses_entities_of_unknown_one
     assert_eq!(listed["blueprints"].as_array().map(Vec::len), Some(1));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_mapping_reloads_on_demand_and_a_bad_version_is_refused() {
+    let dir = std::env::temp_dir().join(format!("ocean-e2e-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("port-app-config.yml");
+    std::fs::write(&file, JIRA_MAPPING).unwrap();
+    let app = TestApp::builder()
+        .env("OCEAN__PORT_APP_CONFIG_FILE", file.display().to_string())
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .start()
+        .await
+        .unwrap();
+    let reload = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/admin/mapping/reload", app.url()))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let title = |key: &'static str, expected: &'static str| {
+        let app = &app;
+        async move {
+            eventually(expected, WAIT, || async move {
+                let e = app.entity("jiraIssue", key).await?;
+                Ok::<_, ocean_runtime::testing::TestError>(
+                    e.filter(|e| e["title"] == expected).map(drop),
+                )
+            })
+            .await;
+        }
+    };
+    app.post(
+        "/webhook",
+        &issue_event("created", "RL-1", "From summary", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    title("RL-1", "From summary").await;
+
+    std::fs::write(
+        &file,
+        JIRA_MAPPING.replace("title: .fields.summary", "title: .key"),
+    )
+    .unwrap();
+    assert_eq!(
+        reload().await,
+        (200, json!({"status": "ok", "changed": true}))
+    );
+    assert_eq!(
+        reload().await.1["changed"],
+        false,
+        "same file, same version"
+    );
+    app.post(
+        "/webhook",
+        &issue_event("updated", "RL-1", "ignored", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    title("RL-1", "RL-1").await;
+
+    std::fs::write(
+        &file,
+        JIRA_MAPPING.replace("title: .fields.summary", "title: .fields |"),
+    )
+    .unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("resources[1].port.entity.mappings.title"),
+        "{body}"
+    );
+    app.post(
+        "/webhook",
+        &issue_event("created", "RL-2", "still new mapping", "To Do", "Bug"),
+    )
+    .await
+    .unwrap();
+    title("RL-2", "RL-2").await;
+    app.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

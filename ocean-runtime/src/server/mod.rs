@@ -342,6 +342,23 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
     }
 }
 
+/// Fetches the mapping now instead of waiting for the refresh timer; a bad version is refused
+/// (422, with the reason) and the one in force keeps serving.
+async fn reload_mapping(State(ingress): State<Arc<Ingress>>) -> Response {
+    match ingress.mapping.reload().await {
+        Ok(changed) => {
+            if changed {
+                tracing::info!("new mapping version in force (reloaded on demand)");
+            }
+            Json(json!({"status": "ok", "changed": changed})).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "mapping reload refused; the previous version stays in force");
+            reject(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+    }
+}
+
 async fn admin_auth(
     State(ingress): State<Arc<Ingress>>,
     request: Request,
@@ -381,6 +398,7 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
             "/admin/dead-letters/{id}/replay",
             axum::routing::post(replay_dead),
         )
+        .route("/admin/mapping/reload", axum::routing::post(reload_mapping))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&ingress),
             admin_auth,
