@@ -131,15 +131,20 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
         );
     }
     let queue = DiskQueue::open(&config.queue_path, usize::MAX).map_err(|e| e.to_string())?;
-    let letters = || async { queue.dead_letters().await.map_err(|e| e.to_string()) };
+    let queue = &queue;
+    let letter = |id: u64| async move {
+        queue
+            .dead_letter(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no dead letter {id}"))
+    };
     match command {
-        Command::List => Ok(json!({"status": "ok", "deadLetters": letters().await?})),
-        Command::Show(id) => letters()
-            .await?
-            .into_iter()
-            .find(|d| d.id == *id)
-            .map(|d| json!({"status": "ok", "deadLetter": d}))
-            .ok_or_else(|| format!("no dead letter {id}")),
+        Command::List => {
+            let all = queue.dead_letters().await.map_err(|e| e.to_string())?;
+            Ok(json!({"status": "ok", "deadLetters": all}))
+        }
+        Command::Show(id) => Ok(json!({"status": "ok", "deadLetter": letter(*id).await?})),
         Command::Delete(id) => match queue.remove_dead_letter(*id).await {
             Ok(Some(_)) => Ok(json!({"status": "ok", "deleted": id})),
             Ok(None) => Err(format!("no dead letter {id}")),
@@ -151,12 +156,7 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
             .map(|n| json!({"status": "ok", "purged": n}))
             .map_err(|e| e.to_string()),
         Command::Replay(id) => {
-            let letter = letters()
-                .await?
-                .into_iter()
-                .find(|d| d.id == *id)
-                .ok_or_else(|| format!("no dead letter {id}"))?;
-            let event = letter.to_event()?;
+            let event = letter(*id).await?.to_event()?;
             let event_id = event.id().to_owned();
             queue.push(event).await.map_err(|e| e.to_string())?;
             queue

@@ -25,6 +25,12 @@ pub struct WebhookEvent {
     delivery_key: Option<String>,
 }
 
+/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The event as a durable queue stores it (the payload is parsed again from the body on load).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored<'a> {
@@ -173,10 +179,7 @@ impl WebhookEvent {
     /// The body is not UTF-8 (cannot happen for a body that parsed as JSON).
     pub fn to_stored(&self) -> Result<Vec<u8>, String> {
         let body = std::str::from_utf8(&self.body).map_err(|e| e.to_string())?;
-        let received_at_ms = self
-            .received_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let received_at_ms = unix_ms(self.received_at);
         serde_json::to_vec(&Stored {
             id: self.id.as_str().into(),
             path: self.path.as_str().into(),

@@ -337,7 +337,7 @@ async fn metrics_count_deliveries_jobs_and_port_calls() {
         .await
         .unwrap();
     assert_eq!(status, 400);
-    eventually("MET-1", WAIT, || issue_ok(&app, "MET-1")).await;
+    eventually("MET-1", WAIT, || app.entity("jiraIssue", "MET-1")).await;
     let text = eventually("the job to be counted", WAIT, || async {
         let text = reqwest::get(format!("{}/metrics", app.url()))
             .await?
@@ -367,12 +367,6 @@ async fn metrics_count_deliveries_jobs_and_port_calls() {
     app.shutdown().await;
 }
 
-async fn issue_ok(
-    app: &TestApp,
-    key: &str,
-) -> Result<Option<Value>, ocean_runtime::testing::TestError> {
-    app.entity("jiraIssue", key).await
-}
 
 #[tokio::test]
 async fn a_redelivery_after_a_restart_is_still_recognised() {
@@ -421,7 +415,7 @@ async fn the_built_in_port_has_a_read_only_html_page() {
     )
     .await
     .unwrap();
-    eventually("WEB-1", WAIT, || issue_ok(&app, "WEB-1")).await;
+    eventually("WEB-1", WAIT, || app.entity("jiraIssue", "WEB-1")).await;
     let index = reqwest::get(format!("{}/", app.port_url())).await.unwrap();
     assert_eq!(index.status(), 200);
     assert!(
@@ -499,7 +493,7 @@ async fn once_blueprints_exist_the_built_in_port_refuses_entities_of_unknown_one
     )
     .await
     .unwrap();
-    eventually("BP-1", WAIT, || issue_ok(&app, "BP-1")).await;
+    eventually("BP-1", WAIT, || app.entity("jiraIssue", "BP-1")).await;
     assert_eq!(app.entity("jiraProject", "NOPE").await.unwrap(), None);
 
     let busy = http

@@ -121,12 +121,7 @@ pub(super) async fn delete(State(shared): State<Arc<Shared>>, Path(id): Path<Str
     let result = shared
         .store
         .write(|s, changes| {
-            let has_entities = s
-                .entities
-                .range((id.clone(), String::new())..)
-                .next()
-                .is_some_and(|((bp, _), _)| *bp == id);
-            if has_entities {
+            if s.entities_of(&id).next().is_some() {
                 return Err(true);
             }
             Ok(s.delete_blueprint(&id, changes))

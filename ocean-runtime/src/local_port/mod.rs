@@ -438,9 +438,7 @@ async fn list_entities(
     Path(blueprint): Path<String>,
 ) -> Response {
     let entities: Vec<Value> = shared.store.read(|s| {
-        s.entities
-            .range((blueprint.clone(), String::new())..)
-            .take_while(|((bp, _), _)| *bp == blueprint)
+        s.entities_of(&blueprint)
             .map(|(_, st)| st.entity.clone())
             .collect()
     });

@@ -84,17 +84,15 @@ pub(super) async fn blueprint(
     Path(blueprint): Path<String>,
 ) -> Html<String> {
     let rows: Vec<(String, String, String)> = shared.store.read(|s| {
-        s.entities
-            .range((blueprint.clone(), String::new())..)
-            .take_while(|((bp, _), _)| *bp == blueprint)
-            .map(|((_, id), st)| {
+        s.entities_of(&blueprint)
+            .map(|(id, st)| {
                 let title = st.entity["title"].as_str().unwrap_or_default().to_owned();
                 let rest = serde_json::json!({
                     "properties": st.entity.get("properties"),
                     "relations": st.entity.get("relations"),
                 });
                 (
-                    id.clone(),
+                    id.to_owned(),
                     title,
                     serde_json::to_string_pretty(&rest).unwrap_or_default(),
                 )

@@ -251,6 +251,17 @@ impl State {
         existed
     }
 
+    /// The entities of `blueprint`, by identifier.
+    pub(crate) fn entities_of<'a>(
+        &'a self,
+        blueprint: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Stored)> + 'a {
+        self.entities
+            .range((blueprint.to_owned(), String::new())..)
+            .take_while(move |((bp, _), _)| bp == blueprint)
+            .map(|((_, id), st)| (id.as_str(), st))
+    }
+
     /// Stores a blueprint.
     pub(crate) fn put_blueprint(
         &mut self,
@@ -258,10 +269,13 @@ impl State {
         record: Value,
         changes: &mut Vec<Change>,
     ) -> Result<(), String> {
-        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-        changes.push(Change::PutBlueprint(id.to_owned(), bytes));
-        self.blueprints.insert(id.to_owned(), record);
-        Ok(())
+        put_record(
+            &mut self.blueprints,
+            id,
+            record,
+            changes,
+            Change::PutBlueprint,
+        )
     }
 
     /// Deletes a blueprint; returns whether it existed.
@@ -280,11 +294,28 @@ impl State {
         record: Value,
         changes: &mut Vec<Change>,
     ) -> Result<(), String> {
-        let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-        changes.push(Change::PutIntegration(id.to_owned(), bytes));
-        self.integrations.insert(id.to_owned(), record);
-        Ok(())
+        put_record(
+            &mut self.integrations,
+            id,
+            record,
+            changes,
+            Change::PutIntegration,
+        )
     }
+}
+
+/// Stores a JSON record by id in `map` and records the change to persist.
+fn put_record(
+    map: &mut BTreeMap<String, Value>,
+    id: &str,
+    record: Value,
+    changes: &mut Vec<Change>,
+    change: fn(String, Vec<u8>) -> Change,
+) -> Result<(), String> {
+    let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+    changes.push(change(id.to_owned(), bytes));
+    map.insert(id.to_owned(), record);
+    Ok(())
 }
 
 fn refusal(status: u16, error: &'static str, message: String) -> EntityRefusal {

@@ -103,9 +103,7 @@ fn dead_letter(
         kind: job.resource.kind.clone(),
         error: error.to_string(),
         attempts,
-        failed_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        failed_at_ms: crate::event::unix_ms(std::time::SystemTime::now()),
         event: stored,
     }
 }

@@ -101,9 +101,7 @@ fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::event::unix_ms(std::time::SystemTime::now())
 }
 
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
@@ -337,7 +335,7 @@ impl EventQueue for DiskQueue {
 
     fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
         Box::pin(async move {
-            let found = self.dead_letters().await?.into_iter().find(|d| d.id == id);
+            let found = self.dead_letter(id).await?;
             if found.is_some() {
                 self.write(Op::DeleteDead(id))
                     .await

@@ -142,6 +142,11 @@ pub trait EventQueue: Send + Sync + 'static {
     /// Every dead letter, oldest first.
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
 
+    /// One dead letter, if there is one with this id.
+    fn dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+        Box::pin(async move { Ok(self.dead_letters().await?.into_iter().find(|d| d.id == id)) })
+    }
+
     /// Removes one dead letter and returns it (`None` if there is no such id).
     fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>>;
 

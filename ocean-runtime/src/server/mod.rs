@@ -284,11 +284,9 @@ async fn list_dead(State(ingress): State<Arc<Ingress>>) -> Response {
 }
 
 async fn get_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
-    match ingress.queue.dead_letters().await {
-        Ok(all) => match all.into_iter().find(|d| d.id == id) {
-            Some(d) => Json(json!({"status": "ok", "deadLetter": d})).into_response(),
-            None => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
-        },
+    match ingress.queue.dead_letter(id).await {
+        Ok(Some(d)) => Json(json!({"status": "ok", "deadLetter": d})).into_response(),
+        Ok(None) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
         Err(e) => storage_error(&e),
     }
 }
@@ -310,8 +308,8 @@ async fn purge_dead(State(ingress): State<Arc<Ingress>>) -> Response {
 
 /// Puts a dead letter's event back in the queue (through the whole pipeline), then removes it.
 async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
-    let letter = match ingress.queue.dead_letters().await {
-        Ok(all) => all.into_iter().find(|d| d.id == id),
+    let letter = match ingress.queue.dead_letter(id).await {
+        Ok(l) => l,
         Err(e) => return storage_error(&e),
     };
     let Some(letter) = letter else {
