@@ -65,11 +65,12 @@ impl Histogram {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    *map.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(key)
-        .or_default() += 1;
+    *locked(map).entry(key).or_default() += 1;
 }
 
 /// Escapes a label value.
@@ -173,12 +174,7 @@ impl Metrics {
             out,
             "# HELP ocean_webhooks_rejected_total Deliveries refused, by reason.\n# TYPE ocean_webhooks_rejected_total counter"
         );
-        for (reason, n) in self
-            .rejected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
+        for (reason, n) in locked(&self.rejected).iter() {
             let _ = writeln!(
                 out,
                 "ocean_webhooks_rejected_total{{reason=\"{reason}\"}} {n}"
@@ -210,12 +206,7 @@ impl Metrics {
             out,
             "# HELP ocean_jobs_total Processor jobs, by processor, kind and outcome.\n# TYPE ocean_jobs_total counter"
         );
-        for ((p, k, o), n) in self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
+        for ((p, k, o), n) in locked(&self.jobs).iter() {
             let _ = writeln!(
                 out,
                 "ocean_jobs_total{{processor=\"{}\",kind=\"{}\",outcome=\"{o}\"}} {n}",
@@ -227,12 +218,7 @@ impl Metrics {
             out,
             "# HELP ocean_job_retries_total Handler calls retried, by processor.\n# TYPE ocean_job_retries_total counter"
         );
-        for (p, n) in self
-            .retries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
+        for (p, n) in locked(&self.retries).iter() {
             let _ = writeln!(
                 out,
                 "ocean_job_retries_total{{processor=\"{}\"}} {n}",
@@ -261,12 +247,7 @@ impl Metrics {
             out,
             "# HELP ocean_port_requests_total Port API calls, by method and outcome.\n# TYPE ocean_port_requests_total counter"
         );
-        for ((m, o), n) in self
-            .port_calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
+        for ((m, o), n) in locked(&self.port_calls).iter() {
             let _ = writeln!(
                 out,
                 "ocean_port_requests_total{{method=\"{}\",outcome=\"{o}\"}} {n}",

@@ -367,7 +367,6 @@ async fn metrics_count_deliveries_jobs_and_port_calls() {
     app.shutdown().await;
 }
 
-
 #[tokio::test]
 async fn a_redelivery_after_a_restart_is_still_recognised() {
     let dir = std::env::temp_dir().join(format!("ocean-e2e-dedup-{}", std::process::id()));

@@ -172,13 +172,11 @@ impl MemoryQueue {
     ) -> Result<(), QueueError> {
         let result = {
             let mut inner = self.lock();
-            if inner.closed {
-                Err(QueueError::Closed)
-            } else if !force && inner.waiting.len() + inner.leased.len() >= self.capacity {
-                Err(QueueError::Full {
-                    capacity: self.capacity,
-                })
-            } else {
+            match self.room(&inner) {
+                Err(QueueError::Full { .. }) if force => Ok(()),
+                other => other,
+            }
+            .map(|()| {
                 inner.next_seq = inner.next_seq.max(seq + 1);
                 let at = inner.waiting.partition_point(|e| e.seq < seq);
                 inner.waiting.insert(
@@ -190,8 +188,7 @@ impl MemoryQueue {
                         not_before: None,
                     },
                 );
-                Ok(())
-            }
+            })
         };
         if result.is_ok() {
             self.notify.notify_one();
@@ -201,7 +198,10 @@ impl MemoryQueue {
 
     /// Whether another event fits.
     pub(crate) fn has_room(&self) -> Result<(), QueueError> {
-        let inner = self.lock();
+        self.room(&self.lock())
+    }
+
+    fn room(&self, inner: &Inner) -> Result<(), QueueError> {
         if inner.closed {
             Err(QueueError::Closed)
         } else if inner.waiting.len() + inner.leased.len() >= self.capacity {
