@@ -25,6 +25,7 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, load, unwrap_valr};
 
 mod convert;
+mod fast;
 
 pub use convert::{from_val, to_val};
 /// jaq's value type: what a [`JqProgram`] consumes and yields.
@@ -36,6 +37,38 @@ pub use jaq_json::Val;
 pub struct JqProgram {
     code: String,
     filter: jaq_core::Filter<JustLut<Val>>,
+    /// The same program for the direct JSON evaluator, when it is in that subset.
+    fast: Option<fast::Expr>,
+}
+
+/// A JSON input for [`JqProgram::first_json`], converted to a jaq value only when a program needs
+/// one, and then once for every program run on it.
+#[derive(Debug)]
+pub struct Input<'a> {
+    json: &'a serde_json::Value,
+    val: std::sync::OnceLock<Val>,
+}
+
+impl<'a> Input<'a> {
+    /// Wraps a JSON value; nothing is converted yet.
+    #[must_use]
+    pub fn new(json: &'a serde_json::Value) -> Self {
+        Self {
+            json,
+            val: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The JSON value.
+    #[must_use]
+    pub fn json(&self) -> &'a serde_json::Value {
+        self.json
+    }
+
+    /// The value as jaq's, converted on first use.
+    pub fn val(&self) -> &Val {
+        self.val.get_or_init(|| to_val(self.json))
+    }
 }
 
 impl fmt::Debug for JqProgram {
@@ -230,6 +263,7 @@ impl JqProgram {
         Ok(Self {
             code: code.to_owned(),
             filter,
+            fast: fast::parse(code),
         })
     }
 
@@ -268,6 +302,32 @@ impl JqProgram {
             .map_err(|e| JqRunError(e.to_string()))
     }
 
+    /// Whether the program runs on JSON directly (see [`JqProgram::first_json`]).
+    #[must_use]
+    pub fn is_direct(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Runs the program on `input` and returns its first output as JSON, if any.
+    ///
+    /// Programs in a small subset of jq (paths, literals, `|`, `//`, `and`, `or`, `==`, `!=`,
+    /// `not`, `startswith`, `endswith`) run on the JSON directly, without converting the input;
+    /// the jaq engine still decides every input on which jq would raise an error. Other programs
+    /// run on the input's jaq value, converted once per [`Input`].
+    ///
+    /// # Errors
+    /// A runtime error raised before the first output.
+    pub fn first_json<'a>(
+        &self,
+        input: &Input<'a>,
+    ) -> Result<Option<std::borrow::Cow<'a, serde_json::Value>>, JqRunError> {
+        if let Some(out) = self.fast.as_ref().and_then(|f| f.eval(input.json).ok()) {
+            return Ok(Some(out));
+        }
+        let out = self.first_val(input.val().clone())?;
+        Ok(out.as_ref().map(|v| std::borrow::Cow::Owned(from_val(v))))
+    }
+
     /// Runs the program on a JSON value and returns its first output as JSON, if any.
     ///
     /// # Errors
@@ -284,6 +344,12 @@ impl JqProgram {
 #[must_use]
 pub fn truthy(val: &Val) -> bool {
     !matches!(val, Val::Null | Val::Bool(false))
+}
+
+/// [`truthy`] for a JSON value.
+#[must_use]
+pub fn json_truthy(value: &serde_json::Value) -> bool {
+    !matches!(value, serde_json::Value::Null | serde_json::Value::Bool(false))
 }
 
 #[cfg(test)]

@@ -128,12 +128,9 @@ impl RegisteredProcessor {
 
     /// This processor's ordering key for an event (`group`), if it has one and it yields a value.
     #[must_use]
-    pub fn group_key(&self, payload: &ocean_jq::Val) -> Option<String> {
+    pub fn group_key(&self, payload: &ocean_jq::Input<'_>) -> Option<String> {
         let program = self.group.as_ref()?;
-        match program
-            .first_val(payload.clone())
-            .map(|v| v.as_ref().map(ocean_jq::from_val))
-        {
+        match program.first_json(payload).as_ref().map(|v| v.as_deref()) {
             Ok(Some(Value::Null) | None) => None,
             Ok(Some(Value::String(s))) => Some(format!("{}:{s}", self.name)),
             Ok(Some(other)) => Some(format!("{}:{other}", self.name)),
@@ -148,12 +145,12 @@ impl RegisteredProcessor {
     ///
     /// # Errors
     /// The predicate is false, yields nothing or fails: a permanent error.
-    pub fn validate_payload(&self, payload: &ocean_jq::Val) -> Result<(), ProcessError> {
+    pub fn validate_payload(&self, payload: &ocean_jq::Input<'_>) -> Result<(), ProcessError> {
         let Some(program) = &self.validate else {
             return Ok(());
         };
-        match program.first_val(payload.clone()) {
-            Ok(Some(v)) if ocean_jq::truthy(&v) => Ok(()),
+        match program.first_json(payload) {
+            Ok(Some(v)) if ocean_jq::json_truthy(&v) => Ok(()),
             Ok(_) => Err(ProcessError::permanent(format!(
                 "the payload fails `validate`: {}",
                 program.code()
@@ -180,11 +177,11 @@ impl RegisteredProcessor {
     /// Whether the processor takes the event: `matches` yields a true value and `should_process` agrees.
     /// A `matches` expression that fails at run time counts as false.
     #[must_use]
-    pub fn selects(&self, event: &WebhookEvent, payload: &ocean_jq::Val) -> bool {
+    pub fn selects(&self, event: &WebhookEvent, payload: &ocean_jq::Input<'_>) -> bool {
         let matched = match &self.matcher {
             None => true,
-            Some(program) => match program.first_val(payload.clone()) {
-                Ok(Some(v)) => ocean_jq::truthy(&v),
+            Some(program) => match program.first_json(payload) {
+                Ok(Some(v)) => ocean_jq::json_truthy(&v),
                 Ok(None) => false,
                 Err(e) => {
                     tracing::debug!(processor = self.name, error = %e, "matches failed; processor not selected");
@@ -377,8 +374,8 @@ mod tests {
         let p = &r.processors("/a").unwrap()[0];
         let yes = WebhookEvent::new("1", "/a", [], r#"{"type":"x"}"#.to_owned()).unwrap();
         let no = WebhookEvent::new("2", "/a", [], r#"{"type":"y"}"#.to_owned()).unwrap();
-        assert!(p.selects(&yes, &ocean_jq::to_val(yes.payload())));
-        assert!(!p.selects(&no, &ocean_jq::to_val(no.payload())));
+        assert!(p.selects(&yes, &ocean_jq::Input::new(yes.payload())));
+        assert!(!p.selects(&no, &ocean_jq::Input::new(no.payload())));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use ocean_jq::Val;
+use ocean_jq::Input;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -142,7 +142,7 @@ impl Pipeline {
     fn select<'a>(
         &'a self,
         event: &WebhookEvent,
-        payload: &Val,
+        payload: &Input<'_>,
         mapping: &'a CompiledMapping,
     ) -> Option<Vec<Job<'a>>> {
         let processors = self.registry.processors(event.path())?;
@@ -184,7 +184,12 @@ impl Pipeline {
         selected_any.then_some(jobs)
     }
 
-    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent, payload: &Val) -> JobEnd {
+    async fn run_job(
+        &self,
+        job: &Job<'_>,
+        event: &WebhookEvent,
+        payload: &Input<'_>,
+    ) -> JobEnd {
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);
@@ -256,8 +261,9 @@ impl Pipeline {
         let Some(mapping) = self.mapping.current() else {
             return Outcome::NoMapping;
         };
-        // Converted once for every jq program of this event (matchers and validators).
-        let payload = ocean_jq::to_val(event.payload());
+        // Shared by every jq program of this event (matchers and validators): converted to jaq's
+        // values at most once, and only if a program is outside the directly evaluated subset.
+        let payload = Input::new(event.payload());
         let payload = &payload;
         let Some(jobs) = self.select(event, payload, &mapping) else {
             tracing::warn!(

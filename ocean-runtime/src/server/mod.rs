@@ -144,7 +144,7 @@ async fn webhook(
         return reject(StatusCode::UNAUTHORIZED, reason);
     }
     let mut keys: Vec<String> = if processors.iter().any(RegisteredProcessor::has_group) {
-        let payload = ocean_jq::to_val(event.payload());
+        let payload = ocean_jq::Input::new(event.payload());
         processors
             .iter()
             .filter_map(|p| p.group_key(&payload))
