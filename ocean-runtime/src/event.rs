@@ -69,7 +69,10 @@ impl WebhookEvent {
             path: path.into(),
             headers: headers
                 .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .map(|(mut k, v)| {
+                    k.make_ascii_lowercase();
+                    (k, v)
+                })
                 .collect(),
             body,
             payload,

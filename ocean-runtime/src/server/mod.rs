@@ -185,7 +185,12 @@ async fn webhook(
     match pushed {
         Ok(()) => {
             tracing::debug!(event_id = id, "event queued");
-            Json(json!({"status": "ok", "id": id})).into_response()
+            // The id is a UUID: nothing in it needs escaping.
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                format!(r#"{{"status":"ok","id":"{id}"}}"#),
+            )
+                .into_response()
         }
         Err(e @ (QueueError::Full { .. } | QueueError::Closed | QueueError::Storage(_))) => {
             ingress.metrics.rejected(match e {
