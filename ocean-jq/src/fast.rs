@@ -477,7 +477,9 @@ mod tests {
             assert!(!program.is_direct(), "`{code}` is outside the subset");
             let input = json!({"a": "x", "b": "x", "t": true, "n": 1});
             assert_eq!(
-                program.first_json(&Input::new(&input)).map(|o| o.map(std::borrow::Cow::into_owned)),
+                program
+                    .first_json(&Input::new(&input))
+                    .map(|o| o.map(std::borrow::Cow::into_owned)),
                 program.first(&input),
                 "`{code}`"
             );
@@ -489,10 +491,16 @@ mod tests {
         let input = json!({"a": "x"});
         let input = Input::new(&input);
         let direct = JqProgram::compile(".a == \"x\"").unwrap();
-        assert_eq!(direct.first_json(&input).unwrap().as_deref(), Some(&json!(true)));
+        assert_eq!(
+            direct.first_json(&input).unwrap().as_deref(),
+            Some(&json!(true))
+        );
         assert!(input.val.get().is_none());
         let engine = JqProgram::compile(".a | test(\"x\")").unwrap();
-        assert_eq!(engine.first_json(&input).unwrap().as_deref(), Some(&json!(true)));
+        assert_eq!(
+            engine.first_json(&input).unwrap().as_deref(),
+            Some(&json!(true))
+        );
         assert!(input.val.get().is_some());
     }
 }

@@ -349,7 +349,10 @@ pub fn truthy(val: &Val) -> bool {
 /// [`truthy`] for a JSON value.
 #[must_use]
 pub fn json_truthy(value: &serde_json::Value) -> bool {
-    !matches!(value, serde_json::Value::Null | serde_json::Value::Bool(false))
+    !matches!(
+        value,
+        serde_json::Value::Null | serde_json::Value::Bool(false)
+    )
 }
 
 #[cfg(test)]

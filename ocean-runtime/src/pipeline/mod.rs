@@ -184,12 +184,7 @@ impl Pipeline {
         selected_any.then_some(jobs)
     }
 
-    async fn run_job(
-        &self,
-        job: &Job<'_>,
-        event: &WebhookEvent,
-        payload: &Input<'_>,
-    ) -> JobEnd {
+    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent, payload: &Input<'_>) -> JobEnd {
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);

@@ -153,7 +153,7 @@ impl DiskQueue {
                 let (seq, bytes) = row.map_err(|e| fail(e.to_string()))?;
                 let seq = seq.value();
                 next = next.max(seq + 1);
-                match WebhookEvent::from_stored(bytes.value()) {
+                match WebhookEvent::from_record(bytes.value()) {
                     Ok(event) => {
                         let _ = memory.insert(seq, Arc::new(event), true);
                         restored += 1;
@@ -198,7 +198,7 @@ impl EventQueue for DiskQueue {
     fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             self.memory.has_room()?;
-            let bytes = event.to_stored().map_err(QueueError::Storage)?;
+            let bytes = event.to_record().map_err(QueueError::Storage)?;
             let delivery = event.delivery_key().map(|key| {
                 let record = json!({"id": event.id(), "at": now_ms()});
                 (key.to_owned(), record.to_string().into_bytes())
