@@ -80,6 +80,8 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         )),
     };
     quote! {
+        ::ocean_runtime::global_allocator!();
+
         fn main() -> ::std::process::ExitCode {
             #rt::run_main(
                 #rt::IntegrationInfo {

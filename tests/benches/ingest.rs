@@ -2,7 +2,8 @@
 //! and disk queues, against a bare axum handler that only parses the JSON, all in one run.
 //!
 //! `cargo bench -p ocean-tests --bench ingest` (`INGEST_REQUESTS`: requests per variant, default
-//! 20000; `INGEST_WORKERS`: event workers, default 8). Workers run during the measurement and
+//! 20000; `INGEST_WORKERS`: event workers, default 8; `INGEST_BACKENDS`: which queues, default
+//! `memory,disk`). Workers run during the measurement and
 //! settle every event (the benchmark's processor matches nothing, so each event costs a lease, a
 //! jq match and an ack), sharing the 2 cores with ingress and the load generator.
 
@@ -25,6 +26,9 @@ ocean_runtime::kinds!["thing"];
 async fn bench(_event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     Ok(RawResults::none())
 }
+
+// The allocator the binaries of `main!` get, for the baseline and ocean-rs alike.
+ocean_runtime::global_allocator!();
 
 const CONNECTIONS: usize = 64;
 
@@ -154,12 +158,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `INGEST_BACKENDS=disk` (or `memory`) measures one backend, e.g. under a profiler.
+    let backends = std::env::var("INGEST_BACKENDS").unwrap_or_else(|_| "memory,disk".into());
     let runs = runtime.block_on(async {
-        vec![
-            baseline(requests).await,
-            ocean("ocean-rs, memory queue", "memory", requests).await,
-            ocean("ocean-rs, disk queue", "disk", requests).await,
-        ]
+        let mut runs = vec![baseline(requests).await];
+        for backend in backends.split(',').map(str::trim) {
+            let name = match backend {
+                "memory" => "ocean-rs, memory queue",
+                "disk" => "ocean-rs, disk queue",
+                other => panic!("INGEST_BACKENDS: unknown backend `{other}` (memory, disk)"),
+            };
+            runs.push(ocean(name, backend, requests).await);
+        }
+        runs
     });
     let base = runs[0].throughput;
     println!(
