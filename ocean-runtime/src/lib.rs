@@ -148,8 +148,6 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "mimalloc")]
-    pub use mimalloc::MiMalloc;
     pub use crate::config::{ConfigError, IntegrationInfo};
     pub use crate::event::WebhookEvent;
     pub use crate::extract::{FromJob, IntoResults, Probe, ProbeKnown, ProbeUnknown, Requirement};
@@ -163,6 +161,8 @@ pub mod __private {
     pub use crate::verify::{AuthOutcome, Authenticate};
     pub use core::time::Duration;
     pub use inventory;
+    #[cfg(feature = "mimalloc")]
+    pub use mimalloc::MiMalloc;
     pub use ocean_macros::__unknown_kind as unknown_kind;
 }
 

@@ -112,6 +112,10 @@ pub struct DiskQueue {
     next_seq: AtomicU64,
     next_dead: AtomicU64,
     path: PathBuf,
+    /// The dedup window in ms, once ingress has asked for the recent deliveries (0 before).
+    dedup_window_ms: AtomicU64,
+    /// When delivery ids older than the window were last removed.
+    pruned_at_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for DiskQueue {
@@ -186,7 +190,17 @@ impl DiskQueue {
             next_seq: AtomicU64::new(next),
             next_dead: AtomicU64::new(next_dead),
             path,
+            dedup_window_ms: AtomicU64::new(0),
+            pruned_at_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Removes the delivery ids received more than `window_ms` before `now` (in the background).
+    fn prune_deliveries(&self, now: u64, window_ms: u64) {
+        self.pruned_at_ms.store(now, Ordering::Relaxed);
+        let _ = self
+            .writer
+            .submit_detached(Op::PruneDeliveries(now.saturating_sub(window_ms)));
     }
 
     async fn write(&self, op: Op) -> Result<(), String> {
@@ -200,7 +214,15 @@ impl EventQueue for DiskQueue {
             self.memory.has_room()?;
             let bytes = event.to_record().map_err(QueueError::Storage)?;
             let delivery = event.delivery_key().map(|key| {
-                let record = json!({"id": event.id(), "at": now_ms()});
+                let now = now_ms();
+                // Ids outside the window are forgotten once per window, not only at start.
+                let window_ms = self.dedup_window_ms.load(Ordering::Relaxed);
+                if window_ms > 0
+                    && now.saturating_sub(self.pruned_at_ms.load(Ordering::Relaxed)) >= window_ms
+                {
+                    self.prune_deliveries(now, window_ms);
+                }
+                let record = json!({"id": event.id(), "at": now});
                 (key.to_owned(), record.to_string().into_bytes())
             });
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
@@ -269,10 +291,9 @@ impl EventQueue for DiskQueue {
 
     fn recent_deliveries(&self, window: Duration) -> Vec<(String, String, Duration)> {
         let now = now_ms();
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        let _ = self
-            .writer
-            .submit_detached(Op::PruneDeliveries(now.saturating_sub(window_ms)));
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.dedup_window_ms.store(window_ms, Ordering::Relaxed);
+        self.prune_deliveries(now, window_ms);
         let read = || -> Result<Vec<(String, String, Duration)>, redb::Error> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(DELIVERIES)?;
@@ -374,6 +395,43 @@ mod tests {
         .unwrap();
         e.set_group_keys(vec![key.to_owned()]);
         e
+    }
+
+    fn stored_deliveries(q: &DiskQueue) -> Vec<String> {
+        let txn = q.db.begin_read().unwrap();
+        let table = txn.open_table(DELIVERIES).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|row| row.unwrap().0.value().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn delivery_ids_older_than_the_window_are_forgotten_while_running() {
+        let dir = dir();
+        let q = DiskQueue::open(&dir, 100).unwrap();
+        // Ingress asks once at start; that sets the window.
+        assert!(q.recent_deliveries(Duration::from_millis(20)).is_empty());
+        let mut first = event(0, "p:A");
+        first.set_delivery_key(Some("d-0".into()));
+        q.push(first).await.unwrap();
+        assert_eq!(stored_deliveries(&q), ["d-0"]);
+        // Later deliveries, once the window has passed, remove the old id.
+        let mut n = 0;
+        crate::testing::eventually("d-0 to be pruned", Duration::from_secs(5), || {
+            n += 1;
+            let mut e = event(n, "p:B");
+            e.set_delivery_key(Some(format!("d-{n}")));
+            let q = &q;
+            async move {
+                q.push(e).await.map_err(|e| e.to_string())?;
+                // The prune is committed with the next awaited write (this push's or a later one).
+                let ids = stored_deliveries(q);
+                Ok::<_, String>((!ids.iter().any(|k| k == "d-0")).then_some(ids))
+            }
+        })
+        .await;
     }
 
     #[tokio::test]
