@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::mapping::CompiledMapping;
-use crate::port::{PortClient, PortError, UpsertOptions};
+use std::sync::Arc;
+
+use crate::port::{PortError, UpsertBatcher, UpsertOptions};
 use crate::processor::RawResults;
 use crate::queue::DeadLetter;
 
@@ -25,7 +27,7 @@ pub struct Applied {
 /// Maps every job's results with its resource and writes them: upserts per blueprint, then deletes
 /// of the entities this integration owns, except those upserted by the same event.
 pub(super) async fn apply(
-    port: &PortClient,
+    batcher: &Arc<UpsertBatcher>,
     mapping: &CompiledMapping,
     results: &[(usize, RawResults)],
 ) -> Result<Applied, PortError> {
@@ -63,14 +65,19 @@ pub(super) async fn apply(
         merge: mapping.config().enable_merge_entity,
         create_missing_related_entities: mapping.config().create_missing_related_entities,
     };
-    for (blueprint, entities) in &upserts {
-        let bodies: Vec<Value> = entities.values().cloned().collect();
-        let failures = port.upsert_entities(blueprint, &bodies, options).await?;
+    let port = batcher.port();
+    for (blueprint, entities) in upserts {
+        let bodies: Vec<Value> = entities.into_values().collect();
+        let sent = bodies.len();
+        let failures = batcher
+            .upsert(&blueprint, bodies, options)
+            .await
+            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(PortError::Shared))?;
         for f in &failures {
             tracing::warn!(blueprint, identifier = %f.identifier, reason = f.message, "Port refused an entity");
         }
         applied.failed += failures.len();
-        applied.upserted += bodies.len() - failures.len();
+        applied.upserted += sent - failures.len();
     }
     for (blueprint, ids) in &deletes {
         let ids: Vec<String> = ids.iter().cloned().collect();

@@ -16,7 +16,7 @@ use crate::event::WebhookEvent;
 use crate::extract::Extensions;
 use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::metrics::Metrics;
-use crate::port::PortClient;
+use crate::port::{PortClient, UpsertBatcher};
 use crate::processor::{JobContext, ProcessError, RawResults};
 use crate::queue::{DeadLetter, EventQueue, Lease};
 use crate::registry::{RegisteredProcessor, Registry};
@@ -44,7 +44,8 @@ pub enum Outcome {
 pub struct Pipeline {
     registry: Arc<Registry>,
     mapping: Arc<MappingStore>,
-    port: Arc<PortClient>,
+    /// Port writes; upserts of concurrent events share requests.
+    port: Arc<UpsertBatcher>,
     job_timeout: Duration,
     extensions: Arc<Extensions>,
     cancel: watch::Receiver<bool>,
@@ -129,7 +130,7 @@ impl Pipeline {
             Self {
                 registry,
                 mapping,
-                port,
+                port: UpsertBatcher::new(port),
                 job_timeout,
                 extensions,
                 cancel,

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
+
+mod batch;
+
+pub(crate) use batch::UpsertBatcher;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -79,6 +83,10 @@ pub enum PortError {
     /// The base URL is not a URL.
     #[error("OCEAN__PORT__BASE_URL `{0}` is not a valid base URL")]
     BaseUrl(String),
+    /// A request that also carried other events' entities failed (upserts are batched across
+    /// events); every event in it gets the same error.
+    #[error("{0}")]
+    Shared(Arc<PortError>),
 }
 
 impl PortError {
@@ -89,6 +97,7 @@ impl PortError {
             Self::Transport { .. } => true,
             Self::Status { status, .. } => retryable_status(*status) || status.is_server_error(),
             Self::Decode { .. } | Self::BaseUrl(_) => false,
+            Self::Shared(e) => e.is_transient(),
         }
     }
 }
