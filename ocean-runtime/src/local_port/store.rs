@@ -408,10 +408,14 @@ impl Store {
             source,
         })?;
         let path = dir.join("port.redb");
-        let db = Database::create(&path).map_err(|e| LocalPortError::Storage {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        // The entities live in memory (`State`); the database is written, and read only at start.
+        let db = redb::Builder::new()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(&path)
+            .map_err(|e| LocalPortError::Storage {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         let state = load(&db).map_err(|e| LocalPortError::Storage {
             path: path.clone(),
             reason: e.to_string(),

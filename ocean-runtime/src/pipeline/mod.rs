@@ -50,6 +50,11 @@ pub struct Pipeline {
     extensions: Arc<Extensions>,
     cancel: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// Events in a row that could not be applied because Port or the mapping was unavailable.
+    unavailable: AtomicU32,
+    /// Until when workers leave the queue alone: Port (or the mapping) is unavailable for every
+    /// event, so cycling each queued event through a failed attempt would only burn CPU and logs.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Cancels the jobs in flight (their `on_cancel` hooks run) when the app stops.
@@ -135,6 +140,8 @@ impl Pipeline {
                 extensions,
                 cancel,
                 metrics,
+                unavailable: AtomicU32::new(0),
+                paused_until: std::sync::Mutex::new(None),
             },
             Canceller(tx),
         )
@@ -317,10 +324,49 @@ impl Pipeline {
 
     /// Runs one worker: pulls events until the queue closes, processes each, then acks it or puts it
     /// back for later when it could not be applied yet.
+    ///
+    /// While Port or the mapping is unavailable, workers pause (1 s doubling to 60 s, like an
+    /// event's redelivery) instead of taking every queued event through a failed attempt; the
+    /// events wait in the queue, and one attempt after each pause probes whether Port is back.
     pub async fn work(self: Arc<Self>, queue: Arc<dyn EventQueue>) {
-        while let Some(lease) = queue.pull().await {
+        loop {
+            self.wait_while_paused().await;
+            let Some(lease) = queue.pull().await else {
+                break;
+            };
             self.handle_lease(&*queue, &lease).await;
         }
+    }
+
+    fn paused_until(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn wait_while_paused(&self) {
+        let Some(until) = *self.paused_until() else {
+            return;
+        };
+        let mut cancel = self.cancel.clone();
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            _ = cancel.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// Records whether Port (and the mapping) could take the last event.
+    fn port_available(&self, available: bool) {
+        if available {
+            if self.unavailable.swap(0, Ordering::Relaxed) > 0 {
+                *self.paused_until() = None;
+                tracing::info!("Port is available again; processing resumes");
+            }
+            return;
+        }
+        let failures = self.unavailable.fetch_add(1, Ordering::Relaxed) + 1;
+        let pause = redelivery_delay(failures);
+        *self.paused_until() = Some(tokio::time::Instant::now() + pause);
     }
 
     async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
@@ -333,6 +379,10 @@ impl Pipeline {
         );
         let outcome = self.process(&lease.event).instrument(span.clone()).await;
         let _enter = span.enter();
+        self.port_available(!matches!(
+            outcome,
+            Outcome::NoMapping | Outcome::PortUnavailable(_)
+        ));
         let later = match &outcome {
             Outcome::NoMapping => Some("no mapping is loaded yet".to_owned()),
             Outcome::PortUnavailable(e) => Some(e.clone()),
@@ -381,6 +431,63 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With no mapping loaded (as with Port down), workers pause after a failed attempt instead of
+    /// taking every queued event through one.
+    #[tokio::test(start_paused = true)]
+    async fn workers_pause_while_nothing_can_be_applied() {
+        #![allow(clippy::unwrap_used)]
+        use crate::queue::MemoryQueue;
+        let port = Arc::new(
+            PortClient::new(crate::port::PortClientConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                client_id: "id".into(),
+                client_secret: "secret".into(),
+                integration_identifier: "i".into(),
+                integration_type: "t".into(),
+                integration_version: "0".into(),
+            })
+            .unwrap(),
+        );
+        let mapping = Arc::new(MappingStore::new(crate::mapping::MappingSource::File(
+            "/nonexistent/port-app-config.yml".into(),
+        )));
+        let (pipeline, _cancel) = Pipeline::new(
+            Arc::new(Registry::default()),
+            mapping,
+            port,
+            Duration::from_secs(5),
+            Arc::new(Extensions::default()),
+            Arc::new(Metrics::default()),
+        );
+        let pipeline = Arc::new(pipeline);
+        let queue = Arc::new(MemoryQueue::new(100));
+        for n in 0..20 {
+            let e = WebhookEvent::new(n.to_string(), "/w", [], "{}".to_owned()).unwrap();
+            queue.push(e).await.unwrap();
+        }
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue) as Arc<dyn EventQueue>))
+            })
+            .collect();
+        // Half a second (of the paused clock) in: at most one attempt per worker, not 20.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let first = pipeline.unavailable.load(Ordering::Relaxed);
+        assert!((1..=2).contains(&first), "{first} attempts");
+        // The pause (1 s) ends once: at most one more attempt per worker; the next pause is 2 s.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let second = pipeline.unavailable.load(Ordering::Relaxed);
+        assert!(
+            second > first && second <= first + 2,
+            "{first} then {second} attempts"
+        );
+        assert_eq!(queue.depth(), 20, "every event still queued");
+        queue.close();
+        for w in workers {
+            w.abort();
+        }
+    }
 
     #[test]
     fn redelivery_backs_off_to_a_minute() {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::memory::Held;
 use super::{DeadLetter, EventQueue, Lease, MemoryQueue, QueueError};
 use serde_json::{Value, json};
 
@@ -100,6 +101,13 @@ fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Up to this many queued events are kept whole in memory; past it, only their scheduling facts
+/// (about 150 bytes each instead of several KB), so a long outage of Port does not fill memory.
+const HOT_EVENTS: usize = 1024;
+
+/// Page cache of the queue's database: the events are read back at most once, so a small one does.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 fn now_ms() -> u64 {
     crate::event::unix_ms(std::time::SystemTime::now())
 }
@@ -139,7 +147,10 @@ impl DiskQueue {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| fail(e.to_string()))?;
         let memory = MemoryQueue::new(capacity);
         memory.record_superseded();
         let mut next = 0;
@@ -159,7 +170,12 @@ impl DiskQueue {
                 next = next.max(seq + 1);
                 match WebhookEvent::from_record(bytes.value()) {
                     Ok(event) => {
-                        let _ = memory.insert(seq, Arc::new(event), true);
+                        let held = if restored < HOT_EVENTS {
+                            Held::Event(Arc::new(event))
+                        } else {
+                            Held::stored(&event)
+                        };
+                        let _ = memory.insert(seq, held, true);
                         restored += 1;
                     }
                     Err(e) => {
@@ -203,6 +219,17 @@ impl DiskQueue {
             .submit_detached(Op::PruneDeliveries(now.saturating_sub(window_ms)));
     }
 
+    /// Reads a queued event back.
+    fn load(&self, seq: u64) -> Result<WebhookEvent, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
+        let bytes = table
+            .get(seq)
+            .map_err(|e| e.to_string())?
+            .ok_or("not in the queue's database")?;
+        WebhookEvent::from_record(bytes.value())
+    }
+
     async fn write(&self, op: Op) -> Result<(), String> {
         self.writer.write(op).await
     }
@@ -229,7 +256,14 @@ impl EventQueue for DiskQueue {
             self.write(Op::Put(seq, bytes, delivery))
                 .await
                 .map_err(QueueError::Storage)?;
-            if let Err(e) = self.memory.insert(seq, Arc::new(event), false) {
+            // A short queue keeps whole events, so handing one out costs nothing; past that, only
+            // what scheduling needs stays in memory and the event is read back when handed out.
+            let held = if self.memory.depth() < HOT_EVENTS {
+                Held::Event(Arc::new(event))
+            } else {
+                Held::stored(&event)
+            };
+            if let Err(e) = self.memory.insert(seq, held, false) {
                 // Filled up (or closed) while committing: the sender is told to retry, so the
                 // stored copy must go.
                 let _ = self.write(Op::Delete(seq)).await;
@@ -241,11 +275,30 @@ impl EventQueue for DiskQueue {
 
     fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
         Box::pin(async move {
-            let lease = self.memory.pull().await;
-            for seq in self.memory.take_superseded() {
-                let _ = self.writer.submit_detached(Op::Delete(seq));
+            loop {
+                let taken = self.memory.take().await;
+                for seq in self.memory.take_superseded() {
+                    let _ = self.writer.submit_detached(Op::Delete(seq));
+                }
+                let taken = taken?;
+                let event = match taken.event {
+                    Some(event) => event,
+                    None => match self.load(taken.seq) {
+                        Ok(event) => Arc::new(event),
+                        Err(e) => {
+                            // Left on disk (a later start tries again), out of this run's way.
+                            tracing::error!(seq = taken.seq, error = %e, "cannot read a queued event back; left in place");
+                            self.memory.forget(taken.seq);
+                            continue;
+                        }
+                    },
+                };
+                return Some(Lease {
+                    seq: taken.seq,
+                    event,
+                    delivery: taken.delivery,
+                });
             }
-            lease
         })
     }
 
@@ -432,6 +485,28 @@ mod tests {
             }
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_keeps_events_on_disk_and_hands_them_out_whole() {
+        let dir = dir();
+        let q = DiskQueue::open(&dir, 5000).unwrap();
+        let n = u32::try_from(HOT_EVENTS).unwrap() + 20;
+        for i in 0..n {
+            q.push(event(i, &format!("p:{i}"))).await.unwrap();
+        }
+        for i in 0..n {
+            let lease = q.pull().await.unwrap();
+            assert_eq!(lease.event.id(), format!("e{i}"));
+            assert_eq!(lease.event.payload()["n"], i);
+            assert_eq!(lease.event.group_keys(), [format!("p:{i}")]);
+            assert_eq!(
+                lease.event.header("x-delivery"),
+                Some(i.to_string().as_str())
+            );
+            q.ack(&lease).await.unwrap();
+        }
+        assert_eq!(q.depth(), 0);
     }
 
     #[tokio::test]

@@ -13,9 +13,72 @@ use crate::processor::BoxFuture;
 
 struct Entry {
     seq: u64,
-    event: Arc<WebhookEvent>,
+    held: Held,
     delivery: u32,
     not_before: Option<Instant>,
+}
+
+/// What the queue keeps of an event in memory: all of it, or (for a durable backend holding the
+/// event on disk) only what scheduling needs.
+pub(crate) enum Held {
+    /// The whole event.
+    Event(Arc<WebhookEvent>),
+    /// What scheduling needs; the event itself is read back when it is handed out.
+    Stored(Box<Sched>),
+}
+
+/// The scheduling facts of a stored event.
+pub(crate) struct Sched {
+    group_keys: Box<[String]>,
+    supersedable: bool,
+    received_at: std::time::SystemTime,
+}
+
+impl Held {
+    /// Keeps only the scheduling facts of `event`.
+    pub(crate) fn stored(event: &WebhookEvent) -> Self {
+        Self::Stored(Box::new(Sched {
+            group_keys: event.group_keys().into(),
+            supersedable: event.supersedable(),
+            received_at: event.received_at(),
+        }))
+    }
+
+    fn group_keys(&self) -> &[String] {
+        match self {
+            Self::Event(e) => e.group_keys(),
+            Self::Stored(s) => &s.group_keys,
+        }
+    }
+
+    fn supersedable(&self) -> bool {
+        match self {
+            Self::Event(e) => e.supersedable(),
+            Self::Stored(s) => s.supersedable,
+        }
+    }
+
+    fn received_at(&self) -> std::time::SystemTime {
+        match self {
+            Self::Event(e) => e.received_at(),
+            Self::Stored(s) => s.received_at,
+        }
+    }
+
+    fn event(&self) -> Option<Arc<WebhookEvent>> {
+        match self {
+            Self::Event(e) => Some(Arc::clone(e)),
+            Self::Stored(_) => None,
+        }
+    }
+}
+
+/// An event handed out: its sequence number, delivery count and, unless only its scheduling
+/// facts are held, the event.
+pub(crate) struct Taken {
+    pub(crate) seq: u64,
+    pub(crate) delivery: u32,
+    pub(crate) event: Option<Arc<WebhookEvent>>,
 }
 
 #[derive(Default)]
@@ -69,7 +132,7 @@ impl MemoryQueue {
     /// it (including one waiting for a retry), so each group runs one at a time in arrival order.
     /// A supersedable event (its path's processors only need the latest of a group) is dropped
     /// instead when a later waiting event has the same group keys.
-    fn try_take(&self) -> Result<Lease, Option<Instant>> {
+    fn try_take(&self) -> Result<Taken, Option<Instant>> {
         let mut inner = self.lock();
         loop {
             let (pos, next_due) = first_free(&inner, Instant::now());
@@ -79,21 +142,18 @@ impl MemoryQueue {
             let superseded =
                 {
                     let e = &inner.waiting[p];
-                    let keys = e.event.group_keys();
-                    e.event.supersedable()
+                    let keys = e.held.group_keys();
+                    e.held.supersedable()
                         && !keys.is_empty()
                         && inner.waiting.iter().skip(p + 1).any(|later| {
-                            later.event.supersedable() && later.event.group_keys() == keys
+                            later.held.supersedable() && later.held.group_keys() == keys
                         })
                 };
             let Some(mut entry) = inner.waiting.remove(p) else {
                 return Err(next_due);
             };
             if superseded {
-                tracing::debug!(
-                    event_id = entry.event.id(),
-                    "superseded by a later event of its group"
-                );
+                tracing::debug!(seq = entry.seq, "superseded by a later event of its group");
                 inner.superseded_count += 1;
                 if inner.record_superseded {
                     inner.superseded.push(entry.seq);
@@ -102,13 +162,13 @@ impl MemoryQueue {
             }
             entry.delivery += 1;
             entry.not_before = None;
-            let lease = Lease {
+            let taken = Taken {
                 seq: entry.seq,
-                event: Arc::clone(&entry.event),
                 delivery: entry.delivery,
+                event: entry.held.event(),
             };
             inner.leased.insert(entry.seq, entry);
-            return Ok(lease);
+            return Ok(taken);
         }
     }
 
@@ -137,11 +197,11 @@ fn first_free(inner: &Inner, now: Instant) -> (Option<usize>, Option<Instant>) {
     let mut busy: HashSet<&str> = inner
         .leased
         .values()
-        .flat_map(|e| e.event.group_keys())
+        .flat_map(|e| e.held.group_keys())
         .map(String::as_str)
         .collect();
     let pos = inner.waiting.iter().position(|e| {
-        let keys = e.event.group_keys();
+        let keys = e.held.group_keys();
         let free = !keys.iter().any(|k| busy.contains(k.as_str()));
         let due = match e.not_before {
             Some(t) if t > now => {
@@ -164,12 +224,7 @@ fn first_free(inner: &Inner, now: Instant) -> (Option<usize>, Option<Instant>) {
 impl MemoryQueue {
     /// Adds an event under a sequence number chosen by the caller (a durable backend that keeps
     /// its own numbering); `force` ignores the capacity (events reloaded after a restart).
-    pub(crate) fn insert(
-        &self,
-        seq: u64,
-        event: Arc<WebhookEvent>,
-        force: bool,
-    ) -> Result<(), QueueError> {
+    pub(crate) fn insert(&self, seq: u64, held: Held, force: bool) -> Result<(), QueueError> {
         let result = {
             let mut inner = self.lock();
             match self.room(&inner) {
@@ -183,7 +238,7 @@ impl MemoryQueue {
                     at,
                     Entry {
                         seq,
-                        event,
+                        held,
                         delivery: 0,
                         not_before: None,
                     },
@@ -214,6 +269,32 @@ impl MemoryQueue {
     }
 }
 
+impl MemoryQueue {
+    /// Waits for the next event that may be handed out (`None` once the queue is closed).
+    pub(crate) async fn take(&self) -> Option<Taken> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return None;
+            }
+            match self.try_take() {
+                Ok(taken) => return Some(taken),
+                Err(None) => notified.await,
+                Err(Some(due)) => {
+                    let _ = tokio::time::timeout_at(due, notified).await;
+                }
+            }
+        }
+    }
+
+    /// Forgets a handed-out event without telling a durable backend (which decides itself).
+    pub(crate) fn forget(&self, seq: u64) {
+        self.lock().leased.remove(&seq);
+    }
+}
+
 impl EventQueue for MemoryQueue {
     fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
         let seq = {
@@ -222,24 +303,29 @@ impl EventQueue for MemoryQueue {
             inner.next_seq += 1;
             seq
         };
-        let result = self.insert(seq, Arc::new(event), false);
+        let result = self.insert(seq, Held::Event(Arc::new(event)), false);
         Box::pin(async move { result })
     }
 
     fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
         Box::pin(async move {
             loop {
-                let notified = self.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if self.is_closed() {
-                    return None;
-                }
-                match self.try_take() {
-                    Ok(lease) => return Some(lease),
-                    Err(None) => notified.await,
-                    Err(Some(due)) => {
-                        let _ = tokio::time::timeout_at(due, notified).await;
+                let taken = self.take().await?;
+                match taken.event {
+                    Some(event) => {
+                        return Some(Lease {
+                            seq: taken.seq,
+                            event,
+                            delivery: taken.delivery,
+                        });
+                    }
+                    // Only a durable backend inserts stored events, and it reads them back itself.
+                    None => {
+                        tracing::error!(
+                            seq = taken.seq,
+                            "event without its body in the memory queue; dropped"
+                        );
+                        self.forget(taken.seq);
                     }
                 }
             }
@@ -249,7 +335,7 @@ impl EventQueue for MemoryQueue {
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
         let result = match self.lock().leased.remove(&lease.seq) {
             Some(entry) => {
-                if !entry.event.group_keys().is_empty() {
+                if !entry.held.group_keys().is_empty() {
                     // Events of its groups may be free now.
                     self.notify.notify_one();
                 }
@@ -305,7 +391,7 @@ impl EventQueue for MemoryQueue {
             .waiting
             .iter()
             .chain(inner.leased.values())
-            .map(|e| e.event.received_at())
+            .map(|e| e.held.received_at())
             .min()
     }
 

@@ -124,6 +124,9 @@ async fn webhook(
         )
     });
     let id = next_event_id();
+    // A body read from the connection may share (and keep alive) a larger read buffer; a queued
+    // event holds its own exact copy.
+    let bytes = bytes::Bytes::copy_from_slice(&bytes);
     let mut event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
         Err(e) => {
