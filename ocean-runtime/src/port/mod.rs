@@ -167,6 +167,8 @@ pub struct PortClient {
     user_agent: String,
     token: Mutex<Option<Token>>,
     metrics: Option<Arc<Metrics>>,
+    /// Until when Port asked (with `Retry-After`) for no calls at all.
+    throttled_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for PortClient {
@@ -215,6 +217,7 @@ impl PortClient {
             user_agent,
             token: Mutex::new(None),
             metrics: None,
+            throttled_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -328,6 +331,14 @@ impl PortClient {
         let path = url.path().to_owned();
         let mut attempt = 0;
         loop {
+            // Port's `Retry-After` holds for the whole client, not just the call it answered.
+            let throttled = *self
+                .throttled_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(until) = throttled.filter(|t| *t > Instant::now()) {
+                tokio::time::sleep_until(until.into()).await;
+            }
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -399,6 +410,16 @@ impl PortClient {
             }
             let backoff = Duration::from_millis(300u64 << attempt.min(10));
             let delay = wait.unwrap_or(backoff);
+            if let Some(wait) = wait {
+                let until = Instant::now() + wait;
+                let mut throttled = self
+                    .throttled_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if throttled.is_none_or(|t| t < until) {
+                    *throttled = Some(until);
+                }
+            }
             tracing::warn!(%method, %path, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %error, "Port call failed; retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
