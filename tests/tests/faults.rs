@@ -240,7 +240,14 @@ async fn nothing_is_lost_when_port_throttles_fails_expires_tokens_and_refuses() 
     })
     .await;
 
-    let log = proxy.log.lock().unwrap();
+    check(&proxy.log.lock().unwrap());
+    app.shutdown().await;
+    port.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the proxy saw: every fault given, and each answered as Port expects.
+fn check(log: &Log) {
     let mut injected: Vec<Fault> = log.injected.iter().map(|(f, _, _)| *f).collect();
     injected.sort_by_key(|f| *f as u8);
     assert_eq!(
@@ -299,8 +306,4 @@ async fn nothing_is_lost_when_port_throttles_fails_expires_tokens_and_refuses() 
             .all(|id| halves.iter().any(|h| h.contains(id))),
         "after a 413 for {refused:?}, smaller requests carried {halves:?}"
     );
-    drop(log);
-    app.shutdown().await;
-    port.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
