@@ -21,7 +21,6 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Binary, url_after};
 use serde_json::json;
 
 const CONNECTIONS: usize = 32;
@@ -61,7 +60,7 @@ async fn measure(backend: &str, events: usize) -> Row {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut binary = Binary::start_with(
+    let mut binary = common::start_with(
         &dir,
         &[
             ("OCEAN__PORT__CLIENT_ID", "id"),
@@ -72,12 +71,8 @@ async fn measure(backend: &str, events: usize) -> Row {
             ("OCEAN__APPLICATION__LOG_LEVEL", "info"),
         ],
     );
-    let listening = binary.line_with("listening on http://");
-    let url = format!(
-        "{}/integration/webhook",
-        url_after(&listening, "listening on ")
-    );
-    let pid = binary.child.id();
+    let url = format!("{}/integration/webhook", binary.ingress_url());
+    let pid = binary.pid();
     let idle = status_kb(pid, "VmRSS:");
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -104,7 +99,7 @@ async fn measure(backend: &str, events: usize) -> Row {
     }
     let accept_s = started.elapsed().as_secs_f64();
     let peak = status_kb(pid, "VmHWM:");
-    binary.signal_and_wait("-TERM").await;
+    binary.signal_and_wait("-TERM").await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Row {
         backend: backend.to_owned(),

@@ -8,23 +8,24 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Binary, token, url_after};
+use common::token;
+use ocean_runtime::testing::url_after;
 use serde_json::Value;
 
 #[tokio::test]
 async fn runs_out_of_the_box_on_the_built_in_port() {
     let data = std::env::temp_dir().join(format!("ocean-example-jira-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut binary = Binary::start(&data);
+    let mut binary = common::start(&data);
 
     let first = binary.line_with("");
     assert!(
         first.contains("using the built-in local Port at http://"),
         "first log line names the built-in Port: {first}"
     );
-    let port = url_after(&first, "built-in local Port at ");
+    let port = url_after(&first, "built-in local Port at ").unwrap();
     let listening = binary.line_with("listening on http://");
-    let ingress = url_after(&listening, "listening on ");
+    let ingress = url_after(&listening, "listening on ").unwrap();
 
     let client = reqwest::Client::new();
     let sample = include_str!("../samples/issue_created.json");
@@ -60,7 +61,7 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
     assert_eq!(entity["properties"]["status"], "To Do");
     assert_eq!(entity["relations"]["project"], "PROJ");
 
-    let status = binary.signal_and_wait("-TERM").await;
+    let status = binary.signal_and_wait("-TERM").await.unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -87,9 +88,9 @@ fn cli(data: &std::path::Path, port: &str, args: &[&str]) -> Value {
 async fn dead_letters_are_listed_online_and_offline_from_the_cli() {
     let data = std::env::temp_dir().join(format!("ocean-example-dlq-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut binary = Binary::start_with(&data, &[("OCEAN__ADMIN__TOKEN", "ops")]);
+    let mut binary = common::start_with(&data, &[("OCEAN__ADMIN__TOKEN", "ops")]);
     let listening = binary.line_with("listening on http://");
-    let ingress = url_after(&listening, "listening on ");
+    let ingress = url_after(&listening, "listening on ").unwrap();
     let port = ingress.rsplit(':').next().unwrap().to_owned();
 
     let client = reqwest::Client::new();
@@ -119,7 +120,7 @@ async fn dead_letters_are_listed_online_and_offline_from_the_cli() {
     assert_eq!(letter["error"], "payload has no value at `/issue/key`");
     assert_eq!(letter["attempts"], 1, "permanent errors are not retried");
 
-    assert!(binary.signal_and_wait("-TERM").await.success());
+    assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
     let offline = cli(&data, &port, &["dead-letters", "show", "1"]);
     assert_eq!(offline["deadLetter"]["event"]["id"], letter["event"]["id"]);
     let purged = cli(&data, &port, &["dead-letters", "purge"]);

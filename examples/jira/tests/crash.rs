@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Binary, issue_created, issues, token};
+use common::{issue_created, issues, token};
 
 /// Events posted per run; bounded so the test stays well under a minute in debug builds.
 const EVENTS: usize = 2000;
@@ -66,7 +66,7 @@ async fn lost_nothing_after(signal: &str) {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut binary, ingress, _) = Binary::ready(&data);
+    let (mut binary, ingress, _) = common::ready(&data);
 
     let acked = Arc::new(Mutex::new(HashMap::new()));
     let sender = tokio::spawn(flood(ingress, Arc::clone(&acked)));
@@ -76,12 +76,12 @@ async fn lost_nothing_after(signal: &str) {
         assert!(Instant::now() < deadline, "events were not acknowledged");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    binary.signal_and_wait(signal).await;
+    binary.signal_and_wait(signal).await.unwrap();
     sender.await.unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= EVENTS / 2);
 
-    let (mut binary, _, port) = Binary::ready(&data);
+    let (mut binary, _, port) = common::ready(&data);
     let client = reqwest::Client::new();
     let token = token(&client, &port).await;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -101,7 +101,7 @@ async fn lost_nothing_after(signal: &str) {
     for (key, summary) in &acked {
         assert_eq!(&stored[key], summary, "{key} as its event says");
     }
-    binary.signal_and_wait("-TERM").await;
+    binary.signal_and_wait("-TERM").await.unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
 

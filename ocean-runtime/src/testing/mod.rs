@@ -6,13 +6,17 @@
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = TestApp::builder().mapping(include_str!("../../examples/jira/.port/resources/port-app-config.yml")).start().await?;
+//! let app = TestApp::builder().mapping(include_str!("../../../examples/jira/.port/resources/port-app-config.yml")).start().await?;
 //! let (status, _) = app.post("/webhook", &json!({"webhookEvent": "jira:issue_created"})).await?;
 //! assert_eq!(status, 200);
 //! let entity = eventually("the issue to appear", Duration::from_secs(10), || app.entity("jiraIssue", "PROJ-1")).await;
 //! app.shutdown().await;
 //! # Ok(()) }
 //! ```
+
+mod binary;
+
+pub use binary::{TestBinary, url_after};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
