@@ -172,6 +172,19 @@ fn validate(value: Expr, diag: &mut Diag) -> Option<Validate> {
 
 fn authenticate(value: Expr, diag: &mut Diag) -> Option<AuthArg> {
     match value {
+        // A bare built-in name is that verifier with its defaults (`authenticate = github`); a user
+        // fn of the same name is written as a path (`self::github`).
+        Expr::Path(p)
+            if p.qself.is_none()
+                && p.path
+                    .get_ident()
+                    .is_some_and(|i| super::validate::is_builtin_verifier(&i.to_string())) =>
+        {
+            p.path.get_ident().cloned().map(|name| AuthArg::Builtin {
+                name,
+                args: Vec::new(),
+            })
+        }
         Expr::Path(p) if p.qself.is_none() => Some(AuthArg::Fn(p.path)),
         Expr::Call(call) => {
             let Expr::Path(func) = &*call.func else {

@@ -50,6 +50,11 @@ const VERIFIERS: &[(&str, &[&str])] = &[
     ("standard_webhooks", &["secret", "tolerance"]),
 ];
 
+/// Whether `name` is a built-in verifier.
+pub(super) fn is_builtin_verifier(name: &str) -> bool {
+    VERIFIERS.iter().any(|(v, _)| *v == name)
+}
+
 /// Default integration config field holding a verifier's secret.
 const DEFAULT_SECRET: &str = "webhook_secret";
 

@@ -1,0 +1,195 @@
+//! The GitHub example's real binary on the built-in Port: signed samples become entities, unsigned
+//! or forged deliveries are refused with 401, a redelivery is not processed twice, a merged pull
+//! request and a deleted issue end up as GitHub says, and `send.sh` signs like GitHub does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ocean_runtime::testing::{TestBinary, eventually};
+use ocean_runtime::verify::github_signature;
+use serde_json::{Value, json};
+
+const SECRET: &str = "dev-secret";
+
+struct Example {
+    http: reqwest::Client,
+    ingress: String,
+    port: String,
+    token: String,
+}
+
+impl Example {
+    async fn post(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        secret: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/integration/webhook", self.ingress))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .body(body.to_vec());
+        if let Some(secret) = secret {
+            req = req.header("x-hub-signature-256", github_signature(secret, body));
+        }
+        let answer = req.send().await.unwrap();
+        (
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// The entity, once `ready` holds for it.
+    async fn entity(&self, blueprint: &str, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let url = format!(
+            "{}/v1/blueprints/{blueprint}/entities/{}",
+            self.port,
+            id.replace('/', "%2F")
+        );
+        eventually(
+            &format!("{blueprint} {id}"),
+            Duration::from_secs(30),
+            || {
+                let req = self.http.get(&url).bearer_auth(&self.token);
+                let ready = &ready;
+                async move {
+                    let answer: Value = req.send().await?.json().await?;
+                    Ok::<_, reqwest::Error>(Some(answer["entity"].clone()).filter(|e| ready(e)))
+                }
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn signed_github_deliveries_become_entities() {
+    let data = std::env::temp_dir().join(format!("ocean-example-github-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut binary = TestBinary::start(
+        env!("CARGO_BIN_EXE_ocean-example-github"),
+        &data,
+        &[(
+            "OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET",
+            &format!("old-secret,{SECRET}"),
+        )],
+    )
+    .unwrap();
+    let port = binary.port_url();
+    let ingress = binary.ingress_url();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{port}/v1/auth/access_token"))
+        .json(&json!({"clientId": "x", "clientSecret": "y"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let example = Example {
+        http,
+        ingress,
+        port,
+        token: token["accessToken"].as_str().unwrap().to_owned(),
+    };
+
+    let push = include_bytes!("../samples/push.json");
+    assert_eq!(
+        example.post("push", "d-1", push, None).await.0,
+        401,
+        "unsigned"
+    );
+    assert_eq!(
+        example.post("push", "d-1", push, Some("guess")).await.0,
+        401,
+        "forged"
+    );
+    let (status, answer) = example.post("push", "d-1", push, Some(SECRET)).await;
+    assert_eq!((status, &answer["status"]), (200, &json!("ok")), "{answer}");
+    let repo = example
+        .entity("githubRepository", "acme/checkout", |e| !e.is_null())
+        .await;
+    assert_eq!(
+        repo["properties"]["lastCommit"],
+        "9f8e7d6c5b4a39281716f5e4d3c2b1a098765432"
+    );
+    assert_eq!(repo["properties"]["lastPusher"], "octocat");
+    // GitHub redelivers with the same id: answered, not processed again.
+    let (status, again) = example.post("push", "d-1", push, Some("old-secret")).await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (200, &json!(true)),
+        "{again}"
+    );
+
+    let opened = include_bytes!("../samples/pull_request_opened.json");
+    let merged = include_bytes!("../samples/pull_request_merged.json");
+    assert_eq!(
+        example
+            .post("pull_request", "d-2", opened, Some(SECRET))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        example
+            .post("pull_request", "d-3", merged, Some(SECRET))
+            .await
+            .0,
+        200
+    );
+    let pr = example
+        .entity("githubPullRequest", "acme/checkout/pull/42", |e| {
+            e["properties"]["state"] == "merged"
+        })
+        .await;
+    assert_eq!(pr["title"], "Fix the Safari checkout button");
+    assert_eq!(pr["relations"]["repository"], "acme/checkout");
+
+    let issue = include_bytes!("../samples/issues_opened.json");
+    assert_eq!(
+        example.post("issues", "d-4", issue, Some(SECRET)).await.0,
+        200
+    );
+    let entity = example
+        .entity("githubIssue", "acme/checkout/issues/7", |e| !e.is_null())
+        .await;
+    assert_eq!(entity["properties"]["labels"], json!(["bug", "web"]));
+    let deleted = include_bytes!("../samples/issues_deleted.json");
+    assert_eq!(
+        example.post("issues", "d-5", deleted, Some(SECRET)).await.0,
+        200
+    );
+    example
+        .entity("githubIssue", "acme/checkout/issues/7", Value::is_null)
+        .await;
+
+    // The script a developer uses signs the same way (it needs openssl and curl).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/send.sh");
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/issues_opened.json");
+    let out = std::process::Command::new("bash")
+        .args([script, "issues", sample])
+        .env("SECRET", SECRET)
+        .env("URL", format!("{}/integration/webhook", example.ingress))
+        .output()
+        .expect("bash runs send.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "send.sh failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""status":"ok""#), "{stdout}");
+    example
+        .entity("githubIssue", "acme/checkout/issues/7", |e| !e.is_null())
+        .await;
+
+    assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
