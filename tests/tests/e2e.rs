@@ -1,4 +1,5 @@
-//! End-to-end: real HTTP on loopback into the app, the Jira example's processors, the built-in Port.
+//! End-to-end: real HTTP on loopback into the app, Jira-like processors (`ocean_tests`), the
+//! built-in Port.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,9 +8,6 @@ use std::time::Duration;
 use ocean_runtime::testing::{TestApp, eventually};
 use ocean_tests::{JIRA_MAPPING, issue_event};
 use serde_json::{Value, json};
-
-// The example's processors live in another crate: mentioning it keeps its registrations.
-use ocean_example_jira as _;
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -1,5 +1,7 @@
 //! A Jira-like integration: Jira's issue and project webhooks keep `jiraIssue` and `jiraProject`
-//! entities up to date.
+//! entities up to date. A webhook only says *which* issue or project changed; the processors fetch
+//! the latest version from Jira's REST API, so an entity never goes back to an older state even
+//! when webhooks arrive late or twice, and a deleted issue is deleted once Jira says 404.
 //!
 //! Run it against the built-in local Port (no configuration needed):
 //!
@@ -9,44 +11,132 @@
 //!      --data @examples/jira/samples/issue_created.json
 //! ```
 //!
+//! With no `OCEAN__INTEGRATION__CONFIG__JIRA_URL`, the binary starts [`demo::DemoJira`], a small
+//! stand-in for Jira's API on loopback holding the samples' issue and project, and logs its URL.
+//!
 //! The processors live in this library so that tests can run them in-process; `src/main.rs` only
-//! mentions the crate (so the linker keeps its registrations) and calls `ocean_runtime::main!()`.
+//! mentions the crate (so the linker keeps its registrations) and calls
+//! `ocean_runtime::main!(state = ocean_example_jira::Jira::connect)`.
 //! The mapping is `.port/resources/port-app-config.yml`, compiled into the binary as its default.
 
 use ocean_runtime::prelude::*;
 
+pub mod demo;
+
 ocean_runtime::kinds!["issue", "project"];
 
-/// `jira:issue_created` and `jira:issue_updated` upsert the issue; `jira:issue_deleted` deletes it.
+/// The integration's settings (`OCEAN__INTEGRATION__CONFIG__…`).
+#[derive(Debug, serde::Deserialize)]
+pub struct JiraSettings {
+    /// `OCEAN__INTEGRATION__CONFIG__JIRA_URL`: Jira's base URL; unset starts the demo upstream.
+    #[serde(default)]
+    pub jira_url: Option<String>,
+}
+
+/// Jira's REST API (`/rest/api/2`), shared by every processor.
+#[derive(Debug)]
+pub struct Jira {
+    http: reqwest::Client,
+    base: String,
+    /// The demo upstream, when this client talks to it (kept running as long as the client).
+    _demo: Option<demo::DemoJira>,
+}
+
+impl Jira {
+    /// Connects to `jira_url`, or starts the demo upstream when it is unset.
+    ///
+    /// # Errors
+    /// `jira_url` is not an `http(s)://` URL, or the demo upstream cannot bind a loopback port.
+    pub async fn connect(settings: Config<JiraSettings>) -> Result<Self, String> {
+        let (base, demo) = match &settings.jira_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                (url.trim_end_matches('/').to_owned(), None)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "OCEAN__INTEGRATION__CONFIG__JIRA_URL must be an http(s):// URL, not {other:?}"
+                ));
+            }
+            None => {
+                let demo = demo::DemoJira::start()
+                    .await
+                    .map_err(|e| format!("cannot start the demo Jira: {e}"))?;
+                tracing::info!(
+                    url = demo.url(),
+                    "no OCEAN__INTEGRATION__CONFIG__JIRA_URL set: using the demo Jira at {}",
+                    demo.url()
+                );
+                (demo.url(), Some(demo))
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            http,
+            base,
+            _demo: demo,
+        })
+    }
+
+    /// `GET /rest/api/2/{what}/{key}`: the record, or `None` when Jira answers 404.
+    async fn get(&self, what: &str, key: &str) -> Result<Option<Value>, ProcessError> {
+        let response = self
+            .http
+            .get(format!("{}/rest/api/2/{what}/{key}", self.base))
+            .send()
+            .await?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(response.json().await?)),
+            status => Err(ProcessError::from_status(status, "Jira answered")),
+        }
+    }
+}
+
+/// Any `jira:issue_*` event: the issue as Jira has it now (deleted when Jira no longer has it).
 #[webhook_processor(
     path = "/webhook",
     kinds = ["issue"],
     matches = r#".webhookEvent | startswith("jira:issue_")"#,
     group = ".issue.key",
+    retry(max = 3, initial = "500ms"),
 )]
-pub async fn issue_events(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
-    event.str_at("/issue/key")?;
-    let issue = event.value_at("/issue")?.clone();
-    Ok(if event.payload()["webhookEvent"] == "jira:issue_deleted" {
-        RawResults::deleted([issue])
-    } else {
-        RawResults::updated([issue])
+pub async fn issue_events(
+    event: &WebhookEvent,
+    jira: State<Jira>,
+) -> Result<RawResults, ProcessError> {
+    let key = event.str_at("/issue/key")?;
+    let sent = event.value_at("/issue")?;
+    if event.payload()["webhookEvent"] == "jira:issue_deleted" {
+        return Ok(RawResults::deleted([sent.clone()]));
+    }
+    Ok(match jira.get("issue", key).await? {
+        Some(issue) => RawResults::updated([issue]),
+        None => RawResults::deleted([sent.clone()]),
     })
 }
 
-/// `project_created` and `project_updated` upsert the project; `project_deleted` deletes it.
+/// Any `project_*` event: the project as Jira has it now (deleted when Jira no longer has it).
 #[webhook_processor(
     path = "/webhook",
     kinds = ["project"],
     matches = r#".webhookEvent | startswith("project_")"#,
     group = ".project.key",
+    retry(max = 3, initial = "500ms"),
 )]
-pub async fn project_events(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
-    event.str_at("/project/key")?;
-    let project = event.value_at("/project")?.clone();
-    Ok(if event.payload()["webhookEvent"] == "project_deleted" {
-        RawResults::deleted([project])
-    } else {
-        RawResults::updated([project])
+pub async fn project_events(
+    event: &WebhookEvent,
+    jira: State<Jira>,
+) -> Result<RawResults, ProcessError> {
+    let key = event.str_at("/project/key")?;
+    let sent = event.value_at("/project")?;
+    if event.payload()["webhookEvent"] == "project_deleted" {
+        return Ok(RawResults::deleted([sent.clone()]));
+    }
+    Ok(match jira.get("project", key).await? {
+        Some(project) => RawResults::updated([project]),
+        None => RawResults::deleted([sent.clone()]),
     })
 }

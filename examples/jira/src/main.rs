@@ -3,4 +3,4 @@
 // Mention the library so the linker keeps its processor registrations.
 use ocean_example_jira as _;
 
-ocean_runtime::main!();
+ocean_runtime::main!(state = ocean_example_jira::Jira::connect);

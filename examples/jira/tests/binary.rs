@@ -18,11 +18,14 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
     let _ = std::fs::remove_dir_all(&data);
     let mut binary = common::start(&data);
 
-    let first = binary.line_with("");
+    // Its log names the demo Jira it started, then the built-in Port, before it listens.
+    let demo = binary.line_with("");
     assert!(
-        first.contains("using the built-in local Port at http://"),
-        "first log line names the built-in Port: {first}"
+        demo.contains("using the demo Jira at http://"),
+        "first log line names the demo Jira: {demo}"
     );
+    let first = binary.line_with("built-in local Port at http://");
+    assert!(first.contains("no Port credentials set"), "{first}");
     let port = url_after(&first, "built-in local Port at ").unwrap();
     let listening = binary.line_with("listening on http://");
     let ingress = url_after(&listening, "listening on ").unwrap();
@@ -60,6 +63,71 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
     assert_eq!(entity["title"], "Checkout fails on Safari");
     assert_eq!(entity["properties"]["status"], "To Do");
     assert_eq!(entity["relations"]["project"], "PROJ");
+
+    // Someone edits the issue in Jira; the webhook's own copy is already stale. The entity
+    // follows Jira.
+    let jira = url_after(&demo, "demo Jira at ").unwrap();
+    let edited = client
+        .put(format!("{jira}/rest/api/2/issue/PROJ-1"))
+        .json(&serde_json::json!({"fields": {
+            "summary": "Edited in Jira", "status": {"name": "Done"},
+            "issuetype": {"name": "Bug"}, "project": {"key": "PROJ"}
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert!(edited.status().is_success());
+    let updated = include_str!("../samples/issue_updated.json");
+    let post = |body: &'static str| {
+        client
+            .post(format!("{ingress}/integration/webhook"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(updated).await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = client
+            .get(&entity_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["entity"]["title"] == "Edited in Jira" {
+            assert_eq!(body["entity"]["properties"]["status"], "Done");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PROJ-1 never followed Jira: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Gone from Jira: the next webhook deletes the entity.
+    let gone = client
+        .delete(format!("{jira}/rest/api/2/issue/PROJ-1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
+    assert_eq!(post(updated).await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(&entity_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 404
+    {
+        assert!(Instant::now() < deadline, "PROJ-1 was not deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let status = binary.signal_and_wait("-TERM").await.unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");

@@ -1,5 +1,6 @@
 //! Nothing acknowledged is lost: events answered 200 are in the built-in Port after `kill -9` or
-//! SIGTERM and a restart (disk queue, the default).
+//! SIGTERM and a restart (disk queue, the default). The issues live in a demo Jira run by the test
+//! (so it outlives the binary), each put there before its webhook is sent, as Jira does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{issue_created, issues, token};
+use ocean_example_jira::demo::DemoJira;
 
 /// Events posted per run; bounded so the test stays well under a minute in debug builds.
 const EVENTS: usize = 2000;
@@ -18,16 +20,17 @@ const SENDERS: usize = 16;
 
 /// Posts `EVENTS` distinct issue events from `SENDERS` tasks until told to stop or done; returns
 /// the acknowledged ones (key → summary).
-async fn flood(ingress: String, acked: Arc<Mutex<HashMap<String, String>>>) {
+async fn flood(ingress: String, jira: Arc<DemoJira>, acked: Arc<Mutex<HashMap<String, String>>>) {
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = (0..SENDERS)
         .map(|_| {
-            let (client, ingress, acked, next) = (
+            let (client, ingress, acked, next, jira) = (
                 client.clone(),
                 ingress.clone(),
                 Arc::clone(&acked),
                 Arc::clone(&next),
+                Arc::clone(&jira),
             );
             tokio::spawn(async move {
                 loop {
@@ -37,9 +40,11 @@ async fn flood(ingress: String, acked: Arc<Mutex<HashMap<String, String>>>) {
                     }
                     let key = format!("CRASH-{i}");
                     let summary = format!("summary {i}");
+                    let event = issue_created(&key, &summary);
+                    jira.put_issue(event["issue"].clone());
                     let sent = client
                         .post(format!("{ingress}/integration/webhook"))
-                        .json(&issue_created(&key, &summary))
+                        .json(&event)
                         .send()
                         .await;
                     match sent {
@@ -66,10 +71,13 @@ async fn lost_nothing_after(signal: &str) {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut binary, ingress, _) = common::ready(&data);
+    let jira = Arc::new(DemoJira::empty().await.unwrap());
+    let vars = [("OCEAN__INTEGRATION__CONFIG__JIRA_URL", jira.url())];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (mut binary, ingress, _) = common::ready_with(&data, &vars);
 
     let acked = Arc::new(Mutex::new(HashMap::new()));
-    let sender = tokio::spawn(flood(ingress, Arc::clone(&acked)));
+    let sender = tokio::spawn(flood(ingress, Arc::clone(&jira), Arc::clone(&acked)));
     // Stop the process in the middle of the load: once half the events are acknowledged.
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < EVENTS / 2 {
@@ -81,7 +89,7 @@ async fn lost_nothing_after(signal: &str) {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= EVENTS / 2);
 
-    let (mut binary, _, port) = common::ready(&data);
+    let (mut binary, _, port) = common::ready_with(&data, &vars);
     let client = reqwest::Client::new();
     let token = token(&client, &port).await;
     let deadline = Instant::now() + Duration::from_secs(120);

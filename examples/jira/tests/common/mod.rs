@@ -18,7 +18,15 @@ pub fn start(data_dir: &std::path::Path) -> TestBinary {
 
 /// Starts the binary and waits until it listens: (binary, webhook URL, built-in Port URL).
 pub fn ready(data_dir: &std::path::Path) -> (TestBinary, String, String) {
-    let mut binary = start(data_dir);
+    ready_with(data_dir, &[])
+}
+
+/// [`ready`] with extra variables.
+pub fn ready_with(
+    data_dir: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> (TestBinary, String, String) {
+    let mut binary = start_with(data_dir, vars);
     let port = binary.port_url();
     let ingress = binary.ingress_url();
     (binary, ingress, port)
