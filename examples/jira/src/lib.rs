@@ -62,7 +62,6 @@ impl Jira {
                     .await
                     .map_err(|e| format!("cannot start the demo Jira: {e}"))?;
                 tracing::info!(
-                    url = demo.url(),
                     "no OCEAN__INTEGRATION__CONFIG__JIRA_URL set: using the demo Jira at {}",
                     demo.url()
                 );
