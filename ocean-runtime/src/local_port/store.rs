@@ -189,6 +189,12 @@ impl State {
             }
         }
         entity.entry("title").or_insert(Value::Null);
+        if let (Some(def), Some(properties)) = (
+            self.blueprints.get(blueprint),
+            entity.get("properties").and_then(Value::as_object),
+        ) {
+            check_schema(blueprint, def, properties)?;
+        }
         entity.insert("updatedAt".to_owned(), Value::String(now));
         let stored = Stored {
             entity: Value::Object(entity),
@@ -315,6 +321,61 @@ fn put_record(
     let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
     changes.push(change(id.to_owned(), bytes));
     map.insert(id.to_owned(), record);
+    Ok(())
+}
+
+/// Checks an entity's properties (after a merge) against its blueprint's `schema`, as Port does:
+/// every `required` property present and not null, each property of a declared `type` of that
+/// type (`null` is accepted), and a value of an `enum` one of its values. Properties the schema does
+/// not declare are kept.
+fn check_schema(
+    blueprint: &str,
+    def: &Value,
+    properties: &Map<String, Value>,
+) -> Result<(), EntityRefusal> {
+    let schema = &def["schema"];
+    let invalid = |message: String| Err(refusal(422, "invalid_property", message));
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let Some(name) = name.as_str() else { continue };
+        if properties.get(name).is_none_or(Value::is_null) {
+            return invalid(format!(
+                "required property `{name}` of blueprint `{blueprint}` is missing"
+            ));
+        }
+    }
+    let Some(declared) = schema["properties"].as_object() else {
+        return Ok(());
+    };
+    for (name, value) in properties {
+        let Some(prop) = declared.get(name) else {
+            continue;
+        };
+        if value.is_null() {
+            continue;
+        }
+        let fits = match prop["type"].as_str() {
+            Some("string") => value.is_string(),
+            Some("number") => value.is_number(),
+            Some("boolean") => value.is_boolean(),
+            Some("array") => value.is_array(),
+            Some("object") => value.is_object(),
+            _ => true,
+        };
+        if !fits {
+            return invalid(format!(
+                "property `{name}` of blueprint `{blueprint}` must be of type {}, not {value}",
+                prop["type"]
+            ));
+        }
+        if let Some(allowed) = prop["enum"].as_array()
+            && !allowed.contains(value)
+        {
+            return invalid(format!(
+                "property `{name}` of blueprint `{blueprint}` must be one of {}, not {value}",
+                Value::Array(allowed.clone())
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -540,6 +601,61 @@ mod tests {
                 .is_err()
         );
         assert!(ch.is_empty());
+    }
+
+    #[test]
+    fn properties_are_checked_against_the_blueprint_schema() {
+        let mut s = State::default();
+        s.blueprints.insert(
+            "svc".into(),
+            json!({"identifier": "svc", "schema": {
+                "properties": {
+                    "tier": {"type": "string", "enum": ["gold", "silver"]},
+                    "replicas": {"type": "number"},
+                    "tags": {"type": "array"}
+                },
+                "required": ["tier"]
+            }}),
+        );
+        let mut ch = Vec::new();
+        let mut put = |props: Value, merge: bool| {
+            s.upsert(
+                "svc",
+                &json!({"identifier": "a", "properties": props}),
+                merge,
+                "ds",
+                &mut ch,
+            )
+            .map_err(|e| (e.status, e.error, e.message))
+        };
+        assert!(
+            put(
+                json!({"tier": "gold", "replicas": 3, "tags": ["x"], "extra": 1}),
+                false
+            )
+            .is_ok()
+        );
+        // Merging keeps `tier`, so a write without it still holds the required property.
+        assert!(put(json!({"replicas": null}), true).is_ok());
+        let missing = put(json!({"replicas": 2}), false).unwrap_err();
+        assert_eq!((missing.0, missing.1), (422, "invalid_property"));
+        assert!(
+            missing.2.contains("required property `tier`"),
+            "{}",
+            missing.2
+        );
+        let wrong = put(json!({"tier": "gold", "replicas": "three"}), false).unwrap_err();
+        assert!(
+            wrong.2.contains("`replicas`") && wrong.2.contains("number"),
+            "{}",
+            wrong.2
+        );
+        let outside = put(json!({"tier": "bronze"}), false).unwrap_err();
+        assert!(
+            outside.2.contains("one of [\"gold\",\"silver\"]"),
+            "{}",
+            outside.2
+        );
     }
 
     #[test]
