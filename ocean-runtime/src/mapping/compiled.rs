@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ocean_jq::{JqErrors, JqProgram, Val, from_val, to_val};
+use ocean_jq::{Input, JqErrors, JqProgram, from_val};
 use serde_json::{Map, Value};
 
 use super::{PortAppConfig, ResourceConfig};
@@ -40,17 +40,17 @@ struct ItemsToParse {
 
 impl ItemsToParse {
     /// The parent each element is mapped with: the item, without the array when asked.
-    fn parent(&self, val: &Val, item: &Value, n: usize, issues: &mut Vec<String>) -> Value {
+    fn parent(&self, item: &Input<'_>, n: usize, issues: &mut Vec<String>) -> Value {
         let Some(remove) = &self.remove else {
-            return item.clone();
+            return item.json().clone();
         };
-        match remove.first_val(val.clone()) {
+        match remove.first_val(item.val().clone()) {
             Ok(Some(v)) => from_val(&v),
             Ok(None) | Err(_) => {
                 issues.push(format!(
                     "item {n}: itemsToParse is not a path, so the array cannot be removed from the parent; mapped with the whole item"
                 ));
-                item.clone()
+                item.json().clone()
             }
         }
     }
@@ -95,11 +95,11 @@ impl Node {
     }
 
     /// Evaluates the node on an item: a jq leaf gives its first output, or `null` (with a note in
-    /// `issues`) when it fails or yields nothing.
-    fn eval(&self, item: &Val, field: &str, issues: &mut Vec<String>) -> Value {
+    /// `issues`, naming the field) when it fails or yields nothing.
+    fn eval(&self, item: &Input<'_>, field: &Field<'_>, issues: &mut Vec<String>) -> Value {
         match self {
-            Self::Jq(p) => match p.first_val(item.clone()) {
-                Ok(Some(v)) => from_val(&v),
+            Self::Jq(p) => match p.first_json(item) {
+                Ok(Some(v)) => v.into_owned(),
                 Ok(None) => Value::Null,
                 Err(e) => {
                     issues.push(format!("{field}: jq `{}` failed: {e}", p.code()));
@@ -110,16 +110,46 @@ impl Node {
             Self::Object(fields) => Value::Object(
                 fields
                     .iter()
-                    .map(|(k, n)| (k.clone(), n.eval(item, &format!("{field}.{k}"), issues)))
+                    .map(|(k, n)| (k.clone(), n.eval(item, &field.key(k), issues)))
                     .collect(),
             ),
             Self::Array(items) => Value::Array(
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, n)| n.eval(item, &format!("{field}[{i}]"), issues))
+                    .map(|(i, n)| n.eval(item, &field.index(i), issues))
                     .collect(),
             ),
+        }
+    }
+}
+
+/// Where a mapping leaf is (`resources[0].port.entity.mappings.properties.status`), written out
+/// only when a problem is reported.
+enum Field<'a> {
+    Root(usize, &'a str),
+    Key(&'a Field<'a>, &'a str),
+    Index(&'a Field<'a>, usize),
+}
+
+impl<'a> Field<'a> {
+    fn key(&'a self, key: &'a str) -> Self {
+        Self::Key(self, key)
+    }
+
+    fn index(&'a self, index: usize) -> Self {
+        Self::Index(self, index)
+    }
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Root(resource, name) => {
+                write!(f, "resources[{resource}].port.entity.mappings.{name}")
+            }
+            Self::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
     }
 }
@@ -305,22 +335,23 @@ impl CompiledMapping {
             return out;
         };
         for (n, item) in items.iter().enumerate() {
-            let val = to_val(item);
+            // Converted to jaq's values at most once, and only for programs outside the subset
+            // that runs on JSON directly.
+            let input = Input::new(item);
             match &res.items_to_parse {
-                None => self.map_one(resource_index, res, &val, &mut out),
-                Some(items) => match items
-                    .program
-                    .first_val(val.clone())
-                    .map(|v| v.as_ref().map(from_val))
-                {
-                    Ok(Some(Value::Array(elements))) => {
-                        let base = items.parent(&val, item, n, &mut out.issues);
+                None => self.map_one(resource_index, res, &input, &mut out),
+                Some(items) => match items.program.first_json(&input) {
+                    Ok(Some(elements)) if elements.is_array() => {
+                        let base = items.parent(&input, n, &mut out.issues);
+                        let Value::Array(elements) = elements.into_owned() else {
+                            continue;
+                        };
                         for element in elements {
                             let mut parent = base.clone();
                             if let Value::Object(map) = &mut parent {
                                 map.insert(items.name.clone(), element);
                             }
-                            self.map_one(resource_index, res, &to_val(&parent), &mut out);
+                            self.map_one(resource_index, res, &Input::new(&parent), &mut out);
                         }
                     }
                     Ok(_) => out.issues.push(format!(
@@ -335,12 +366,21 @@ impl CompiledMapping {
         out
     }
 
-    fn map_one(&self, index: usize, res: &CompiledResource, item: &Val, out: &mut MappedItems) {
+    fn map_one(
+        &self,
+        index: usize,
+        res: &CompiledResource,
+        item: &Input<'_>,
+        out: &mut MappedItems,
+    ) {
         let Some(selector) = &res.selector else {
             return;
         };
-        let passed = match selector.first_val(item.clone()) {
-            Ok(Some(Val::Bool(b))) => b,
+        let passed = match selector
+            .first_json(item)
+            .map(|v| v.map(std::borrow::Cow::into_owned))
+        {
+            Ok(Some(Value::Bool(b))) => b,
             Ok(other) => {
                 out.issues.push(format!(
                     "resources[{index}].selector.query must yield a boolean, yielded {}; item skipped",
@@ -355,12 +395,11 @@ impl CompiledMapping {
                 return;
             }
         };
-        let base = format!("resources[{index}].port.entity.mappings");
         let mut body = Map::new();
         for (name, node) in &res.fields {
             body.insert(
                 (*name).to_owned(),
-                node.eval(item, &format!("{base}.{name}"), &mut out.issues),
+                node.eval(item, &Field::Root(index, name), &mut out.issues),
             );
         }
         let identifier = body.get("identifier").cloned().unwrap_or(Value::Null);
@@ -371,7 +410,7 @@ impl CompiledMapping {
             .to_owned();
         if !truthy(&identifier) || blueprint.is_empty() {
             out.issues.push(format!(
-                "{base}: identifier or blueprint is empty; entity skipped"
+                "resources[{index}].port.entity.mappings: identifier or blueprint is empty; entity skipped"
             ));
             return;
         }
