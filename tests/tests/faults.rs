@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ocean_runtime::local_port::{LocalPort, LocalPortOptions};
 use ocean_runtime::prelude::*;
-use ocean_runtime::testing::{TestApp, eventually};
+use ocean_runtime::testing::{TestApp, eventually, local_port_token};
 
 ocean_runtime::kinds!["issue"];
 
@@ -199,16 +199,7 @@ async fn nothing_is_lost_when_port_throttles_fails_expires_tokens_and_refuses() 
     assert_eq!(status, 200);
 
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!("{}/v1/auth/access_token", port.base_url()))
-        .json(&json!({"clientId": "x", "clientSecret": "y"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["accessToken"].as_str().unwrap().to_owned();
+    let token = local_port_token(&client, &port.base_url()).await.unwrap();
     let entities = eventually(
         "every issue at its last version",
         Duration::from_secs(60),

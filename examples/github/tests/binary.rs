@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ocean_runtime::testing::{TestBinary, eventually};
+use ocean_runtime::testing::{TestBinary, eventually, local_port_token};
 use ocean_runtime::verify::github_signature;
 use serde_json::{Value, json};
 
@@ -83,20 +83,12 @@ async fn signed_github_deliveries_become_entities() {
     let port = binary.port_url();
     let ingress = binary.ingress_url();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{port}/v1/auth/access_token"))
-        .json(&json!({"clientId": "x", "clientSecret": "y"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = local_port_token(&http, &port).await.unwrap();
     let example = Example {
         http,
         ingress,
         port,
-        token: token["accessToken"].as_str().unwrap().to_owned(),
+        token,
     };
 
     let push = include_bytes!("../samples/push.json");

@@ -13,13 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-#[derive(Default)]
-struct Records {
-    issues: HashMap<String, Value>,
-    projects: HashMap<String, Value>,
-}
+/// Records by (`issue` or `project`, key).
+type Shared = Arc<Mutex<HashMap<(String, String), Value>>>;
 
-type Shared = Arc<Mutex<Records>>;
+/// The record types the demo serves.
+const TYPES: [&str; 2] = ["issue", "project"];
 
 /// A running demo upstream; it stops when dropped.
 pub struct DemoJira {
@@ -42,66 +40,56 @@ impl Drop for DemoJira {
     }
 }
 
-fn lock(records: &Shared) -> std::sync::MutexGuard<'_, Records> {
+fn lock(records: &Shared) -> std::sync::MutexGuard<'_, HashMap<(String, String), Value>> {
     records.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn not_found(what: &str, key: &str) -> Response {
+fn unknown(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"errorMessages": [format!("{what} {key} does not exist")]})),
+        Json(json!({"errorMessages": [format!("no resource type {what}")]})),
     )
         .into_response()
 }
 
-async fn get_issue(State(records): State<Shared>, Path(key): Path<String>) -> Response {
-    match lock(&records).issues.get(&key) {
-        Some(issue) => Json(issue.clone()).into_response(),
-        None => not_found("issue", &key),
+async fn read(
+    State(records): State<Shared>,
+    Path((what, key)): Path<(String, String)>,
+) -> Response {
+    if !TYPES.contains(&what.as_str()) {
+        return unknown(&what);
+    }
+    match lock(&records).get(&(what.clone(), key.clone())) {
+        Some(record) => Json(record.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorMessages": [format!("{what} {key} does not exist")]})),
+        )
+            .into_response(),
     }
 }
 
-/// Replaces the issue with the body (`{"fields": {...}}`); the key comes from the path.
-async fn put_issue(
+/// Replaces the record with the body (e.g. `{"fields": {...}}`); the key comes from the path.
+async fn write(
     State(records): State<Shared>,
-    Path(key): Path<String>,
-    Json(mut issue): Json<Value>,
-) -> StatusCode {
-    if let Some(obj) = issue.as_object_mut() {
+    Path((what, key)): Path<(String, String)>,
+    Json(mut record): Json<Value>,
+) -> Response {
+    if !TYPES.contains(&what.as_str()) {
+        return unknown(&what);
+    }
+    if let Some(obj) = record.as_object_mut() {
         obj.insert("key".to_owned(), Value::String(key.clone()));
     }
-    lock(&records).issues.insert(key, issue);
-    StatusCode::NO_CONTENT
+    lock(&records).insert((what, key), record);
+    StatusCode::NO_CONTENT.into_response()
 }
 
-async fn delete_issue(State(records): State<Shared>, Path(key): Path<String>) -> StatusCode {
-    match lock(&records).issues.remove(&key) {
-        Some(_) => StatusCode::NO_CONTENT,
-        None => StatusCode::NOT_FOUND,
-    }
-}
-
-async fn get_project(State(records): State<Shared>, Path(key): Path<String>) -> Response {
-    match lock(&records).projects.get(&key) {
-        Some(project) => Json(project.clone()).into_response(),
-        None => not_found("project", &key),
-    }
-}
-
-async fn put_project(
+async fn remove(
     State(records): State<Shared>,
-    Path(key): Path<String>,
-    Json(mut project): Json<Value>,
+    Path((what, key)): Path<(String, String)>,
 ) -> StatusCode {
-    if let Some(obj) = project.as_object_mut() {
-        obj.insert("key".to_owned(), Value::String(key.clone()));
-    }
-    lock(&records).projects.insert(key, project);
-    StatusCode::NO_CONTENT
-}
-
-async fn delete_project(State(records): State<Shared>, Path(key): Path<String>) -> StatusCode {
-    match lock(&records).projects.remove(&key) {
+    match lock(&records).remove(&(what, key)) {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::NOT_FOUND,
     }
@@ -116,12 +104,8 @@ impl DemoJira {
         let records: Shared = Arc::default();
         let app = axum::Router::new()
             .route(
-                "/rest/api/2/issue/{key}",
-                get(get_issue).put(put_issue).delete(delete_issue),
-            )
-            .route(
-                "/rest/api/2/project/{key}",
-                get(get_project).put(put_project).delete(delete_project),
+                "/rest/api/2/{what}/{key}",
+                get(read).put(write).delete(remove),
             )
             .with_state(Arc::clone(&records));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -152,11 +136,8 @@ impl DemoJira {
             let Ok(event) = serde_json::from_str::<Value>(sample) else {
                 continue;
             };
-            if event["issue"].is_object() {
-                demo.put_issue(event["issue"].clone());
-            }
-            if event["project"].is_object() {
-                demo.put_project(event["project"].clone());
+            for what in TYPES {
+                demo.put(what, event[what].clone());
             }
         }
         Ok(demo)
@@ -168,17 +149,11 @@ impl DemoJira {
         format!("http://{}", self.addr)
     }
 
-    /// Stores `issue` (which has its `key`), as if someone edited it in Jira.
-    pub fn put_issue(&self, issue: Value) {
-        if let Some(key) = issue["key"].as_str().map(str::to_owned) {
-            lock(&self.records).issues.insert(key, issue);
-        }
-    }
-
-    /// Stores `project` (which has its `key`).
-    pub fn put_project(&self, project: Value) {
-        if let Some(key) = project["key"].as_str().map(str::to_owned) {
-            lock(&self.records).projects.insert(key, project);
+    /// Stores a record of type `what` (`issue` or `project`) under its `key`, as if someone edited
+    /// it in Jira; a record without a key is ignored.
+    pub fn put(&self, what: &str, record: Value) {
+        if let Some(key) = record["key"].as_str().map(str::to_owned) {
+            lock(&self.records).insert((what.to_owned(), key), record);
         }
     }
 }

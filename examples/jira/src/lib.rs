@@ -94,6 +94,25 @@ impl Jira {
     }
 }
 
+/// The record a webhook names, as Jira has it now: `updated` with Jira's copy, `deleted` (with the
+/// webhook's copy) when the event is a deletion or Jira answers 404.
+async fn latest(
+    event: &WebhookEvent,
+    jira: &Jira,
+    what: &str,
+    deleted_event: &str,
+) -> Result<RawResults, ProcessError> {
+    let sent = event.value_at(&format!("/{what}"))?;
+    let key = event.str_at(&format!("/{what}/key"))?;
+    if event.payload()["webhookEvent"] == deleted_event {
+        return Ok(RawResults::deleted([sent.clone()]));
+    }
+    Ok(match jira.get(what, key).await? {
+        Some(record) => RawResults::updated([record]),
+        None => RawResults::deleted([sent.clone()]),
+    })
+}
+
 /// Any `jira:issue_*` event: the issue as Jira has it now (deleted when Jira no longer has it).
 #[webhook_processor(
     path = "/webhook",
@@ -106,15 +125,7 @@ pub async fn issue_events(
     event: &WebhookEvent,
     jira: State<Jira>,
 ) -> Result<RawResults, ProcessError> {
-    let key = event.str_at("/issue/key")?;
-    let sent = event.value_at("/issue")?;
-    if event.payload()["webhookEvent"] == "jira:issue_deleted" {
-        return Ok(RawResults::deleted([sent.clone()]));
-    }
-    Ok(match jira.get("issue", key).await? {
-        Some(issue) => RawResults::updated([issue]),
-        None => RawResults::deleted([sent.clone()]),
-    })
+    latest(event, &jira, "issue", "jira:issue_deleted").await
 }
 
 /// Any `project_*` event: the project as Jira has it now (deleted when Jira no longer has it).
@@ -129,13 +140,5 @@ pub async fn project_events(
     event: &WebhookEvent,
     jira: State<Jira>,
 ) -> Result<RawResults, ProcessError> {
-    let key = event.str_at("/project/key")?;
-    let sent = event.value_at("/project")?;
-    if event.payload()["webhookEvent"] == "project_deleted" {
-        return Ok(RawResults::deleted([sent.clone()]));
-    }
-    Ok(match jira.get("project", key).await? {
-        Some(project) => RawResults::updated([project]),
-        None => RawResults::deleted([sent.clone()]),
-    })
+    latest(event, &jira, "project", "project_deleted").await
 }

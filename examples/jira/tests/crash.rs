@@ -41,7 +41,7 @@ async fn flood(ingress: String, jira: Arc<DemoJira>, acked: Arc<Mutex<HashMap<St
                     let key = format!("CRASH-{i}");
                     let summary = format!("summary {i}");
                     let event = issue_created(&key, &summary);
-                    jira.put_issue(event["issue"].clone());
+                    jira.put("issue", event["issue"].clone());
                     let sent = client
                         .post(format!("{ingress}/integration/webhook"))
                         .json(&event)

@@ -438,17 +438,7 @@ mod tests {
     async fn workers_pause_while_nothing_can_be_applied() {
         #![allow(clippy::unwrap_used)]
         use crate::queue::MemoryQueue;
-        let port = Arc::new(
-            PortClient::new(crate::port::PortClientConfig {
-                base_url: "http://127.0.0.1:9".into(),
-                client_id: "id".into(),
-                client_secret: "secret".into(),
-                integration_identifier: "i".into(),
-                integration_type: "t".into(),
-                integration_version: "0".into(),
-            })
-            .unwrap(),
-        );
+        let port = Arc::new(crate::port::test_client("http://127.0.0.1:9".into()));
         let mapping = Arc::new(MappingStore::new(crate::mapping::MappingSource::File(
             "/nonexistent/port-app-config.yml".into(),
         )));

@@ -195,7 +195,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::port::PortClientConfig;
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -254,15 +253,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = PortClient::new(PortClientConfig {
-            base_url: format!("http://{addr}"),
-            client_id: "id".into(),
-            client_secret: "secret".into(),
-            integration_identifier: "i".into(),
-            integration_type: "t".into(),
-            integration_version: "0".into(),
-        })
-        .unwrap();
+        let client = crate::port::test_client(format!("http://{addr}"));
         (Arc::new(client), seen, overlaps)
     }
 

@@ -628,6 +628,21 @@ impl PortClient {
     }
 }
 
+/// A client of a Port at `base_url`, with test credentials and identity.
+#[cfg(test)]
+pub(crate) fn test_client(base_url: String) -> PortClient {
+    #[allow(clippy::expect_used)]
+    PortClient::new(PortClientConfig {
+        base_url,
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        integration_identifier: "i".into(),
+        integration_type: "t".into(),
+        integration_version: "0".into(),
+    })
+    .expect("a test base URL parses")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,15 +691,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = PortClient::new(PortClientConfig {
-            base_url: format!("http://{addr}"),
-            client_id: "id".into(),
-            client_secret: "secret".into(),
-            integration_identifier: "i".into(),
-            integration_type: "t".into(),
-            integration_version: "0".into(),
-        })
-        .unwrap();
+        let client = test_client(format!("http://{addr}"));
         // 8 entities of ~600 bytes: 8 → 4+4 (too large) → 2+2+2+2 accepted; one of 5 KB is refused alone.
         let mut entities: Vec<Value> = (0..8).map(|i| entity(i, 550)).collect();
         entities.push(entity(99, 5_000));

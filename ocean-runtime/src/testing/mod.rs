@@ -261,19 +261,10 @@ impl TestApp {
     /// # Errors
     /// The built-in Port did not answer with a token.
     pub async fn port_token(&self) -> Result<String, TestError> {
-        let answer: Value = self
-            .http
-            .post(format!("{}/v1/auth/access_token", self.port_url()))
-            .json(&json!({"clientId": "test", "clientSecret": "test"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        answer
-            .get("accessToken")
-            .and_then(Value::as_str)
-            .map(|t| format!("Bearer {t}"))
-            .ok_or_else(|| TestError::Unexpected(answer.to_string()))
+        Ok(format!(
+            "Bearer {}",
+            local_port_token(&self.http, self.port_url()).await?
+        ))
     }
 
     /// Reads one entity from the built-in Port over HTTP; `None` when it does not exist.
@@ -346,6 +337,26 @@ impl TestApp {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// An access token from the built-in Port at `port_url` (which gives one for any non-empty id
+/// and secret, as Port does for valid ones).
+///
+/// # Errors
+/// The request failed or the answer had no token.
+pub async fn local_port_token(http: &reqwest::Client, port_url: &str) -> Result<String, TestError> {
+    let answer: Value = http
+        .post(format!("{port_url}/v1/auth/access_token"))
+        .json(&json!({"clientId": "test", "clientSecret": "test"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    answer
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| TestError::Unexpected(answer.to_string()))
 }
 
 /// Polls `check` every 20 ms until it yields `Some`, and returns that value.

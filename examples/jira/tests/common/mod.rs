@@ -33,16 +33,9 @@ pub fn ready_with(
 }
 
 pub async fn token(client: &reqwest::Client, port: &str) -> String {
-    let body: Value = client
-        .post(format!("{port}/v1/auth/access_token"))
-        .json(&json!({"clientId": "test", "clientSecret": "test"}))
-        .send()
+    ocean_runtime::testing::local_port_token(client, port)
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["accessToken"].as_str().unwrap().to_owned()
 }
 
 /// A Jira `issue_created` webhook for `key` with summary `summary`.
