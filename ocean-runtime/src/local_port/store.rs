@@ -189,6 +189,9 @@ impl State {
             }
         }
         entity.entry("title").or_insert(Value::Null);
+        if let Some(Value::Object(relations)) = entity.get_mut("relations") {
+            self.resolve_relations(blueprint, relations)?;
+        }
         if let (Some(def), Some(properties)) = (
             self.blueprints.get(blueprint),
             entity.get("properties").and_then(Value::as_object),
@@ -207,10 +210,16 @@ impl State {
         Ok((identifier, created))
     }
 
-    fn resolve(&self, blueprint: &str, query: &Value) -> Result<String, EntityRefusal> {
+    /// The identifiers of the entities (of `blueprint`, or of any blueprint when `None`) that a
+    /// search query matches.
+    fn search_ids(
+        &self,
+        blueprint: Option<&str>,
+        query: &Value,
+    ) -> Result<Vec<String>, EntityRefusal> {
         let mut found = Vec::new();
         for ((bp, id), s) in &self.entities {
-            if bp != blueprint {
+            if blueprint.is_some_and(|b| b != bp) {
                 continue;
             }
             let hit = matches(
@@ -225,6 +234,52 @@ impl State {
                 found.push(id.clone());
             }
         }
+        Ok(found)
+    }
+
+    /// Relations given as search queries become the identifiers they match, in the target blueprint
+    /// the blueprint declares for the relation (any blueprint when it declares none): exactly one
+    /// for a single relation, any number for a `many` one.
+    fn resolve_relations(
+        &self,
+        blueprint: &str,
+        relations: &mut Map<String, Value>,
+    ) -> Result<(), EntityRefusal> {
+        for (name, value) in relations.iter_mut() {
+            if !value.as_object().is_some_and(|q| q.contains_key("rules")) {
+                continue;
+            }
+            let declared = self
+                .blueprints
+                .get(blueprint)
+                .map(|bp| &bp["relations"][name.as_str()]);
+            let target = declared.and_then(|r| r["target"].as_str());
+            let many = declared.is_some_and(|r| r["many"] == true);
+            let found = self.search_ids(target, value)?;
+            *value = match (found.as_slice(), many) {
+                (_, true) => Value::Array(found.into_iter().map(Value::String).collect()),
+                ([one], false) => Value::String(one.clone()),
+                ([], false) => {
+                    return Err(refusal(
+                        404,
+                        "not_found",
+                        format!("relation `{name}`: the search query matches no entity"),
+                    ));
+                }
+                (_, false) => {
+                    return Err(refusal(
+                        422,
+                        "ambiguous_relation",
+                        format!("relation `{name}`: the search query matches several entities"),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, blueprint: &str, query: &Value) -> Result<String, EntityRefusal> {
+        let found = self.search_ids(Some(blueprint), query)?;
         match found.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(refusal(
@@ -655,6 +710,65 @@ mod tests {
             outside.2.contains("one of [\"gold\",\"silver\"]"),
             "{}",
             outside.2
+        );
+    }
+
+    #[test]
+    fn search_query_relations_resolve_in_the_declared_target() {
+        let mut s = State::default();
+        s.blueprints.insert(
+            "svc".into(),
+            json!({"identifier": "svc", "relations": {
+                "team": {"target": "team", "many": false},
+                "deps": {"target": "svc", "many": true}
+            }}),
+        );
+        s.blueprints
+            .insert("team".into(), json!({"identifier": "team"}));
+        let mut ch = Vec::new();
+        for (bp, id, email) in [
+            ("team", "core", "core@x"),
+            ("team", "web", "web@x"),
+            ("svc", "db", "db@x"),
+        ] {
+            s.upsert(
+                bp,
+                &json!({"identifier": id, "properties": {"email": email}}),
+                true,
+                "ds",
+                &mut ch,
+            )
+            .unwrap();
+        }
+        let rule = |email: &str| json!({"combinator": "and", "rules": [{"property": "email", "operator": "=", "value": email}]});
+        s.upsert(
+            "svc",
+            &json!({"identifier": "api", "relations": {"team": rule("web@x"), "deps": rule("db@x"), "plain": "x"}}),
+            true,
+            "ds",
+            &mut ch,
+        )
+        .unwrap();
+        let api = &s.entities[&("svc".to_owned(), "api".to_owned())].entity;
+        assert_eq!(
+            api["relations"],
+            json!({"team": "web", "deps": ["db"], "plain": "x"})
+        );
+        // `db@x` is a service, not a team: no team matches.
+        let none = s
+            .upsert(
+                "svc",
+                &json!({"identifier": "api", "relations": {"team": rule("db@x")}}),
+                true,
+                "ds",
+                &mut ch,
+            )
+            .unwrap_err();
+        assert_eq!((none.status, none.error), (404, "not_found"));
+        assert_eq!(
+            s.entities[&("svc".to_owned(), "api".to_owned())].entity["relations"]["team"],
+            "web",
+            "a refused write leaves the entity as it was"
         );
     }
 
