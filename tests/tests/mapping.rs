@@ -1,0 +1,143 @@
+//! Mapping features end to end, over loopback into the built-in Port: `icon`, `team`,
+//! `itemsToParse` with `itemsToParseName` and the top-level transform, a search-query identifier
+//! and a search-query relation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use ocean_runtime::prelude::*;
+use ocean_runtime::testing::{TestApp, eventually};
+
+ocean_runtime::kinds!["team", "repo", "pull", "team-title"];
+
+#[webhook_processor(path = "/mapping", kinds = ["team"], matches = r#".type == "team""#)]
+async fn teams(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    Ok(RawResults::updated([event.payload().clone()]))
+}
+
+#[webhook_processor(path = "/mapping", kinds = ["repo", "pull"], matches = r#".type == "repo""#)]
+async fn repos(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    Ok(RawResults::updated([event.payload().clone()]))
+}
+
+#[webhook_processor(path = "/mapping", kinds = ["team-title"], matches = r#".type == "rename""#)]
+async fn renames(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    Ok(RawResults::updated([event.payload().clone()]))
+}
+
+const MAPPING: &str = r#"
+resources:
+  - kind: team
+    selector: {query: 'true'}
+    port:
+      entity:
+        mappings:
+          identifier: .name
+          title: .name
+          blueprint: '"team"'
+          properties:
+            email: .email
+  - kind: repo
+    selector: {query: 'true'}
+    port:
+      entity:
+        mappings:
+          identifier: .repo
+          title: .repo
+          icon: .icon
+          team: .team
+          blueprint: '"repo"'
+          relations:
+            owner:
+              combinator: '"and"'
+              rules:
+                - property: '"email"'
+                  operator: '"="'
+                  value: .owner_email
+  - kind: pull
+    selector: {query: 'true'}
+    port:
+      itemsToParse: .pulls
+      itemsToParseName: pull
+      entity:
+        mappings:
+          identifier: '.repo + "-" + (.pull.n | tostring)'
+          title: .pull.title
+          blueprint: '"pull"'
+          properties:
+            parentStillHasPulls: '.pulls != null'
+          relations:
+            repo: .repo
+  - kind: team-title
+    selector: {query: 'true'}
+    port:
+      entity:
+        mappings:
+          identifier:
+            combinator: '"and"'
+            rules:
+              - property: '"email"'
+                operator: '"="'
+                value: .email
+          title: .title
+          blueprint: '"team"'
+"#;
+
+#[tokio::test]
+async fn every_mapping_feature_reaches_port() {
+    let app = TestApp::builder()
+        .paths(&["/mapping"])
+        .mapping(MAPPING)
+        .start()
+        .await
+        .unwrap();
+    let wait = Duration::from_secs(15);
+    let post = |body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.post("/mapping", &body).await.unwrap();
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    post(json!({"type": "team", "name": "core", "email": "core@acme.io"})).await;
+    eventually("team core", wait, || app.entity("team", "core")).await;
+
+    post(json!({
+        "type": "repo", "repo": "web", "icon": "Github", "team": "core",
+        "owner_email": "core@acme.io",
+        "pulls": [{"n": 1, "title": "First"}, {"n": 2, "title": "Second"}]
+    }))
+    .await;
+    let repo = eventually("repo web", wait, || app.entity("repo", "web")).await;
+    assert_eq!(repo["icon"], "Github");
+    assert_eq!(repo["team"], "core");
+    assert_eq!(
+        repo["relations"]["owner"], "core",
+        "the search-query relation resolved"
+    );
+    for (n, title) in [(1, "First"), (2, "Second")] {
+        let id = format!("web-{n}");
+        let pull = eventually("a pull", wait, || app.entity("pull", &id)).await;
+        assert_eq!(pull["title"], title);
+        assert_eq!(pull["relations"]["repo"], "web");
+        assert_eq!(
+            pull["properties"]["parentStillHasPulls"], false,
+            "itemsToParseTopLevelTransform removed the array from the parent"
+        );
+    }
+
+    // A search-query identifier updates the entity it finds.
+    post(json!({"type": "rename", "email": "core@acme.io", "title": "Core platform"})).await;
+    eventually("team core renamed", wait, || async {
+        let team = app.entity("team", "core").await?;
+        Ok::<_, ocean_runtime::testing::TestError>(team.filter(|t| t["title"] == "Core platform"))
+    })
+    .await;
+    assert_eq!(
+        app.entities("team").await.unwrap().len(),
+        1,
+        "no new team was created"
+    );
+    app.shutdown().await;
+}
