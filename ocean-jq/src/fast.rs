@@ -10,6 +10,7 @@
 //! which gives jq's own answer. So a fast form only ever returns what jaq returns.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::Value;
 
@@ -27,7 +28,8 @@ pub(crate) enum Step {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Expr {
-    Path(Vec<Step>),
+    /// A path, with where it starts in the program and where each step ends.
+    Path(Vec<Step>, usize, Vec<usize>),
     Lit(Value),
     Pipe(Box<Expr>, Box<Expr>),
     Alt(Box<Expr>, Box<Expr>),
@@ -63,7 +65,7 @@ fn scalar_eq(a: &Value, b: &Value) -> Result<bool, Fallback> {
 impl Expr {
     pub(crate) fn eval<'a>(&self, input: &'a Value) -> Out<'a> {
         match self {
-            Self::Path(steps) => {
+            Self::Path(steps, ..) => {
                 let mut at = input;
                 for step in steps {
                     at = match (step, at) {
@@ -123,6 +125,35 @@ impl Expr {
                 _ => Err(Fallback),
             },
         }
+    }
+}
+
+impl Expr {
+    /// For a program that is one path yielding `null` on `input`: the part of the path up to the
+    /// first step that found nothing (`.fields.nope` of `.fields.nope.deeper`), as a range of the
+    /// program's text. `None` for any other program, or when the path yields a value.
+    pub(crate) fn null_origin(&self, input: &Value) -> Option<Range<usize>> {
+        let Self::Path(steps, start, ends) = self else {
+            return None;
+        };
+        let mut at = input;
+        for (step, end) in steps.iter().zip(ends) {
+            let next = match (step, at) {
+                (Step::Key(k), Value::Object(map)) => map.get(k),
+                (Step::Index(i), Value::Array(items)) => {
+                    let len = i64::try_from(items.len()).ok()?;
+                    let i = if *i < 0 { len + i } else { *i };
+                    usize::try_from(i).ok().and_then(|i| items.get(i))
+                }
+                _ => None,
+            };
+            match next {
+                Some(Value::Null) | None => return Some(*start..*end),
+                Some(v) => at = v,
+            }
+        }
+        at.is_null()
+            .then(|| *start..ends.last().copied().unwrap_or(*start + 1))
     }
 }
 
@@ -316,14 +347,19 @@ impl Parser<'_> {
 
     fn path(&mut self) -> Option<Expr> {
         // The leading `.`: identity, or the start of `.key`.
+        let start = self.at;
         self.at += 1;
         let mut steps = Vec::new();
+        let mut ends = Vec::new();
         match self.rest().bytes().next() {
             Some(b'"') => steps.push(self.key()?),
             Some(c) if is_ident_start(c) => steps.push(self.key()?),
             // `..` and `.?` are outside the subset.
             Some(b'.' | b'?') => return None,
             _ => {}
+        }
+        if !steps.is_empty() {
+            ends.push(self.at);
         }
         loop {
             match self.rest().bytes().next() {
@@ -333,8 +369,9 @@ impl Parser<'_> {
                 }
                 Some(b'[') => steps.push(self.bracket()?),
                 Some(b'?') => return None,
-                _ => return Some(Expr::Path(steps)),
+                _ => return Some(Expr::Path(steps, start, ends)),
             }
+            ends.push(self.at);
         }
     }
 
@@ -468,6 +505,34 @@ mod tests {
                 assert_eq!(direct, engine, "`{code}` on {input}");
             }
         }
+    }
+
+    #[test]
+    fn a_null_path_names_the_step_that_found_nothing() {
+        let input = json!({"fields": {"status": null, "tags": ["a"], "name": "x"}});
+        let origin = |code: &str| {
+            let range = super::parse(code).unwrap().null_origin(&input)?;
+            Some(code[range].to_owned())
+        };
+        assert_eq!(
+            origin(".fields.nope.deeper").as_deref(),
+            Some(".fields.nope")
+        );
+        assert_eq!(
+            origin(".fields.status.name").as_deref(),
+            Some(".fields.status")
+        );
+        assert_eq!(
+            origin(" .fields.tags[3]").as_deref(),
+            Some(".fields.tags[3]")
+        );
+        assert_eq!(origin(".missing").as_deref(), Some(".missing"));
+        assert_eq!(
+            origin(r#".fields["name"].x"#).as_deref(),
+            Some(r#".fields["name"].x"#)
+        );
+        assert_eq!(origin(".fields.name"), None);
+        assert_eq!(origin(".fields.nope // \"d\""), None);
     }
 
     #[test]

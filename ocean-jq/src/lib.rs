@@ -328,6 +328,14 @@ impl JqProgram {
         Ok(out.as_ref().map(|v| std::borrow::Cow::Owned(from_val(v))))
     }
 
+    /// Where a program that is a plain path (`.fields.status.name`) stopped finding anything on
+    /// `input`: the range of the program's text up to and including the first step that found
+    /// `null` or nothing (`.fields.status` when `status` is missing). `None` for other programs.
+    #[must_use]
+    pub fn null_origin(&self, input: &serde_json::Value) -> Option<Range<usize>> {
+        self.fast.as_ref()?.null_origin(input)
+    }
+
     /// Runs the program on a JSON value and returns its first output as JSON, if any.
     ///
     /// # Errors

@@ -94,7 +94,11 @@ pub struct Metrics {
     processing: Histogram,
     port_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
     port_latency: Histogram,
+    mapping_issues: Mutex<BTreeMap<IssueKey, u64>>,
 }
+
+/// Blueprint, field, kind, severity.
+type IssueKey = (String, String, &'static str, &'static str);
 
 /// Queue figures read at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -152,6 +156,21 @@ impl Metrics {
     pub fn port_call(&self, method: &str, outcome: &'static str, took: Duration) {
         bump(&self.port_calls, (method.to_owned(), outcome));
         self.port_latency.observe(took);
+    }
+
+    /// A mapping issue on `field` of an entity of `blueprint`: `kind` is `null`, `failed` or
+    /// `skipped`, `severity` `error` (a field the blueprint requires) or `warning`.
+    pub fn mapping_issue(
+        &self,
+        blueprint: &str,
+        field: &str,
+        kind: &'static str,
+        severity: &'static str,
+    ) {
+        bump(
+            &self.mapping_issues,
+            (blueprint.to_owned(), field.to_owned(), kind, severity),
+        );
     }
 
     /// The text exposition.
@@ -231,6 +250,18 @@ impl Metrics {
             "Jobs that failed for good and were kept as dead letters.",
             self.dead_letters.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP ocean_mapping_issues_total Mapped fields that came out null or failed, and items skipped, by blueprint, field, kind and severity.\n# TYPE ocean_mapping_issues_total counter"
+        );
+        for ((b, f, k, s), n) in locked(&self.mapping_issues).iter() {
+            let _ = writeln!(
+                out,
+                "ocean_mapping_issues_total{{blueprint=\"{}\",field=\"{}\",kind=\"{k}\",severity=\"{s}\"}} {n}",
+                label(b),
+                label(f)
+            );
+        }
         counter(
             &mut out,
             "ocean_events_unsupported_total",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::{TestApp, eventually};
 
-ocean_runtime::kinds!["team", "repo", "pull", "team-title"];
+ocean_runtime::kinds!["team", "repo", "pull", "team-title", "member"];
 
 #[webhook_processor(path = "/mapping", kinds = ["team"], matches = r#".type == "team""#)]
 async fn teams(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
@@ -24,6 +24,16 @@ async fn repos(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 #[webhook_processor(path = "/mapping", kinds = ["team-title"], matches = r#".type == "rename""#)]
 async fn renames(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     Ok(RawResults::updated([event.payload().clone()]))
+}
+
+#[webhook_processor(path = "/mapping", kinds = ["member"], matches = r#".type == "member""#)]
+async fn members(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    Ok(RawResults::updated(
+        event.payload()["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    ))
 }
 
 const MAPPING: &str = r#"
@@ -138,6 +148,129 @@ async fn every_mapping_feature_reaches_port() {
         app.entities("team").await.unwrap().len(),
         1,
         "no new team was created"
+    );
+    app.shutdown().await;
+}
+
+const MEMBERS: &str = r#"
+resources:
+  - kind: member
+    selector: {query: 'true'}
+    port:
+      entity:
+        mappings:
+          identifier: .name
+          blueprint: '"member"'
+          properties:
+            email: .contact.email
+            nick: .nick
+"#;
+
+fn issue_count(metrics: &str, field: &str, kind: &str, severity: &str) -> u64 {
+    let series = format!(
+        "ocean_mapping_issues_total{{blueprint=\"member\",field=\"{field}\",kind=\"{kind}\",severity=\"{severity}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_counted() {
+    let app = TestApp::builder()
+        .paths(&["/mapping"])
+        .mapping(MEMBERS)
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = app.port_token().await.unwrap();
+    let created = http
+        .post(format!("{}/v1/blueprints", app.port_url()))
+        .header("authorization", &token)
+        .json(&json!({
+            "identifier": "member", "title": "Member",
+            "schema": {"properties": {"email": {"type": "string"}, "nick": {"type": "string"}},
+                       "required": ["email"]}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+
+    let (status, answer) = app
+        .post(
+            "/mapping",
+            &json!({"type": "member", "members": [
+                {"name": "ada", "contact": {"email": "ada@acme.io"}, "nick": "countess"},
+                {"name": "bob", "contact": {"email": "bob@acme.io"}},
+                {"name": "cyd", "nick": "c"},
+                {"nick": "nameless"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let metrics = eventually(
+        "the mapping issues counted",
+        Duration::from_secs(15),
+        || {
+            let (http, url) = (&http, app.url());
+            async move {
+                let text = http
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                Ok::<_, reqwest::Error>(
+                    (issue_count(&text, "identifier", "skipped", "error") > 0).then_some(text),
+                )
+            }
+        },
+    )
+    .await;
+    // bob has no nick (optional: a warning); cyd has no email, which `member` requires (an
+    // error, and Port refuses the entity); the fourth item has no identifier and is skipped.
+    assert_eq!(
+        issue_count(&metrics, "properties.nick", "null", "warning"),
+        1,
+        "bob\n{metrics}"
+    );
+    assert_eq!(
+        issue_count(&metrics, "properties.email", "null", "error"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        issue_count(&metrics, "properties.email", "null", "warning"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        issue_count(&metrics, "identifier", "skipped", "error"),
+        1,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("field=\"identifier\",kind=\"null\""),
+        "a skipped item reports only its skip\n{metrics}"
+    );
+    let ada = eventually("ada", Duration::from_secs(15), || {
+        app.entity("member", "ada")
+    })
+    .await;
+    assert_eq!(ada["properties"]["nick"], "countess");
+    let bob = eventually("bob", Duration::from_secs(15), || {
+        app.entity("member", "bob")
+    })
+    .await;
+    assert_eq!(bob["properties"]["email"], "bob@acme.io");
+    assert_eq!(
+        app.entity("member", "cyd").await.unwrap(),
+        None,
+        "Port refused it"
     );
     app.shutdown().await;
 }

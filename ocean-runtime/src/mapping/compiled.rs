@@ -1,6 +1,7 @@
 //! A mapping compiled once: every jq leaf parsed and compiled, ready to run per item.
 
 use std::fmt;
+use std::ops::Range;
 
 use ocean_jq::{Input, JqErrors, JqProgram, from_val};
 use serde_json::{Map, Value};
@@ -30,6 +31,108 @@ impl fmt::Display for MappingError {
 
 impl std::error::Error for MappingError {}
 
+/// What went wrong with one mapped item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssueKind {
+    /// A field's jq raised an error; the field was sent as `null`.
+    Failed(String),
+    /// A field's jq yielded `null` or nothing; the field was sent as `null`.
+    Null,
+    /// The item (or the `itemsToParse` element) produced no entity, for this reason.
+    Skipped(String),
+    /// The item was mapped, with this remark (e.g. the parent could not be trimmed).
+    Note(String),
+}
+
+/// A problem with one item of a batch; the rest of the batch is mapped regardless.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingIssue {
+    /// The resource's index in the mapping.
+    pub resource: usize,
+    /// The raw item's index in the job's results.
+    pub item: usize,
+    /// The element's index, when the item was expanded with `itemsToParse`.
+    pub element: Option<usize>,
+    /// The entity's identifier, when it was mapped with a plain string one.
+    pub identifier: Option<String>,
+    /// The entity's blueprint, when it was mapped.
+    pub blueprint: Option<String>,
+    /// Where in the resource, e.g. `port.entity.mappings.properties.status`.
+    pub field: String,
+    /// The jq expression at fault, if one is.
+    pub expression: Option<String>,
+    /// The part of `expression` at fault, as a byte range, when known (for a path yielding
+    /// `null`: up to the first step that found nothing).
+    pub span: Option<Range<usize>>,
+    /// What happened.
+    pub kind: IssueKind,
+}
+
+impl MappingIssue {
+    /// The mapping field under `port.entity.mappings` (`properties.status`), if the issue is about
+    /// one.
+    #[must_use]
+    pub fn mapping_field(&self) -> Option<&str> {
+        self.field.strip_prefix("port.entity.mappings.")
+    }
+}
+
+impl fmt::Display for MappingIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "resources[{}] item {}", self.resource, self.item)?;
+        if let Some(e) = self.element {
+            write!(f, " element {e}")?;
+        }
+        if let Some(id) = &self.identifier {
+            write!(f, " ({id})")?;
+        }
+        write!(f, ": {}", self.field)?;
+        if let Some(code) = &self.expression {
+            write!(f, ": jq `{code}`")?;
+        }
+        match &self.kind {
+            IssueKind::Failed(e) => write!(f, " failed: {e}; sent as null")?,
+            IssueKind::Null => write!(f, " yielded null")?,
+            IssueKind::Skipped(why) => write!(f, ": {why}; skipped")?,
+            IssueKind::Note(what) => write!(f, ": {what}")?,
+        }
+        if let (Some(code), Some(span)) = (&self.expression, &self.span)
+            && let Some(part) = code.get(span.clone())
+        {
+            write!(
+                f,
+                " (`{part}` at {}..{} found nothing)",
+                span.start, span.end
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an item is while it is mapped, for its issues.
+#[derive(Clone, Copy)]
+struct At {
+    resource: usize,
+    item: usize,
+    element: Option<usize>,
+}
+
+impl At {
+    fn issue(self, field: String, kind: IssueKind) -> MappingIssue {
+        MappingIssue {
+            resource: self.resource,
+            item: self.item,
+            element: self.element,
+            identifier: None,
+            blueprint: None,
+            field,
+            expression: None,
+            span: None,
+            kind,
+        }
+    }
+}
+
 /// `itemsToParse`, compiled.
 struct ItemsToParse {
     program: JqProgram,
@@ -40,16 +143,22 @@ struct ItemsToParse {
 
 impl ItemsToParse {
     /// The parent each element is mapped with: the item, without the array when asked.
-    fn parent(&self, item: &Input<'_>, n: usize, issues: &mut Vec<String>) -> Value {
+    fn parent(&self, item: &Input<'_>, at: At, issues: &mut Vec<MappingIssue>) -> Value {
         let Some(remove) = &self.remove else {
             return item.json().clone();
         };
         match remove.first_val(item.val().clone()) {
             Ok(Some(v)) => from_val(&v),
             Ok(None) | Err(_) => {
-                issues.push(format!(
-                    "item {n}: itemsToParse is not a path, so the array cannot be removed from the parent; mapped with the whole item"
-                ));
+                let mut issue = at.issue(
+                    "port.itemsToParse".to_owned(),
+                    IssueKind::Note(
+                        "not a path, so the array cannot be removed from the parent; mapped with the whole item"
+                            .to_owned(),
+                    ),
+                );
+                issue.expression = Some(self.program.code().to_owned());
+                issues.push(issue);
                 item.json().clone()
             }
         }
@@ -94,40 +203,50 @@ impl Node {
         }
     }
 
-    /// Evaluates the node on an item: a jq leaf gives its first output, or `null` (with a note in
-    /// `issues`, naming the field) when it fails or yields nothing.
-    fn eval(&self, item: &Input<'_>, field: &Field<'_>, issues: &mut Vec<String>) -> Value {
+    /// Evaluates the node on an item: a jq leaf gives its first output, or `null` (with an issue
+    /// naming the field) when it fails, yields `null` or yields nothing.
+    fn eval(
+        &self,
+        item: &Input<'_>,
+        field: &Field<'_>,
+        at: At,
+        issues: &mut Vec<MappingIssue>,
+    ) -> Value {
         match self {
-            Self::Jq(p) => match p.first_json(item) {
-                Ok(Some(v)) => v.into_owned(),
-                Ok(None) => Value::Null,
-                Err(e) => {
-                    issues.push(format!("{field}: jq `{}` failed: {e}", p.code()));
-                    Value::Null
-                }
-            },
+            Self::Jq(p) => {
+                let (value, kind) = match p.first_json(item) {
+                    Ok(Some(v)) if !v.is_null() => return v.into_owned(),
+                    Ok(_) => (Value::Null, IssueKind::Null),
+                    Err(e) => (Value::Null, IssueKind::Failed(e.to_string())),
+                };
+                let mut issue = at.issue(field.to_string(), kind);
+                issue.span = p.null_origin(item.json());
+                issue.expression = Some(p.code().to_owned());
+                issues.push(issue);
+                value
+            }
             Self::Literal(v) => v.clone(),
             Self::Object(fields) => Value::Object(
                 fields
                     .iter()
-                    .map(|(k, n)| (k.clone(), n.eval(item, &field.key(k), issues)))
+                    .map(|(k, n)| (k.clone(), n.eval(item, &field.key(k), at, issues)))
                     .collect(),
             ),
             Self::Array(items) => Value::Array(
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, n)| n.eval(item, &field.index(i), issues))
+                    .map(|(i, n)| n.eval(item, &field.index(i), at, issues))
                     .collect(),
             ),
         }
     }
 }
 
-/// Where a mapping leaf is (`resources[0].port.entity.mappings.properties.status`), written out
-/// only when a problem is reported.
+/// Where a mapping leaf is (`port.entity.mappings.properties.status`), written out only when a
+/// problem is reported.
 enum Field<'a> {
-    Root(usize, &'a str),
+    Root(&'a str),
     Key(&'a Field<'a>, &'a str),
     Index(&'a Field<'a>, usize),
 }
@@ -145,9 +264,7 @@ impl<'a> Field<'a> {
 impl fmt::Display for Field<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Root(resource, name) => {
-                write!(f, "resources[{resource}].port.entity.mappings.{name}")
-            }
+            Self::Root(name) => write!(f, "port.entity.mappings.{name}"),
             Self::Key(parent, key) => write!(f, "{parent}.{key}"),
             Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
@@ -188,7 +305,18 @@ pub struct MappedItems {
     /// Items whose selector yielded `false`.
     pub failed: Vec<Entity>,
     /// What went wrong for individual items or fields (the rest was still mapped).
-    pub issues: Vec<String>,
+    pub issues: Vec<MappingIssue>,
+}
+
+impl MappedItems {
+    /// Items (or `itemsToParse` elements) that produced no entity.
+    #[must_use]
+    pub fn skipped(&self) -> usize {
+        self.issues
+            .iter()
+            .filter(|i| matches!(i.kind, IssueKind::Skipped(_)))
+            .count()
+    }
 }
 
 /// A port app config with every jq expression compiled.
@@ -329,77 +457,99 @@ impl CompiledMapping {
     pub fn map_items(&self, resource_index: usize, items: &[Value]) -> MappedItems {
         let mut out = MappedItems::default();
         let Some(res) = self.resources.get(resource_index) else {
-            out.issues.push(format!(
-                "resources[{resource_index}] does not exist in the current mapping"
-            ));
+            if !items.is_empty() {
+                out.issues.push(
+                    At {
+                        resource: resource_index,
+                        item: 0,
+                        element: None,
+                    }
+                    .issue(
+                        String::new(),
+                        IssueKind::Skipped(format!(
+                            "the current mapping has no resources[{resource_index}]; {} items",
+                            items.len()
+                        )),
+                    ),
+                );
+            }
             return out;
         };
         for (n, item) in items.iter().enumerate() {
+            let at = At {
+                resource: resource_index,
+                item: n,
+                element: None,
+            };
             // Converted to jaq's values at most once, and only for programs outside the subset
             // that runs on JSON directly.
             let input = Input::new(item);
-            match &res.items_to_parse {
-                None => self.map_one(resource_index, res, &input, &mut out),
-                Some(items) => match items.program.first_json(&input) {
-                    Ok(Some(elements)) if elements.is_array() => {
-                        let base = items.parent(&input, n, &mut out.issues);
-                        let Value::Array(elements) = elements.into_owned() else {
-                            continue;
-                        };
-                        for element in elements {
-                            let mut parent = base.clone();
-                            if let Value::Object(map) = &mut parent {
-                                map.insert(items.name.clone(), element);
-                            }
-                            self.map_one(resource_index, res, &Input::new(&parent), &mut out);
+            let Some(items) = &res.items_to_parse else {
+                Self::map_one(res, &input, at, &mut out);
+                continue;
+            };
+            let skipped = |why: String| {
+                let mut issue = at.issue("port.itemsToParse".to_owned(), IssueKind::Skipped(why));
+                issue.expression = Some(items.program.code().to_owned());
+                issue
+            };
+            match items.program.first_json(&input) {
+                Ok(Some(elements)) if elements.is_array() => {
+                    let base = items.parent(&input, at, &mut out.issues);
+                    let Value::Array(elements) = elements.into_owned() else {
+                        continue;
+                    };
+                    for (e, element) in elements.into_iter().enumerate() {
+                        let mut parent = base.clone();
+                        if let Value::Object(map) = &mut parent {
+                            map.insert(items.name.clone(), element);
                         }
+                        let at = At {
+                            element: Some(e),
+                            ..at
+                        };
+                        Self::map_one(res, &Input::new(&parent), at, &mut out);
                     }
-                    Ok(_) => out.issues.push(format!(
-                        "item {n}: itemsToParse did not yield an array; item skipped"
-                    )),
-                    Err(e) => out
-                        .issues
-                        .push(format!("item {n}: itemsToParse failed: {e}")),
-                },
+                }
+                Ok(other) => out.issues.push(skipped(format!(
+                    "did not yield an array (yielded {})",
+                    other.map_or_else(|| "nothing".to_owned(), |v| kind_of(&v).to_owned())
+                ))),
+                Err(e) => out.issues.push(skipped(format!("failed: {e}"))),
             }
         }
         out
     }
 
-    fn map_one(
-        &self,
-        index: usize,
-        res: &CompiledResource,
-        item: &Input<'_>,
-        out: &mut MappedItems,
-    ) {
+    fn map_one(res: &CompiledResource, item: &Input<'_>, at: At, out: &mut MappedItems) {
         let Some(selector) = &res.selector else {
             return;
         };
-        let passed = match selector
-            .first_json(item)
-            .map(|v| v.map(std::borrow::Cow::into_owned))
-        {
-            Ok(Some(Value::Bool(b))) => b,
+        let skipped = |why: String| {
+            let mut issue = at.issue("selector.query".to_owned(), IssueKind::Skipped(why));
+            issue.expression = Some(selector.code().to_owned());
+            issue
+        };
+        let passed = match selector.first_json(item) {
+            Ok(Some(v)) if v.is_boolean() => v.as_bool() == Some(true),
             Ok(other) => {
-                out.issues.push(format!(
-                    "resources[{index}].selector.query must yield a boolean, yielded {}; item skipped",
+                out.issues.push(skipped(format!(
+                    "must yield a boolean, yielded {}",
                     other.map_or_else(|| "nothing".to_owned(), |v| v.to_string())
-                ));
+                )));
                 return;
             }
             Err(e) => {
-                out.issues.push(format!(
-                    "resources[{index}].selector.query failed: {e}; item skipped"
-                ));
+                out.issues.push(skipped(format!("failed: {e}")));
                 return;
             }
         };
+        let first_issue = out.issues.len();
         let mut body = Map::new();
         for (name, node) in &res.fields {
             body.insert(
                 (*name).to_owned(),
-                node.eval(item, &Field::Root(index, name), &mut out.issues),
+                node.eval(item, &Field::Root(name), at, &mut out.issues),
             );
         }
         let identifier = body.get("identifier").cloned().unwrap_or(Value::Null);
@@ -408,10 +558,29 @@ impl CompiledMapping {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        for issue in &mut out.issues[first_issue..] {
+            issue.identifier = identifier.as_str().map(str::to_owned);
+            issue.blueprint = (!blueprint.is_empty()).then(|| blueprint.clone());
+        }
         if !truthy(&identifier) || blueprint.is_empty() {
-            out.issues.push(format!(
-                "resources[{index}].port.entity.mappings: identifier or blueprint is empty; entity skipped"
-            ));
+            // The item is skipped: that is its one issue, with the field's own if it has one.
+            let what = if truthy(&identifier) {
+                "blueprint"
+            } else {
+                "identifier"
+            };
+            let field = format!("port.entity.mappings.{what}");
+            let cause = out.issues[first_issue..]
+                .iter()
+                .find(|i| i.field == field)
+                .cloned();
+            out.issues.truncate(first_issue);
+            let mut issue = cause.unwrap_or_else(|| at.issue(field, IssueKind::Null));
+            issue.kind = IssueKind::Skipped(match issue.kind {
+                IssueKind::Failed(e) => format!("the {what} failed: {e}"),
+                _ => format!("the {what} is empty"),
+            });
+            out.issues.push(issue);
             return;
         }
         let entity = Entity {
@@ -424,6 +593,17 @@ impl CompiledMapping {
         } else {
             out.failed.push(entity)
         }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -485,11 +665,43 @@ resources:
             &[json!({"key": "A-3", "fields": {"status": "Open", "points": {"a": 1}}})],
         );
         assert_eq!(out.passed[0].body["properties"]["points"], Value::Null);
-        assert!(
-            out.issues.iter().any(|i| i.contains("properties.points")),
-            "{:?}",
-            out.issues
+        let points = out
+            .issues
+            .iter()
+            .find(|i| i.mapping_field() == Some("properties.points"))
+            .unwrap();
+        assert!(matches!(points.kind, IssueKind::Failed(_)), "{points}");
+        assert_eq!(
+            (points.resource, points.item, points.identifier.as_deref()),
+            (0, 0, Some("A-3"))
         );
+        assert_eq!(points.blueprint.as_deref(), Some("jiraIssue"));
+        let text = points.to_string();
+        assert!(
+            text.starts_with("resources[0] item 0 (A-3): port.entity.mappings.properties.points: jq `.fields.points * 2` failed: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn null_fields_are_reported_with_the_step_that_found_nothing() {
+        let m = mapping(ISSUES);
+        let out = m.map_items(
+            0,
+            &[
+                json!({"key": "A-1", "fields": {"summary": "s", "status": "Open", "points": 1, "project": {"key": "A"}}}),
+                json!({"key": "A-2", "fields": {"summary": "s", "status": "Open", "points": 1, "project": {"key": "A"}, "nope": {"deeper": 3}}}),
+            ],
+        );
+        assert_eq!(out.passed.len(), 2, "still mapped and sent");
+        let nulls: Vec<_> = out.issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            nulls,
+            [
+                "resources[0] item 0 (A-1): port.entity.mappings.properties.missing: jq `.fields.nope.deeper` yielded null (`.fields.nope` at 0..12 found nothing)"
+            ]
+        );
+        assert_eq!(out.skipped(), 0);
     }
 
     #[test]
@@ -497,10 +709,13 @@ resources:
         let m = mapping(ISSUES);
         let out = m.map_items(0, &[json!({"fields": {"status": "Open"}})]);
         assert!(out.passed.is_empty() && out.failed.is_empty());
+        assert_eq!(out.skipped(), 1);
         assert!(
             out.issues
                 .iter()
-                .any(|i| i.contains("identifier or blueprint is empty"))
+                .any(|i| i.to_string().contains("identifier: jq `.key`: the identifier is empty; skipped (`.key` at 0..4 found nothing)")),
+            "{:?}",
+            out.issues
         );
     }
 
@@ -509,8 +724,9 @@ resources:
         let m = mapping(&ISSUES.replace(r#"'.fields.status != "Archived"'"#, ".fields.status"));
         let out = m.map_items(0, &[json!({"key": "A-1", "fields": {"status": "Open"}})]);
         assert!(out.passed.is_empty() && out.failed.is_empty());
+        assert_eq!(out.skipped(), 1);
         assert!(
-            out.issues[0].contains("must yield a boolean"),
+            out.issues[0].to_string().contains("must yield a boolean"),
             "{:?}",
             out.issues
         );
@@ -646,7 +862,12 @@ resources:
         let out = m.map_items(0, &[json!({"a": ["x"], "b": ["y"]})]);
         let ids: Vec<_> = out.passed.iter().map(|e| e.identifier.clone()).collect();
         assert_eq!(ids, [json!("x"), json!("y")], "Ocean would skip the item");
-        assert!(out.issues[0].contains("not a path"), "{:?}", out.issues);
+        assert!(
+            out.issues[0].to_string().contains("not a path"),
+            "{:?}",
+            out.issues
+        );
+        assert_eq!(out.skipped(), 0);
     }
 
     #[test]

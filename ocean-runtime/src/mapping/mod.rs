@@ -9,7 +9,7 @@ mod source;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use compiled::{CompiledMapping, Entity, MappedItems, MappingError};
+pub use compiled::{CompiledMapping, Entity, IssueKind, MappedItems, MappingError, MappingIssue};
 pub use source::{MappingCheck, MappingSource, MappingStore};
 
 fn yes() -> bool {

@@ -1,11 +1,13 @@
 //! Turning the successful jobs of one event into Port writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::mapping::CompiledMapping;
-use std::sync::Arc;
+use crate::mapping::{CompiledMapping, IssueKind, MappingIssue};
+use crate::metrics::Metrics;
 
 use crate::port::{PortError, UpsertBatcher, UpsertOptions};
 use crate::processor::RawResults;
@@ -24,22 +26,133 @@ pub struct Applied {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// How often one kind of mapping issue (blueprint, field, kind) is logged at most; every occurrence
+/// is counted in `ocean_mapping_issues_total`.
+const ISSUE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Reports mapping issues: counted every time, logged at most once a minute per blueprint, field
+/// and kind (with how many were not logged since), so a field that is null in every event does not
+/// flood the log.
+#[derive(Debug, Default)]
+pub(super) struct IssueLog {
+    last: Mutex<HashMap<IssueKey, (Instant, u64)>>,
+}
+
+/// Blueprint, field, kind.
+type IssueKey = (String, String, &'static str);
+
+impl IssueLog {
+    /// `None` when this issue was logged less than a minute ago; else how many were not logged.
+    fn due(&self, key: IssueKey) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match last.get_mut(&key) {
+            Some((at, unlogged)) if now.duration_since(*at) < ISSUE_LOG_EVERY => {
+                *unlogged += 1;
+                None
+            }
+            Some((at, unlogged)) => {
+                *at = now;
+                Some(std::mem::take(unlogged))
+            }
+            None => {
+                last.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+
+    /// Counts and logs `issues`. A field that came out `null` (or failed) is an error when its
+    /// blueprint requires it (`GET /v1/blueprints/{bp}`, cached) and a warning otherwise, as in
+    /// Ocean; it was sent as `null` either way.
+    pub(super) async fn report(
+        &self,
+        batcher: &UpsertBatcher,
+        metrics: &Metrics,
+        issues: &[MappingIssue],
+    ) {
+        let mut required: HashMap<&str, Arc<BTreeSet<String>>> = HashMap::new();
+        for issue in issues {
+            let blueprint = issue.blueprint.as_deref().unwrap_or("");
+            let field = issue.mapping_field().unwrap_or(&issue.field);
+            let kind = match issue.kind {
+                IssueKind::Null => "null",
+                IssueKind::Failed(_) => "failed",
+                IssueKind::Skipped(_) => "skipped",
+                IssueKind::Note(_) => "note",
+            };
+            let is_required = if matches!(issue.kind, IssueKind::Null | IssueKind::Failed(_))
+                && !blueprint.is_empty()
+            {
+                let fields = match required.get(blueprint) {
+                    Some(f) => Arc::clone(f),
+                    None => {
+                        let f = batcher.port().required_fields(blueprint).await;
+                        required.insert(blueprint, Arc::clone(&f));
+                        f
+                    }
+                };
+                // `properties.status`, or `relations.project` for any leaf of that relation.
+                let top: String = field
+                    .split(['.', '['])
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                fields.contains(&top)
+            } else {
+                false
+            };
+            let severity = if is_required || matches!(issue.kind, IssueKind::Skipped(_)) {
+                "error"
+            } else {
+                "warning"
+            };
+            metrics.mapping_issue(blueprint, field, kind, severity);
+            let Some(unlogged) = self.due((blueprint.to_owned(), field.to_owned(), kind)) else {
+                continue;
+            };
+            let also = if unlogged > 0 {
+                format!(" ({unlogged} more like it in the last minute, not logged)")
+            } else {
+                String::new()
+            };
+            match (is_required, &issue.kind) {
+                (true, _) => tracing::error!(
+                    blueprint,
+                    "mapping: {issue}, but the blueprint requires it{also}"
+                ),
+                (false, IssueKind::Skipped(_)) => tracing::error!("mapping: {issue}{also}"),
+                _ => tracing::warn!("mapping: {issue}{also}"),
+            }
+        }
+    }
+}
+
 /// Maps every job's results with its resource and writes them: upserts per blueprint, then deletes
 /// of the entities this integration owns, except those upserted by the same event.
 pub(super) async fn apply(
     batcher: &Arc<UpsertBatcher>,
     mapping: &CompiledMapping,
     results: &[(usize, RawResults)],
+    issue_log: &IssueLog,
+    metrics: &Metrics,
 ) -> Result<Applied, PortError> {
     let mut upserts: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     let mut deletes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut applied = Applied::default();
+    let mut issues = Vec::new();
     for (index, raw) in results {
         let updated = mapping.map_items(*index, &raw.updated);
         let deleted = mapping.map_items(*index, &raw.deleted);
-        for issue in updated.issues.iter().chain(&deleted.issues) {
-            tracing::warn!(resource = index, "mapping: {issue}");
-        }
+        applied.failed += updated.skipped() + deleted.skipped();
+        issues.extend(updated.issues);
+        // A deleted item's null fields do not matter; only items it could not map do.
+        issues.extend(
+            deleted
+                .issues
+                .into_iter()
+                .filter(|i| matches!(i.kind, IssueKind::Skipped(_))),
+        );
         for entity in updated.passed {
             // A search-query identifier has no key of its own; give each its own slot.
             let key = entity
@@ -65,6 +178,9 @@ pub(super) async fn apply(
         merge: mapping.config().enable_merge_entity,
         create_missing_related_entities: mapping.config().create_missing_related_entities,
     };
+    if !issues.is_empty() {
+        issue_log.report(batcher, metrics, &issues).await;
+    }
     let port = batcher.port();
     for (blueprint, entities) in upserts {
         let bodies: Vec<Value> = entities.into_values().collect();
@@ -95,4 +211,38 @@ pub(super) async fn apply(
         applied.deleted += deleted.len();
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issue_is_logged_at_most_once_a_minute_with_the_count_left_out() {
+        let log = IssueLog::default();
+        let key = || ("member".to_owned(), "properties.nick".to_owned(), "null");
+        assert_eq!(log.due(key()), Some(0));
+        assert_eq!(log.due(key()), None);
+        assert_eq!(log.due(key()), None);
+        assert_eq!(
+            log.due(("member".to_owned(), "properties.nick".to_owned(), "failed")),
+            Some(0),
+            "another kind is logged on its own"
+        );
+        if let Some((at, _)) = log
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&key())
+            && let Some(earlier) = at.checked_sub(ISSUE_LOG_EVERY)
+        {
+            *at = earlier;
+        }
+        assert_eq!(
+            log.due(key()),
+            Some(2),
+            "a minute later, with the two not logged"
+        );
+        assert_eq!(log.due(key()), None);
+    }
 }

@@ -55,6 +55,8 @@ pub struct Pipeline {
     /// Until when workers leave the queue alone: Port (or the mapping) is unavailable for every
     /// event, so cycling each queued event through a failed attempt would only burn CPU and logs.
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Mapping issues, counted and logged at a bounded rate.
+    issue_log: apply::IssueLog,
 }
 
 /// Cancels the jobs in flight (their `on_cancel` hooks run) when the app stops.
@@ -142,6 +144,7 @@ impl Pipeline {
                 metrics,
                 unavailable: AtomicU32::new(0),
                 paused_until: std::sync::Mutex::new(None),
+                issue_log: apply::IssueLog::default(),
             },
             Canceller(tx),
         )
@@ -306,7 +309,15 @@ impl Pipeline {
                 }
             }
         }
-        match apply::apply(&self.port, &mapping, &successes).await {
+        match apply::apply(
+            &self.port,
+            &mapping,
+            &successes,
+            &self.issue_log,
+            &self.metrics,
+        )
+        .await
+        {
             Ok(applied) => Outcome::Applied(Applied {
                 dead_letters,
                 ..applied

@@ -4,8 +4,9 @@
 //! before it expires, and refreshed once when Port answers 401. Transient failures (connection
 //! errors, 408, 429, 502, 503, 504) are retried with exponential backoff that honours `Retry-After`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::metrics::Metrics;
 
@@ -169,7 +170,15 @@ pub struct PortClient {
     metrics: Option<Arc<Metrics>>,
     /// Until when Port asked (with `Retry-After`) for no calls at all.
     throttled_until: std::sync::Mutex<Option<Instant>>,
+    /// What each blueprint requires, and when that was read.
+    required: Mutex<HashMap<String, Required>>,
 }
+
+/// What a blueprint requires, and when that was read.
+type Required = (Instant, Arc<BTreeSet<String>>);
+
+/// How long what a blueprint requires is remembered (Ocean's cache of `GET /v1/blueprints/{bp}`).
+const BLUEPRINT_TTL: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for PortClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,12 +188,94 @@ impl std::fmt::Debug for PortClient {
     }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim()
-        .parse::<u64>()
+/// Longest wait Port can ask for (Ocean's cap).
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// How long Port asked to wait before the next call: `Retry-After`, else `x-ratelimit-reset`, each
+/// read as Ocean reads them (seconds; a number over 10,000 is a Unix time) or as an HTTP date or
+/// an ISO 8601 time; at most [`MAX_WAIT`].
+fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    ["retry-after", "x-ratelimit-reset"]
+        .iter()
+        .find_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            parse_wait(value, now).map(|d| d.min(MAX_WAIT))
+        })
+}
+
+fn parse_wait(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let until = |at: SystemTime| at.duration_since(now).unwrap_or_default();
+    if let Ok(n) = value.parse::<f64>() {
+        if !n.is_finite() || n < 0.0 {
+            return None;
+        }
+        return Some(if n > 10_000.0 {
+            until(UNIX_EPOCH + Duration::from_secs_f64(n))
+        } else {
+            Duration::from_secs_f64(n)
+        });
+    }
+    httpdate::parse_http_date(value)
         .ok()
-        .map(|s| Duration::from_secs(s.min(300)))
+        .or_else(|| parse_iso8601(value))
+        .map(until)
+}
+
+/// `2026-11-23T10:00:00Z`, `2026-11-23T10:00:00.5+01:00` and the like.
+fn parse_iso8601(value: &str) -> Option<SystemTime> {
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, time) = value.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-');
+    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    // The offset: `Z`, or `+hh:mm` / `-hh:mm` after the clock time.
+    let (clock, offset) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
+        (clock, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (clock, zone) = time.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
+        (clock, sign * (num(h)? * 3600 + num(m)? * 60))
+    };
+    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut c = whole.splitn(3, ':');
+    let (h, m, sec) = (num(c.next()?)?, num(c.next()?)?, num(c.next()?)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec - offset;
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        let digits: String = fraction.chars().take(9).collect();
+        num(&digits)? * 10_i64.pow(9 - u32::try_from(digits.len()).ok()?)
+    };
+    UNIX_EPOCH.checked_add(Duration::new(
+        u64::try_from(secs).ok()?,
+        u32::try_from(nanos).ok()?,
+    ))
+}
+
+/// `base` ± 10 %, so that clients failing together do not retry together.
+fn jittered(base: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // A fresh random-keyed hasher is random enough for spreading retries.
+    let r = std::collections::hash_map::RandomState::new().hash_one(base);
+    let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
+    base.mul_f64(0.9 + 0.2 * unit)
 }
 
 impl PortClient {
@@ -218,6 +309,7 @@ impl PortClient {
             token: Mutex::new(None),
             metrics: None,
             throttled_until: std::sync::Mutex::new(None),
+            required: Mutex::new(HashMap::new()),
         })
     }
 
@@ -378,7 +470,7 @@ impl PortClient {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let wait = retry_after(resp.headers());
+                    let wait = retry_after(resp.headers(), SystemTime::now());
                     let text = resp.text().await.unwrap_or_default();
                     let body: String = text.chars().take(BODY_EXCERPT).collect();
                     (
@@ -408,7 +500,7 @@ impl PortClient {
             if !retry || attempt >= RETRIES {
                 return Err(error);
             }
-            let backoff = Duration::from_millis(300u64 << attempt.min(10));
+            let backoff = jittered(Duration::from_millis(300u64 << attempt.min(10)).min(MAX_WAIT));
             let delay = wait.unwrap_or(backoff);
             if let Some(wait) = wait {
                 let until = Instant::now() + wait;
@@ -424,6 +516,48 @@ impl PortClient {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// The fields blueprint `blueprint` requires, as `properties.<name>` (its schema's `required`)
+    /// and `relations.<name>` (relations with `required: true`), read with
+    /// `GET /v1/blueprints/{blueprint}` and remembered for 120 s. Empty when Port has no such
+    /// blueprint or cannot be asked (that is logged at debug level).
+    pub async fn required_fields(&self, blueprint: &str) -> Arc<BTreeSet<String>> {
+        let mut cache = self.required.lock().await;
+        if let Some((at, fields)) = cache.get(blueprint)
+            && at.elapsed() < BLUEPRINT_TTL
+        {
+            return Arc::clone(fields);
+        }
+        let mut fields = BTreeSet::new();
+        match self
+            .call(Method::GET, &["blueprints", blueprint], &[], None, false)
+            .await
+        {
+            Ok(v) => {
+                let bp = &v["blueprint"];
+                if let Some(required) = bp["schema"]["required"].as_array() {
+                    fields.extend(
+                        required
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|p| format!("properties.{p}")),
+                    );
+                }
+                if let Some(relations) = bp["relations"].as_object() {
+                    fields.extend(
+                        relations
+                            .iter()
+                            .filter(|(_, r)| r["required"] == Value::Bool(true))
+                            .map(|(name, _)| format!("relations.{name}")),
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(blueprint, error = %e, "cannot read the blueprint"),
+        }
+        let fields = Arc::new(fields);
+        cache.insert(blueprint.to_owned(), (Instant::now(), Arc::clone(&fields)));
+        fields
     }
 
     /// The integration record (`GET /v1/integration/{identifier}`), or `None` when Port has none.
@@ -710,5 +844,150 @@ mod tests {
         assert_eq!(failures[0].identifier, "e99");
         assert!(failures[0].message.contains("413"));
         assert_eq!(REQUESTS.load(Ordering::SeqCst), 1 + 2 + 4 + 1 + 1);
+    }
+
+    #[test]
+    fn waits_port_asks_for_are_read_in_every_form_ocean_reads() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let wait = |v: &str| parse_wait(v, now);
+        assert_eq!(wait("2"), Some(Duration::from_secs(2)));
+        assert_eq!(wait(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            wait("1795000030"),
+            Some(Duration::from_secs(30)),
+            "a Unix time"
+        );
+        assert_eq!(wait("1794999000"), Some(Duration::ZERO), "already past");
+        // 1_795_000_000 is 2026-11-18T11:06:40Z.
+        assert_eq!(
+            wait("Wed, 18 Nov 2026 11:07:40 GMT"),
+            Some(Duration::from_secs(60)),
+            "an HTTP date"
+        );
+        assert_eq!(wait("2026-11-18T11:06:45Z"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            wait("2026-11-18T12:06:50.5+01:00"),
+            Some(Duration::from_millis(10_500)),
+            "ISO 8601 with an offset and a fraction"
+        );
+        assert_eq!(wait("soon"), None);
+        assert_eq!(wait("-3"), None);
+        assert_eq!(wait("2026-13-18T11:06:45Z"), None);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-ratelimit-reset", "7".parse().unwrap());
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(Duration::from_secs(7)),
+            "x-ratelimit-reset when there is no Retry-After"
+        );
+        headers.insert("retry-after", "100000000000".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(MAX_WAIT), "capped");
+    }
+
+    #[test]
+    fn backoff_is_spread_by_ten_percent() {
+        let base = Duration::from_millis(1000);
+        let spread: Vec<Duration> = (0..200).map(|_| jittered(base)).collect();
+        assert!(
+            spread
+                .iter()
+                .all(|d| *d >= base.mul_f64(0.9) && *d <= base.mul_f64(1.1))
+        );
+        let distinct: std::collections::BTreeSet<_> = spread.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct delays", distinct.len());
+    }
+
+    /// A Port that counts token requests and answers every `GET /v1/blueprints/{bp}` with
+    /// `status`, recording the `Authorization` header of each.
+    async fn port_answering(
+        status: u16,
+        first_token_life: u64,
+    ) -> (
+        PortClient,
+        Arc<std::sync::Mutex<Vec<String>>>,
+        Arc<AtomicUsize>,
+    ) {
+        let tokens = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (t, s) = (Arc::clone(&tokens), Arc::clone(&seen));
+        let app =
+            axum::Router::new()
+                .route(
+                    "/v1/auth/access_token",
+                    axum::routing::post(move || {
+                        let n = t.fetch_add(1, Ordering::SeqCst) + 1;
+                        let life = if n == 1 { first_token_life } else { 3600 };
+                        async move {
+                            axum::Json(json!({"accessToken": format!("t{n}"), "expiresIn": life}))
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/blueprints/{bp}",
+                    axum::routing::get(move |headers: axum::http::HeaderMap| {
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        s.lock().unwrap().push(auth);
+                        async move {
+                            (
+                                axum::http::StatusCode::from_u16(status).unwrap(),
+                                axum::Json(
+                                    json!({"ok": status < 400, "blueprint": {"identifier": "b"}}),
+                                ),
+                            )
+                        }
+                    }),
+                );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (test_client(format!("http://{addr}")), seen, tokens)
+    }
+
+    #[tokio::test]
+    async fn client_errors_and_500_are_not_retried() {
+        for status in [400, 404, 422, 500] {
+            let (client, seen, _) = port_answering(status, 3600).await;
+            let err = client
+                .call(Method::GET, &["blueprints", "b"], &[], None, false)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, PortError::Status { status: s, .. } if s.as_u16() == status),
+                "{err}"
+            );
+            assert_eq!(seen.lock().unwrap().len(), 1, "{status} was sent once");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_renewed_before_it_expires_not_after_a_401() {
+        // The first token expires at once, so the next call takes a new one first; the second
+        // lives an hour and is reused.
+        let (client, seen, tokens) = port_answering(200, 0).await;
+        for _ in 0..3 {
+            client
+                .call(Method::GET, &["blueprints", "b"], &[], None, false)
+                .await
+                .unwrap();
+        }
+        assert_eq!(tokens.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["Bearer t1", "Bearer t2", "Bearer t2"],
+            "no call was made with an expired token"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_blueprint_requires_is_read_once_and_cached() {
+        let (client, seen, _) = port_answering(200, 3600).await;
+        for _ in 0..3 {
+            assert!(client.required_fields("b").await.is_empty());
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1, "cached for 120 s");
     }
 }
