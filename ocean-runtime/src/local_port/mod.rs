@@ -6,7 +6,10 @@
 //! integration get/create/patch, provision-enabled, organization, bulk upsert with 207 partial
 //! answers, search (`=`, `in`, `contains`, … on `$identifier`, `$blueprint`, `$datasource` and
 //! properties, nested `and`/`or`), bulk delete — plus reading entities back
-//! (`GET /v1/blueprints/{bp}/entities[/{id}]`). An entity's `$datasource` is the first word of the
+//! (`GET /v1/blueprints/{bp}/entities[/{id}]`) and what a Python Ocean integration calls besides:
+//! resync state and resync request, kind examples, the paged listing of the entities one
+//! integration wrote (`datasource-entities`), and ingest URLs for its logs and metrics (taken and
+//! dropped). An entity's `$datasource` is the first word of the
 //! writer's `User-Agent`, as Port derives it.
 
 mod blueprints;
@@ -217,7 +220,10 @@ async fn get_integration(State(shared): State<Arc<Shared>>, Path(id): Path<Strin
     }
 }
 
-fn new_integration(id: &str) -> Value {
+/// A new integration record, as Port creates one: its Port resources (blueprints…) not yet
+/// initialised, and where its logs and metrics go (the built-in Port takes and drops them).
+fn new_integration(id: &str, base: &str) -> Value {
+    let ingest = |what: &str| json!({"ingestUrl": format!("{base}/ingest/{what}/{id}")});
     json!({
         "identifier": id,
         "installationId": id,
@@ -229,16 +235,30 @@ fn new_integration(id: &str) -> Value {
         "actionsProcessingEnabled": false,
         "incrementalSyncEnabled": false,
         "processingMode": "dsp",
-        "arePortResourcesInitialized": true,
+        "arePortResourcesInitialized": false,
+        "logAttributes": ingest("logs"),
+        "metricAttributes": ingest("metrics"),
+        "ingestAttributes": ingest("data"),
         "createdAt": now_rfc3339(),
     })
 }
 
+/// `http://{Host}`, the base URL the client reached the built-in Port at.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// Creates (unless `create` is `None`: then it must exist) or patches integration `id`;
+/// `create` is the base URL for a new record's ingest URLs.
 async fn write_integration(
     shared: &Shared,
     id: String,
     patch: Value,
-    must_exist: bool,
+    create: Option<String>,
 ) -> Response {
     let Some(patch) = patch.as_object().cloned() else {
         return error(
@@ -250,10 +270,10 @@ async fn write_integration(
     let result = shared
         .store
         .write(|s, changes| {
-            let mut record = match s.integrations.get(&id) {
-                Some(r) => r.clone(),
-                None if must_exist => return Ok(None),
-                None => new_integration(&id),
+            let mut record = match (s.integrations.get(&id), &create) {
+                (Some(r), _) => r.clone(),
+                (None, None) => return Ok(None),
+                (None, Some(base)) => new_integration(&id, base),
             };
             if let Some(obj) = record.as_object_mut() {
                 obj.extend(patch);
@@ -274,7 +294,11 @@ async fn write_integration(
     }
 }
 
-async fn create_integration(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn create_integration(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -290,7 +314,7 @@ async fn create_integration(State(shared): State<Arc<Shared>>, body: Bytes) -> R
             "`installationId` is required",
         );
     };
-    write_integration(&shared, id, body, false).await
+    write_integration(&shared, id, body, Some(base_url(&headers))).await
 }
 
 async fn patch_integration(
@@ -299,7 +323,7 @@ async fn patch_integration(
     body: Bytes,
 ) -> Response {
     match parse_body(&body) {
-        Ok(b) => write_integration(&shared, id, b, true).await,
+        Ok(b) => write_integration(&shared, id, b, None).await,
         Err(r) => *r,
     }
 }
@@ -320,7 +344,173 @@ async fn patch_integration_config(
             "`config` is required",
         );
     };
-    write_integration(&shared, id, json!({ "config": config }), true).await
+    write_integration(&shared, id, json!({ "config": config }), None).await
+}
+
+/// `PATCH /v1/integration/{id}/resync-state`: the state of the integration's last resync.
+async fn patch_resync_state(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut state = match parse_body(&body) {
+        Ok(b) if b.is_object() => b,
+        Ok(_) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body must be a JSON object",
+            );
+        }
+        Err(r) => return *r,
+    };
+    if let Some(obj) = state.as_object_mut() {
+        obj.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
+    }
+    write_integration(&shared, id, json!({ "resyncState": state }), None).await
+}
+
+/// `GET /v1/integration/{id}/resync-request`: when a resync was last asked for in Port's UI
+/// (never, here: the record's creation).
+async fn resync_request(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared.store.read(|s| s.integrations.get(&id).cloned()) {
+        Some(record) => {
+            let at = record
+                .pointer("/resyncRequest/updatedAt")
+                .or_else(|| record.get("createdAt"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            Json(json!({"ok": true, "request": {"updatedAt": at}})).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("integration `{id}` does not exist"),
+        ),
+    }
+}
+
+/// `POST /v1/integration/{id}/kinds/{kind}/examples`: raw examples of a kind, for Port's mapping
+/// editor; the latest ones are kept on the record.
+async fn kind_examples(
+    State(shared): State<Arc<Shared>>,
+    Path((id, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let Some(examples) = body.get("examples").filter(|e| e.is_array()).cloned() else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`examples` must be an array",
+        );
+    };
+    let Some(mut all) = shared.store.read(|s| {
+        s.integrations
+            .get(&id)
+            .map(|r| r.get("kindExamples").cloned().unwrap_or_else(|| json!({})))
+    }) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("integration `{id}` does not exist"),
+        );
+    };
+    if let Some(obj) = all.as_object_mut() {
+        obj.insert(kind, examples);
+    }
+    write_integration(&shared, id, json!({ "kindExamples": all }), None).await
+}
+
+/// The logs, metrics and data an integration ships to its record's ingest URLs: taken and dropped.
+async fn ingest() -> Response {
+    Json(json!({"ok": true})).into_response()
+}
+
+/// `POST /v1/blueprints/entities/datasource-entities`: the entities whose `$datasource` starts with
+/// `datasource_prefix` and ends with `datasource_suffix` (what an integration wrote), optionally
+/// only those created `before` a time (a resync's start: what existed before it, which Ocean compares
+/// with what the resync produced), `limit` per page (at most 5,000) after cursor `from`.
+async fn datasource_entities(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    let (prefix, suffix) = (text("datasource_prefix"), text("datasource_suffix"));
+    if prefix.is_empty() && suffix.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`datasource_prefix` or `datasource_suffix` is required",
+        );
+    }
+    let limit = body
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(5000, |l| l.clamp(1, 5000)) as usize;
+    let before = match body.get("before") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(crate::port::parse_iso8601) {
+            Some(t) => Some(t),
+            None => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "`before` must be an ISO 8601 time",
+                );
+            }
+        },
+    };
+    // The cursor is the last entity of the previous page, `<blueprint>/<identifier>`.
+    let from = match body.get("from").and_then(Value::as_str) {
+        Some(c) => match c.split_once('/') {
+            Some((bp, id)) => Some((bp.to_owned(), id.to_owned())),
+            None => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "`from` is not a cursor this Port gave",
+                );
+            }
+        },
+        None => None,
+    };
+    let (entities, next) = shared.store.read(|s| {
+        let range = match &from {
+            Some(key) => s.entities.range((
+                std::ops::Bound::Excluded(key.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => s.entities.range(..),
+        };
+        let mut out = Vec::new();
+        let mut last: Option<&(String, String)> = None;
+        let mut next = None;
+        for (key, stored) in range {
+            let owned =
+                stored.datasource.starts_with(prefix) && stored.datasource.ends_with(suffix);
+            let stale = before.is_none_or(|before| {
+                stored.entity["createdAt"]
+                    .as_str()
+                    .and_then(crate::port::parse_iso8601)
+                    .is_some_and(|at| at < before)
+            });
+            if owned && stale {
+                if out.len() == limit {
+                    next = last.map(|(bp, id)| format!("{bp}/{id}"));
+                    break;
+                }
+                out.push(stored.entity.clone());
+                last = Some(key);
+            }
+        }
+        (out, next)
+    });
+    Json(json!({"ok": true, "entities": entities, "next": next})).into_response()
 }
 
 fn refusal_json(identifier: &Value, index: usize, r: &EntityRefusal) -> Value {
@@ -584,6 +774,19 @@ fn router(shared: Arc<Shared>) -> Router {
             axum::routing::patch(patch_integration_config),
         )
         .route(
+            "/v1/integration/{id}/resync-state",
+            axum::routing::patch(patch_resync_state),
+        )
+        .route("/v1/integration/{id}/resync-request", get(resync_request))
+        .route(
+            "/v1/integration/{id}/kinds/{kind}/examples",
+            post(kind_examples),
+        )
+        .route(
+            "/v1/blueprints/entities/datasource-entities",
+            post(datasource_entities),
+        )
+        .route(
             "/v1/blueprints",
             get(blueprints::list).post(blueprints::create),
         )
@@ -615,6 +818,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(page::index))
         .route("/ui/blueprints/{bp}", get(page::blueprint))
         .route("/v1/auth/access_token", post(access_token))
+        .route("/ingest/{*rest}", axum::routing::any(ingest))
         .merge(authed)
         .fallback(|| async {
             error(
@@ -688,6 +892,7 @@ impl LocalPort {
     ) -> Result<(), LocalPortError> {
         let patch = json!({"config": config, "installationAppType": app_type, "version": version});
         let id = identifier.to_owned();
+        let base = self.base_url();
         self.shared
             .store
             .write(|s, changes| {
@@ -695,7 +900,7 @@ impl LocalPort {
                     .integrations
                     .get(&id)
                     .cloned()
-                    .unwrap_or_else(|| new_integration(&id));
+                    .unwrap_or_else(|| new_integration(&id, &base));
                 if let (Some(obj), Some(patch)) = (record.as_object_mut(), patch.as_object()) {
                     obj.extend(patch.clone());
                 }

@@ -223,7 +223,7 @@ fn parse_wait(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// `2026-11-23T10:00:00Z`, `2026-11-23T10:00:00.5+01:00` and the like.
-fn parse_iso8601(value: &str) -> Option<SystemTime> {
+pub(crate) fn parse_iso8601(value: &str) -> Option<SystemTime> {
     let num = |s: &str| -> Option<i64> {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
