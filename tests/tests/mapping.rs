@@ -274,3 +274,64 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn create_missing_related_entities_false_reaches_port_and_a_dangling_relation_is_refused() {
+    let mapping = MEMBERS
+        .replace(
+            "resources:",
+            "createMissingRelatedEntities: false\nresources:",
+        )
+        .replace(
+            "            nick: .nick",
+            "            nick: .nick\n          relations:\n            team: .team",
+        );
+    let app = TestApp::builder()
+        .paths(&["/mapping"])
+        .mapping(mapping)
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = app.port_token().await.unwrap();
+    for blueprint in [
+        json!({"identifier": "team", "title": "Team"}),
+        json!({"identifier": "member", "title": "Member",
+               "relations": {"team": {"target": "team", "many": false, "required": false}}}),
+    ] {
+        let created = http
+            .post(format!("{}/v1/blueprints", app.port_url()))
+            .header("authorization", &token)
+            .json(&blueprint)
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+    }
+    let (status, answer) = app
+        .post(
+            "/mapping",
+            &json!({"type": "member", "members": [
+                {"name": "ada", "contact": {"email": "ada@acme.io"}, "team": "ghost"},
+                {"name": "bob", "contact": {"email": "bob@acme.io"}, "nick": "b"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    // Both are in one bulk request: once bob is there, ada's answer is in too.
+    eventually("bob", Duration::from_secs(15), || {
+        app.entity("member", "bob")
+    })
+    .await;
+    assert_eq!(
+        app.entity("member", "ada").await.unwrap(),
+        None,
+        "refused: its team does not exist and the mapping said not to create it"
+    );
+    assert!(
+        app.entities("team").await.unwrap().is_empty(),
+        "no placeholder team"
+    );
+    app.shutdown().await;
+}

@@ -546,6 +546,7 @@ async fn bulk_upsert(
         );
     }
     let merge = flag(&query, "merge", false);
+    let create_missing = flag(&query, "create_missing_related_entities", false);
     let source = datasource(&headers);
     let result = shared
         .store
@@ -553,7 +554,7 @@ async fn bulk_upsert(
             let mut ok = Vec::new();
             let mut errors = Vec::new();
             for (index, entity) in entities.iter().enumerate() {
-                match s.upsert(&blueprint, entity, merge, &source, changes) {
+                match s.upsert_with(&blueprint, entity, merge, create_missing, &source, changes) {
                     Ok((identifier, created)) => ok.push(
                         json!({"identifier": identifier, "index": index, "created": created}),
                     ),
@@ -600,11 +601,12 @@ async fn single_upsert(
         Err(r) => return *r,
     };
     let merge = flag(&query, "merge", false);
+    let create_missing = flag(&query, "create_missing_related_entities", false);
     let source = datasource(&headers);
     let result = shared
         .store
         .write(|s, changes| {
-            s.upsert(&blueprint, &entity, merge, &source, changes)
+            s.upsert_with(&blueprint, &entity, merge, create_missing, &source, changes)
                 .map(|(id, _)| {
                     s.entities
                         .get(&(blueprint.clone(), id))

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::LocalPortError;
 use super::search::{Subject, matches};
@@ -93,12 +93,30 @@ pub(crate) fn now_rfc3339() -> String {
 }
 
 impl State {
-    /// Upserts one entity of `blueprint`; returns whether it was created.
+    /// Upserts one entity of `blueprint`, creating missing related entities; returns whether it
+    /// was created.
+    #[cfg(test)]
     pub(crate) fn upsert(
         &mut self,
         blueprint: &str,
         incoming: &Value,
         merge: bool,
+        datasource: &str,
+        changes: &mut Vec<Change>,
+    ) -> Result<(String, bool), EntityRefusal> {
+        self.upsert_with(blueprint, incoming, merge, true, datasource, changes)
+    }
+
+    /// [`State::upsert`], where `create_missing` says what becomes of a relation to an entity that
+    /// does not exist in the relation's declared target: `true` creates it (an identifier and
+    /// nothing else, owned by no integration), `false` refuses the entity (404), like Port's
+    /// `create_missing_related_entities`.
+    pub(crate) fn upsert_with(
+        &mut self,
+        blueprint: &str,
+        incoming: &Value,
+        merge: bool,
+        create_missing: bool,
         datasource: &str,
         changes: &mut Vec<Change>,
     ) -> Result<(String, bool), EntityRefusal> {
@@ -198,6 +216,30 @@ impl State {
         ) {
             check_schema(blueprint, def, properties)?;
         }
+        let missing = self.missing_related(blueprint, &identifier, &entity);
+        if let Some((relation, target, id)) = missing.first()
+            && !create_missing
+        {
+            return Err(refusal(
+                404,
+                "not_found",
+                format!(
+                    "relation `{relation}`: entity `{id}` of blueprint `{target}` does not exist (create_missing_related_entities is false)"
+                ),
+            ));
+        }
+        for (_, target, id) in missing {
+            let placeholder = Stored {
+                entity: json!({"identifier": id, "blueprint": target, "title": null,
+                               "properties": {}, "relations": {},
+                               "createdAt": now, "updatedAt": now}),
+                datasource: String::new(),
+            };
+            let bytes = serde_json::to_vec(&placeholder)
+                .map_err(|e| refusal(500, "internal_error", e.to_string()))?;
+            changes.push(Change::PutEntity(key(&target, &id), bytes));
+            self.entities.insert((target, id), placeholder);
+        }
         entity.insert("updatedAt".to_owned(), Value::String(now));
         let stored = Stored {
             entity: Value::Object(entity),
@@ -235,6 +277,43 @@ impl State {
             }
         }
         Ok(found)
+    }
+
+    /// The related entities (relation, target blueprint, identifier) an entity points at that do
+    /// not exist, for the relations its blueprint declares with a target.
+    fn missing_related(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+        entity: &Map<String, Value>,
+    ) -> Vec<(String, String, String)> {
+        let (Some(def), Some(relations)) = (
+            self.blueprints.get(blueprint),
+            entity.get("relations").and_then(Value::as_object),
+        ) else {
+            return Vec::new();
+        };
+        let mut missing = Vec::new();
+        for (name, value) in relations {
+            let Some(target) = def["relations"][name.as_str()]["target"].as_str() else {
+                continue;
+            };
+            let ids: Vec<&str> = match value {
+                Value::String(id) => vec![id.as_str()],
+                Value::Array(ids) => ids.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for id in ids {
+                let itself = target == blueprint && id == identifier;
+                let known = self
+                    .entities
+                    .contains_key(&(target.to_owned(), id.to_owned()));
+                if !itself && !known && valid_identifier(id) {
+                    missing.push((name.clone(), target.to_owned(), id.to_owned()));
+                }
+            }
+        }
+        missing
     }
 
     /// Relations given as search queries become the identifiers they match, in the target blueprint
@@ -582,7 +661,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn timestamps_are_rfc3339() {
@@ -711,6 +789,54 @@ mod tests {
             "{}",
             outside.2
         );
+    }
+
+    #[test]
+    fn missing_related_entities_are_created_or_refused_as_asked() {
+        let mut s = State::default();
+        s.blueprints.insert(
+            "svc".into(),
+            json!({"identifier": "svc", "relations": {
+                "team": {"target": "team", "many": false},
+                "deps": {"target": "svc", "many": true}
+            }}),
+        );
+        s.blueprints
+            .insert("team".into(), json!({"identifier": "team"}));
+        let mut ch = Vec::new();
+        let api =
+            json!({"identifier": "api", "relations": {"team": "core", "deps": ["db", "api"]}});
+        let refused = s
+            .upsert_with("svc", &api, true, false, "ds", &mut ch)
+            .unwrap_err();
+        assert_eq!(refused.status, 404);
+        assert!(
+            refused.message.contains("create_missing_related_entities"),
+            "{}",
+            refused.message
+        );
+        assert!(s.entities.is_empty() && ch.is_empty(), "nothing stored");
+
+        s.upsert_with("svc", &api, true, true, "ds", &mut ch)
+            .unwrap();
+        let core = &s.entities[&("team".to_owned(), "core".to_owned())];
+        assert_eq!(core.entity["identifier"], "core");
+        assert_eq!(
+            core.datasource, "",
+            "a placeholder belongs to no integration"
+        );
+        assert!(
+            s.entities
+                .contains_key(&("svc".to_owned(), "db".to_owned()))
+        );
+        assert_eq!(
+            s.entities.len(),
+            3,
+            "api itself is no placeholder: {:?}",
+            s.entities.keys()
+        );
+        s.upsert_with("svc", &api, true, false, "ds", &mut ch)
+            .expect("once they exist, false is fine");
     }
 
     #[test]
