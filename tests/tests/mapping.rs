@@ -166,6 +166,17 @@ resources:
             nick: .nick
 "#;
 
+async fn create_blueprint(app: &TestApp, blueprint: Value) {
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/blueprints", app.port_url()))
+        .header("authorization", app.port_token().await.unwrap())
+        .json(&blueprint)
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+}
+
 fn issue_count(metrics: &str, field: &str, kind: &str, severity: &str) -> u64 {
     let series = format!(
         "ocean_mapping_issues_total{{blueprint=\"member\",field=\"{field}\",kind=\"{kind}\",severity=\"{severity}\"}} "
@@ -184,20 +195,16 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
         .start()
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let token = app.port_token().await.unwrap();
-    let created = http
-        .post(format!("{}/v1/blueprints", app.port_url()))
-        .header("authorization", &token)
-        .json(&json!({
+    create_blueprint(
+        &app,
+        json!({
             "identifier": "member", "title": "Member",
             "schema": {"properties": {"email": {"type": "string"}, "nick": {"type": "string"}},
                        "required": ["email"]}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success(), "{}", created.status());
+        }),
+    )
+    .await;
+    let http = reqwest::Client::new();
 
     let (status, answer) = app
         .post(
@@ -233,26 +240,18 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
     .await;
     // bob has no nick (optional: a warning); cyd has no email, which `member` requires (an
     // error, and Port refuses the entity); the fourth item has no identifier and is skipped.
-    assert_eq!(
-        issue_count(&metrics, "properties.nick", "null", "warning"),
-        1,
-        "bob\n{metrics}"
-    );
-    assert_eq!(
-        issue_count(&metrics, "properties.email", "null", "error"),
-        1,
-        "{metrics}"
-    );
-    assert_eq!(
-        issue_count(&metrics, "properties.email", "null", "warning"),
-        0,
-        "{metrics}"
-    );
-    assert_eq!(
-        issue_count(&metrics, "identifier", "skipped", "error"),
-        1,
-        "{metrics}"
-    );
+    for (field, kind, severity, count) in [
+        ("properties.nick", "null", "warning", 1),
+        ("properties.email", "null", "error", 1),
+        ("properties.email", "null", "warning", 0),
+        ("identifier", "skipped", "error", 1),
+    ] {
+        assert_eq!(
+            issue_count(&metrics, field, kind, severity),
+            count,
+            "{field} {kind} {severity}\n{metrics}"
+        );
+    }
     assert!(
         !metrics.contains("field=\"identifier\",kind=\"null\""),
         "a skipped item reports only its skip\n{metrics}"
@@ -292,22 +291,13 @@ async fn create_missing_related_entities_false_reaches_port_and_a_dangling_relat
         .start()
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let token = app.port_token().await.unwrap();
-    for blueprint in [
-        json!({"identifier": "team", "title": "Team"}),
+    create_blueprint(&app, json!({"identifier": "team", "title": "Team"})).await;
+    create_blueprint(
+        &app,
         json!({"identifier": "member", "title": "Member",
                "relations": {"team": {"target": "team", "many": false, "required": false}}}),
-    ] {
-        let created = http
-            .post(format!("{}/v1/blueprints", app.port_url()))
-            .header("authorization", &token)
-            .json(&blueprint)
-            .send()
-            .await
-            .unwrap();
-        assert!(created.status().is_success(), "{}", created.status());
-    }
+    )
+    .await;
     let (status, answer) = app
         .post(
             "/mapping",

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::store::now_rfc3339;
-use super::{Shared, error, parse_body};
+use super::{Shared, error, parse_body, parse_object};
 
 fn not_found(id: &str) -> Response {
     error(
@@ -87,15 +87,8 @@ pub(super) async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let patch = match parse_body(&body) {
-        Ok(Value::Object(p)) => p,
-        Ok(_) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "the body must be a JSON object",
-            );
-        }
+    let patch = match parse_object(&body) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
     stored(

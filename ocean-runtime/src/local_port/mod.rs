@@ -127,6 +127,18 @@ fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
     })
 }
 
+/// The body as a JSON object: 400 when it is not JSON, 422 when it is not an object.
+fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response>> {
+    match parse_body(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body must be a JSON object",
+        ))),
+    }
+}
+
 fn flag(query: &HashMap<String, String>, name: &str, default: bool) -> bool {
     query.get(name).map_or(default, |v| v != "false")
 }
@@ -353,20 +365,11 @@ async fn patch_resync_state(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut state = match parse_body(&body) {
-        Ok(b) if b.is_object() => b,
-        Ok(_) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "the body must be a JSON object",
-            );
-        }
+    let mut state = match parse_object(&body) {
+        Ok(b) => b,
         Err(r) => return *r,
     };
-    if let Some(obj) = state.as_object_mut() {
-        obj.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
-    }
+    state.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
     write_integration(&shared, id, json!({ "resyncState": state }), None).await
 }
 

@@ -791,8 +791,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_related_entities_are_created_or_refused_as_asked() {
+    /// Blueprint `svc` relates to one `team` and to many `svc`.
+    fn services_and_teams() -> State {
         let mut s = State::default();
         s.blueprints.insert(
             "svc".into(),
@@ -803,6 +803,12 @@ mod tests {
         );
         s.blueprints
             .insert("team".into(), json!({"identifier": "team"}));
+        s
+    }
+
+    #[test]
+    fn missing_related_entities_are_created_or_refused_as_asked() {
+        let mut s = services_and_teams();
         let mut ch = Vec::new();
         let api =
             json!({"identifier": "api", "relations": {"team": "core", "deps": ["db", "api"]}});
@@ -841,16 +847,7 @@ mod tests {
 
     #[test]
     fn search_query_relations_resolve_in_the_declared_target() {
-        let mut s = State::default();
-        s.blueprints.insert(
-            "svc".into(),
-            json!({"identifier": "svc", "relations": {
-                "team": {"target": "team", "many": false},
-                "deps": {"target": "svc", "many": true}
-            }}),
-        );
-        s.blueprints
-            .insert("team".into(), json!({"identifier": "team"}));
+        let mut s = services_and_teams();
         let mut ch = Vec::new();
         for (bp, id, email) in [
             ("team", "core", "core@x"),
