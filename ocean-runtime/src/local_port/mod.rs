@@ -224,12 +224,17 @@ async fn provision_enabled() -> Response {
 async fn get_integration(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.store.read(|s| s.integrations.get(&id).cloned()) {
         Some(record) => Json(json!({"ok": true, "integration": record})).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("integration `{id}` does not exist"),
-        ),
+        None => no_integration(&id),
     }
+}
+
+/// 404: Port has no integration `id`.
+fn no_integration(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("integration `{id}` does not exist"),
+    )
 }
 
 /// A new integration record, as Port creates one: its Port resources (blueprints…) not yet
@@ -297,11 +302,7 @@ async fn write_integration(
         .await;
     match result {
         Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
-        Ok(Ok(None)) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("integration `{id}` does not exist"),
-        ),
+        Ok(Ok(None)) => no_integration(&id),
         Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
@@ -385,11 +386,7 @@ async fn resync_request(State(shared): State<Arc<Shared>>, Path(id): Path<String
                 .unwrap_or(Value::Null);
             Json(json!({"ok": true, "request": {"updatedAt": at}})).into_response()
         }
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("integration `{id}` does not exist"),
-        ),
+        None => no_integration(&id),
     }
 }
 
@@ -416,11 +413,7 @@ async fn kind_examples(
             .get(&id)
             .map(|r| r.get("kindExamples").cloned().unwrap_or_else(|| json!({})))
     }) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("integration `{id}` does not exist"),
-        );
+        return no_integration(&id);
     };
     if let Some(obj) = all.as_object_mut() {
         obj.insert(kind, examples);

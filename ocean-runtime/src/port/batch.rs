@@ -213,12 +213,7 @@ mod tests {
         let active_same = Arc::new(AtomicUsize::new(0));
         let (overlaps_in, active_in) = (Arc::clone(&overlaps), Arc::clone(&active_same));
         let app = axum::Router::new()
-            .route(
-                "/v1/auth/access_token",
-                axum::routing::post(|| async {
-                    axum::Json(json!({"accessToken": "t", "expiresIn": 3600}))
-                }),
-            )
+            .route("/v1/auth/access_token", crate::port::test_token_route())
             .route(
                 "/v1/blueprints/{bp}/entities/bulk",
                 axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
@@ -250,10 +245,7 @@ mod tests {
                     }
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = crate::port::test_client(format!("http://{addr}"));
+        let client = crate::port::serve_test_port(app).await;
         (Arc::new(client), seen, overlaps)
     }
 

@@ -762,6 +762,22 @@ impl PortClient {
     }
 }
 
+/// Serves `app` (a stand-in for Port) on loopback and returns a test client of it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) async fn serve_test_port(app: axum::Router) -> PortClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    test_client(format!("http://{addr}"))
+}
+
+/// `POST /v1/auth/access_token` of a stand-in Port: the same token, valid an hour, every time.
+#[cfg(test)]
+pub(crate) fn test_token_route() -> axum::routing::MethodRouter {
+    axum::routing::post(|| async { axum::Json(json!({"accessToken": "t", "expiresIn": 3600})) })
+}
+
 /// A client of a Port at `base_url`, with test credentials and identity.
 #[cfg(test)]
 pub(crate) fn test_client(base_url: String) -> PortClient {
@@ -806,12 +822,7 @@ mod tests {
         const LIMIT: usize = 3_000;
         static REQUESTS: AtomicUsize = AtomicUsize::new(0);
         let app = axum::Router::new()
-            .route(
-                "/v1/auth/access_token",
-                axum::routing::post(|| async {
-                    axum::Json(json!({"accessToken": "t", "expiresIn": 3600}))
-                }),
-            )
+            .route("/v1/auth/access_token", test_token_route())
             .route(
                 "/v1/blueprints/{bp}/entities/bulk",
                 axum::routing::post(|body: bytes::Bytes| async move {
@@ -822,10 +833,7 @@ mod tests {
                     axum::Json(json!({"entities": [], "errors": []})).into_response()
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = test_client(format!("http://{addr}"));
+        let client = serve_test_port(app).await;
         // 8 entities of ~600 bytes: 8 → 4+4 (too large) → 2+2+2+2 accepted; one of 5 KB is refused alone.
         let mut entities: Vec<Value> = (0..8).map(|i| entity(i, 550)).collect();
         entities.push(entity(99, 5_000));
@@ -941,10 +949,7 @@ mod tests {
                         }
                     }),
                 );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (test_client(format!("http://{addr}")), seen, tokens)
+        (serve_test_port(app).await, seen, tokens)
     }
 
     #[tokio::test]
