@@ -272,16 +272,7 @@ async fn deletes_spare_entities_this_integration_does_not_own() {
     let app = app().await;
     // Another writer (its own user agent, hence another datasource) creates PROJ-5 directly in Port.
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/v1/auth/access_token", app.port_url()))
-        .json(&json!({"clientId": "x", "clientSecret": "y"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let auth = format!("Bearer {}", token["accessToken"].as_str().unwrap());
+    let auth = app.port_token().await.unwrap();
     let resp = http
         .post(format!(
             "{}/v1/blueprints/jiraIssue/entities/bulk?upsert=true",

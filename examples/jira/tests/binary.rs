@@ -6,11 +6,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::token;
-use ocean_runtime::testing::url_after;
+use ocean_runtime::testing::{eventually, url_after};
 use serde_json::Value;
+
+/// How long the binary gets to process a webhook.
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn runs_out_of_the_box_on_the_built_in_port() {
@@ -44,22 +47,8 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
     assert_eq!(accepted["status"], "ok");
 
     let token = token(&client, &port).await;
-    let entity_url = format!("{port}/v1/blueprints/jiraIssue/entities/PROJ-1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let entity = loop {
-        let response = client
-            .get(&entity_url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            break body["entity"].clone();
-        }
-        assert!(Instant::now() < deadline, "PROJ-1 never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let issue = || common::entity(&client, &port, &token, "jiraIssue", "PROJ-1");
+    let entity = eventually("PROJ-1 to appear", WAIT, issue).await;
     assert_eq!(entity["title"], "Checkout fails on Safari");
     assert_eq!(entity["properties"]["status"], "To Do");
     assert_eq!(entity["relations"]["project"], "PROJ");
@@ -86,27 +75,12 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
             .send()
     };
     assert_eq!(post(updated).await.unwrap().status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body: Value = client
-            .get(&entity_url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body["entity"]["title"] == "Edited in Jira" {
-            assert_eq!(body["entity"]["properties"]["status"], "Done");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "PROJ-1 never followed Jira: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let followed = eventually("PROJ-1 to follow Jira", WAIT, || async {
+        let entity = issue().await?;
+        Ok::<_, reqwest::Error>(entity.filter(|e| e["title"] == "Edited in Jira"))
+    })
+    .await;
+    assert_eq!(followed["properties"]["status"], "Done");
     // Gone from Jira: the next webhook deletes the entity.
     let gone = client
         .delete(format!("{jira}/rest/api/2/issue/PROJ-1"))
@@ -115,19 +89,10 @@ async fn runs_out_of_the_box_on_the_built_in_port() {
         .unwrap();
     assert!(gone.status().is_success());
     assert_eq!(post(updated).await.unwrap().status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(&entity_url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 404
-    {
-        assert!(Instant::now() < deadline, "PROJ-1 was not deleted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("PROJ-1 to be deleted", WAIT, || async {
+        Ok::<_, reqwest::Error>(issue().await?.is_none().then_some(()))
+    })
+    .await;
 
     let status = binary.signal_and_wait("-TERM").await.unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
@@ -171,18 +136,14 @@ async fn dead_letters_are_listed_online_and_offline_from_the_cli() {
         .unwrap();
     assert_eq!(accepted.status(), 200);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let listed = loop {
+    let listed = eventually("a dead letter", WAIT, || async {
         let listed = cli(&data, &port, &["dead-letters", "list"]);
-        if listed["deadLetters"]
+        let any = listed["deadLetters"]
             .as_array()
-            .is_some_and(|l| !l.is_empty())
-        {
-            break listed;
-        }
-        assert!(Instant::now() < deadline, "no dead letter: {listed}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            .is_some_and(|l| !l.is_empty());
+        Ok::<_, std::convert::Infallible>(any.then_some(listed))
+    })
+    .await;
     let letter = &listed["deadLetters"][0];
     assert_eq!(letter["processor"], "issue_events");
     assert_eq!(letter["error"], "payload has no value at `/issue/key`");

@@ -38,6 +38,28 @@ pub async fn token(client: &reqwest::Client, port: &str) -> String {
         .unwrap()
 }
 
+/// One entity from the built-in Port; `None` when it does not exist.
+pub async fn entity(
+    client: &reqwest::Client,
+    port: &str,
+    token: &str,
+    blueprint: &str,
+    identifier: &str,
+) -> Result<Option<Value>, reqwest::Error> {
+    let response = client
+        .get(format!(
+            "{port}/v1/blueprints/{blueprint}/entities/{identifier}"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let body: Value = response.error_for_status()?.json().await?;
+    Ok(Some(body["entity"].clone()))
+}
+
 /// A Jira `issue_created` webhook for `key` with summary `summary`.
 pub fn issue_created(key: &str, summary: &str) -> Value {
     json!({
