@@ -269,21 +269,15 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// Creates (unless `create` is `None`: then it must exist) or patches integration `id`;
-/// `create` is the base URL for a new record's ingest URLs.
+/// Creates (unless `create` is `None`: then it must exist) or edits integration `id` with `edit`,
+/// inside the store's write, so concurrent edits of one record do not lose each other; `create`
+/// is the base URL for a new record's ingest URLs.
 async fn write_integration(
     shared: &Shared,
     id: String,
-    patch: Value,
     create: Option<String>,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
 ) -> Response {
-    let Some(patch) = patch.as_object().cloned() else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "the body must be a JSON object",
-        );
-    };
     let result = shared
         .store
         .write(|s, changes| {
@@ -293,7 +287,7 @@ async fn write_integration(
                 (None, Some(base)) => new_integration(&id, base),
             };
             if let Some(obj) = record.as_object_mut() {
-                obj.extend(patch);
+                edit(obj);
                 obj.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
             }
             s.put_integration(&id, record.clone(), changes)
@@ -316,18 +310,22 @@ async fn create_integration(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let Some(id) = body
-        .get("installationId")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
+    let (Some(id), Value::Object(fields)) = (
+        body.get("installationId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        body,
+    ) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             "`installationId` is required",
         );
     };
-    write_integration(&shared, id, body, Some(base_url(&headers))).await
+    write_integration(&shared, id, Some(base_url(&headers)), |r| {
+        r.extend(fields);
+    })
+    .await
 }
 
 async fn patch_integration(
@@ -335,8 +333,8 @@ async fn patch_integration(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    match parse_body(&body) {
-        Ok(b) => write_integration(&shared, id, b, None).await,
+    match parse_object(&body) {
+        Ok(fields) => write_integration(&shared, id, None, |r| r.extend(fields)).await,
         Err(r) => *r,
     }
 }
@@ -357,7 +355,10 @@ async fn patch_integration_config(
             "`config` is required",
         );
     };
-    write_integration(&shared, id, json!({ "config": config }), None).await
+    write_integration(&shared, id, None, |r| {
+        r.insert("config".to_owned(), config);
+    })
+    .await
 }
 
 /// `PATCH /v1/integration/{id}/resync-state`: the state of the integration's last resync.
@@ -371,7 +372,10 @@ async fn patch_resync_state(
         Err(r) => return *r,
     };
     state.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
-    write_integration(&shared, id, json!({ "resyncState": state }), None).await
+    write_integration(&shared, id, None, |r| {
+        r.insert("resyncState".to_owned(), Value::Object(state));
+    })
+    .await
 }
 
 /// `GET /v1/integration/{id}/resync-request`: when a resync was last asked for in Port's UI
@@ -408,17 +412,13 @@ async fn kind_examples(
             "`examples` must be an array",
         );
     };
-    let Some(mut all) = shared.store.read(|s| {
-        s.integrations
-            .get(&id)
-            .map(|r| r.get("kindExamples").cloned().unwrap_or_else(|| json!({})))
-    }) else {
-        return no_integration(&id);
-    };
-    if let Some(obj) = all.as_object_mut() {
-        obj.insert(kind, examples);
-    }
-    write_integration(&shared, id, json!({ "kindExamples": all }), None).await
+    write_integration(&shared, id, None, |r| {
+        let all = r.entry("kindExamples").or_insert_with(|| json!({}));
+        if let Some(all) = all.as_object_mut() {
+            all.insert(kind, examples);
+        }
+    })
+    .await
 }
 
 /// The logs, metrics and data an integration ships to its record's ingest URLs: taken and dropped.
