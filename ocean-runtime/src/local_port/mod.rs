@@ -654,18 +654,28 @@ async fn get_entity(
 async fn delete_entity(
     State(shared): State<Arc<Shared>>,
     Path((blueprint, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    let dependents = flag(&query, "delete_dependents", false);
+    let ids = [id.clone()];
     match shared
         .store
-        .write(|s, changes| s.delete(&blueprint, &id, changes))
+        .write(|s, changes| s.delete_many(&blueprint, &ids, dependents, changes))
         .await
     {
-        Ok(true) => Json(json!({"ok": true})).into_response(),
-        Ok(false) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
-        ),
+        Ok((deleted, _)) if !deleted.is_empty() => Json(json!({"ok": true})).into_response(),
+        Ok((_, refused)) => match refused.into_iter().next() {
+            Some((_, r)) => error(
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::CONFLICT),
+                r.error,
+                r.message,
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
+            ),
+        },
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
@@ -673,8 +683,10 @@ async fn delete_entity(
 async fn bulk_delete(
     State(shared): State<Arc<Shared>>,
     Path(blueprint): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let dependents = flag(&query, "delete_dependents", false);
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -692,15 +704,19 @@ async fn bulk_delete(
         .collect();
     let result = shared
         .store
-        .write(|s, changes| {
-            ids.iter()
-                .filter(|id| s.delete(&blueprint, id, changes))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        .write(|s, changes| s.delete_many(&blueprint, &ids, dependents, changes))
         .await;
     match result {
-        Ok(deleted) => Json(json!({"ok": true, "deletedEntities": deleted})).into_response(),
+        Ok((deleted, refused)) => {
+            let errors: Vec<Value> = refused
+                .iter()
+                .filter_map(|(id, r)| {
+                    let index = ids.iter().position(|i| i == id)?;
+                    Some(refusal_json(&Value::String(id.clone()), index, r))
+                })
+                .collect();
+            Json(json!({"ok": true, "deletedEntities": deleted, "errors": errors})).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }

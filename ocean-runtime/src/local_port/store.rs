@@ -4,7 +4,7 @@
 //! thread that commits whatever has queued up in one durable transaction (group commit). A request
 //! is answered only after its changes are committed, so an answered write survives `kill -9`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -374,21 +374,104 @@ impl State {
         }
     }
 
-    /// Deletes one entity; returns whether it existed.
-    pub(crate) fn delete(
+    /// The entities whose *required* relation points at `identifier` of `blueprint` (the ones
+    /// Port calls its dependents).
+    fn dependents(&self, blueprint: &str, identifier: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for (source, def) in &self.blueprints {
+            let Some(relations) = def["relations"].as_object() else {
+                continue;
+            };
+            let names: Vec<&str> = relations
+                .iter()
+                .filter(|(_, r)| r["target"] == blueprint && r["required"] == true)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            for (id, stored) in self.entities_of(source) {
+                let points_here =
+                    names
+                        .iter()
+                        .any(|name| match &stored.entity["relations"][*name] {
+                            Value::String(target) => target == identifier,
+                            Value::Array(targets) => targets.iter().any(|t| t == identifier),
+                            _ => false,
+                        });
+                if points_here && !(source == blueprint && id == identifier) {
+                    found.push((source.clone(), id.to_owned()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Deletes entities of `blueprint`, like Port's bulk delete: an entity that others depend on
+    /// (they have a required relation to it) is deleted with them when `dependents` is true, and
+    /// refused (409) when it is false, unless those others are deleted in the same call. Returns
+    /// the identifiers deleted (of `blueprint`; missing ones are not listed) and those refused.
+    pub(crate) fn delete_many(
         &mut self,
         blueprint: &str,
-        identifier: &str,
+        identifiers: &[String],
+        dependents: bool,
         changes: &mut Vec<Change>,
-    ) -> bool {
-        let existed = self
-            .entities
-            .remove(&(blueprint.to_owned(), identifier.to_owned()))
-            .is_some();
-        if existed {
-            changes.push(Change::DeleteEntity(key(blueprint, identifier)));
+    ) -> (Vec<String>, Vec<(String, EntityRefusal)>) {
+        let asked: BTreeSet<(String, String)> = identifiers
+            .iter()
+            .map(|id| (blueprint.to_owned(), id.clone()))
+            .collect();
+        let (mut deleted, mut refused) = (Vec::new(), Vec::new());
+        let mut gone = BTreeSet::new();
+        for id in identifiers {
+            let root = (blueprint.to_owned(), id.clone());
+            if !self.entities.contains_key(&root) {
+                // Already deleted in this call, with an entity it depends on.
+                if gone.contains(&root) && !deleted.contains(id) {
+                    deleted.push(id.clone());
+                }
+                continue;
+            }
+            // Everything that goes with it: its dependents, theirs, and so on.
+            let mut doomed = vec![root];
+            let mut i = 0;
+            while let Some((bp, eid)) = doomed.get(i).cloned() {
+                for d in self.dependents(&bp, &eid) {
+                    if !doomed.contains(&d) {
+                        doomed.push(d);
+                    }
+                }
+                i += 1;
+            }
+            let blocking: Vec<String> = doomed[1..]
+                .iter()
+                .filter(|d| !asked.contains(*d))
+                .map(|(bp, eid)| format!("{bp}/{eid}"))
+                .collect();
+            if !dependents && !blocking.is_empty() {
+                refused.push((
+                    id.clone(),
+                    refusal(
+                        409,
+                        "has_dependents",
+                        format!(
+                            "entity `{id}` of blueprint `{blueprint}` has dependent entities ({}); delete them first or set delete_dependents=true",
+                            blocking.join(", ")
+                        ),
+                    ),
+                ));
+                continue;
+            }
+            for (bp, eid) in doomed {
+                if self.entities.remove(&(bp.clone(), eid.clone())).is_some() {
+                    changes.push(Change::DeleteEntity(key(&bp, &eid)));
+                    gone.insert((bp, eid));
+                }
+            }
+            deleted.push(id.clone());
         }
-        existed
+        (deleted, refused)
     }
 
     /// The entities of `blueprint`, by identifier.
@@ -843,6 +926,95 @@ mod tests {
         );
         s.upsert_with("svc", &api, true, false, "ds", &mut ch)
             .expect("once they exist, false is fine");
+    }
+
+    #[test]
+    fn an_entity_others_require_is_deleted_with_them_or_refused() {
+        let mut s = State::default();
+        s.blueprints
+            .insert("team".into(), json!({"identifier": "team"}));
+        s.blueprints.insert(
+            "member".into(),
+            json!({"identifier": "member", "relations": {
+                "team": {"target": "team", "required": true},
+                "mentor": {"target": "member", "required": true}
+            }}),
+        );
+        s.blueprints.insert(
+            "svc".into(),
+            json!({"identifier": "svc", "relations": {"team": {"target": "team", "required": false}}}),
+        );
+        let mut ch = Vec::new();
+        for (bp, e) in [
+            ("team", json!({"identifier": "core"})),
+            (
+                "member",
+                json!({"identifier": "ann", "relations": {"team": "core"}}),
+            ),
+            (
+                "member",
+                json!({"identifier": "bob", "relations": {"team": "core", "mentor": "ann"}}),
+            ),
+            (
+                "svc",
+                json!({"identifier": "api", "relations": {"team": "core"}}),
+            ),
+        ] {
+            s.upsert(bp, &e, false, "ds", &mut ch).unwrap();
+        }
+        let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let has = |s: &State, bp: &str, id: &str| {
+            s.entities.contains_key(&(bp.to_owned(), id.to_owned()))
+        };
+
+        let mut ch = Vec::new();
+        let (deleted, refused) = s.delete_many("team", &ids(&["core"]), false, &mut ch);
+        assert!(deleted.is_empty() && ch.is_empty());
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].1.status, refused[0].1.error),
+            (409, "has_dependents")
+        );
+        assert!(
+            refused[0].1.message.contains("member/ann")
+                && refused[0].1.message.contains("member/bob"),
+            "{}",
+            refused[0].1.message
+        );
+        assert!(
+            !refused[0].1.message.contains("svc/api"),
+            "an optional relation does not hold it"
+        );
+
+        // Asked together, a dependent does not block: ann needs bob gone, and bob is asked too.
+        let (deleted, refused) = s.delete_many("member", &ids(&["ann", "bob"]), false, &mut ch);
+        assert_eq!((deleted, refused.len()), (ids(&["ann", "bob"]), 0));
+        assert!(!has(&s, "member", "ann") && !has(&s, "member", "bob"));
+
+        s.upsert(
+            "member",
+            &json!({"identifier": "cy", "relations": {"team": "core"}}),
+            false,
+            "ds",
+            &mut ch,
+        )
+        .unwrap();
+        let (deleted, refused) = s.delete_many("team", &ids(&["core", "gone"]), true, &mut ch);
+        assert_eq!(
+            (deleted, refused.len()),
+            (ids(&["core"]), 0),
+            "a missing one is not listed"
+        );
+        assert!(!has(&s, "member", "cy"), "the dependent went with it");
+        assert!(
+            has(&s, "svc", "api"),
+            "an optional relation is not a dependent"
+        );
+        assert!(
+            ch.iter()
+                .any(|c| matches!(c, Change::DeleteEntity(k) if k == &key("member", "cy"))),
+            "the dependent's delete is stored"
+        );
     }
 
     #[test]
