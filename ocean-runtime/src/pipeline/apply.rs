@@ -195,22 +195,54 @@ pub(super) async fn apply(
         applied.failed += failures.len();
         applied.upserted += sent - failures.len();
     }
-    for (blueprint, ids) in &deletes {
-        let ids: Vec<String> = ids.iter().cloned().collect();
-        let owned = port.search_owned(blueprint, &ids).await?;
+    let delete_dependents = mapping.config().delete_dependent_entities;
+    for blueprint in delete_order(port, deletes.keys().cloned().collect()).await {
+        let ids: Vec<String> = deletes
+            .get(&blueprint)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let owned = port.search_owned(&blueprint, &ids).await?;
         if owned.is_empty() {
             continue;
         }
-        let deleted = port
-            .delete_entities(
-                blueprint,
-                &owned,
-                mapping.config().delete_dependent_entities,
-            )
+        let (deleted, refused) = port
+            .delete_entities(&blueprint, &owned, delete_dependents)
             .await?;
+        for f in &refused {
+            tracing::warn!(blueprint, identifier = %f.identifier, reason = f.message, "Port refused to delete an entity");
+        }
+        applied.failed += refused.len();
         applied.deleted += deleted.len();
     }
     Ok(applied)
+}
+
+/// The blueprints to delete from, those whose entities may relate to another's first (as Ocean
+/// orders its deletes), so that with `deleteDependentEntities: false` an entity is not refused
+/// for a dependent that the same event deletes. A cycle keeps the rest in name order.
+async fn delete_order(port: &crate::port::PortClient, mut left: Vec<String>) -> Vec<String> {
+    if left.len() < 2 {
+        return left;
+    }
+    let mut edges = BTreeSet::new();
+    for source in &left {
+        for target in &left {
+            if source != target && port.relates_to(source, target).await {
+                edges.insert((source.clone(), target.clone()));
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let next = left
+            .iter()
+            .position(|b| !left.iter().any(|a| edges.contains(&(a.clone(), b.clone()))))
+            .unwrap_or(0);
+        order.push(left.remove(next));
+    }
+    order
 }
 
 #[cfg(test)]

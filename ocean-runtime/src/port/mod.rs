@@ -170,12 +170,18 @@ pub struct PortClient {
     metrics: Option<Arc<Metrics>>,
     /// Until when Port asked (with `Retry-After`) for no calls at all.
     throttled_until: std::sync::Mutex<Option<Instant>>,
-    /// What each blueprint requires, and when that was read.
-    required: Mutex<HashMap<String, Required>>,
+    /// What each blueprint requires and relates to, and when that was read.
+    blueprints: Mutex<HashMap<String, (Instant, Arc<BlueprintFacts>)>>,
 }
 
-/// What a blueprint requires, and when that was read.
-type Required = (Instant, Arc<BTreeSet<String>>);
+/// What the pipeline needs to know of a blueprint.
+#[derive(Debug, Default)]
+struct BlueprintFacts {
+    /// `properties.<name>` and `relations.<name>` it requires.
+    required: Arc<BTreeSet<String>>,
+    /// The blueprints its relations point at.
+    targets: BTreeSet<String>,
+}
 
 /// How long what a blueprint requires is remembered (Ocean's cache of `GET /v1/blueprints/{bp}`).
 const BLUEPRINT_TTL: Duration = Duration::from_secs(120);
@@ -309,7 +315,7 @@ impl PortClient {
             token: Mutex::new(None),
             metrics: None,
             throttled_until: std::sync::Mutex::new(None),
-            required: Mutex::new(HashMap::new()),
+            blueprints: Mutex::new(HashMap::new()),
         })
     }
 
@@ -523,41 +529,56 @@ impl PortClient {
     /// `GET /v1/blueprints/{blueprint}` and remembered for 120 s. Empty when Port has no such
     /// blueprint or cannot be asked (that is logged at debug level).
     pub async fn required_fields(&self, blueprint: &str) -> Arc<BTreeSet<String>> {
-        let mut cache = self.required.lock().await;
-        if let Some((at, fields)) = cache.get(blueprint)
+        Arc::clone(&self.blueprint_facts(blueprint).await.required)
+    }
+
+    /// Whether an entity of blueprint `source` may have a relation to one of `target` (one of its
+    /// relations is declared with that target); read and remembered like
+    /// [`required_fields`](Self::required_fields), `false` when Port cannot say.
+    pub async fn relates_to(&self, source: &str, target: &str) -> bool {
+        self.blueprint_facts(source).await.targets.contains(target)
+    }
+
+    async fn blueprint_facts(&self, blueprint: &str) -> Arc<BlueprintFacts> {
+        let mut cache = self.blueprints.lock().await;
+        if let Some((at, facts)) = cache.get(blueprint)
             && at.elapsed() < BLUEPRINT_TTL
         {
-            return Arc::clone(fields);
+            return Arc::clone(facts);
         }
-        let mut fields = BTreeSet::new();
+        let mut required = BTreeSet::new();
+        let mut targets = BTreeSet::new();
         match self
             .call(Method::GET, &["blueprints", blueprint], &[], None, false)
             .await
         {
             Ok(v) => {
                 let bp = &v["blueprint"];
-                if let Some(required) = bp["schema"]["required"].as_array() {
-                    fields.extend(
-                        required
+                if let Some(names) = bp["schema"]["required"].as_array() {
+                    required.extend(
+                        names
                             .iter()
                             .filter_map(Value::as_str)
                             .map(|p| format!("properties.{p}")),
                     );
                 }
-                if let Some(relations) = bp["relations"].as_object() {
-                    fields.extend(
-                        relations
-                            .iter()
-                            .filter(|(_, r)| r["required"] == Value::Bool(true))
-                            .map(|(name, _)| format!("relations.{name}")),
-                    );
+                for (name, relation) in bp["relations"].as_object().into_iter().flatten() {
+                    if relation["required"] == Value::Bool(true) {
+                        required.insert(format!("relations.{name}"));
+                    }
+                    if let Some(target) = relation["target"].as_str() {
+                        targets.insert(target.to_owned());
+                    }
                 }
             }
             Err(e) => tracing::debug!(blueprint, error = %e, "cannot read the blueprint"),
         }
-        let fields = Arc::new(fields);
-        cache.insert(blueprint.to_owned(), (Instant::now(), Arc::clone(&fields)));
-        fields
+        let facts = Arc::new(BlueprintFacts {
+            required: Arc::new(required),
+            targets,
+        });
+        cache.insert(blueprint.to_owned(), (Instant::now(), Arc::clone(&facts)));
+        facts
     }
 
     /// The integration record (`GET /v1/integration/{identifier}`), or `None` when Port has none.
@@ -721,8 +742,9 @@ impl PortClient {
             .collect())
     }
 
-    /// Deletes entities of one blueprint, [`DELETE_BATCH_MAX`] per request, and returns the identifiers
-    /// Port says it deleted.
+    /// Deletes entities of one blueprint, [`DELETE_BATCH_MAX`] per request. Returns the identifiers
+    /// Port says it deleted, and the ones it refused with its reasons (e.g. an entity others
+    /// depend on, with `delete_dependents` false).
     ///
     /// # Errors
     /// The first request that failed.
@@ -731,13 +753,14 @@ impl PortClient {
         blueprint: &str,
         identifiers: &[String],
         delete_dependents: bool,
-    ) -> Result<Vec<String>, PortError> {
+    ) -> Result<(Vec<String>, Vec<EntityFailure>), PortError> {
         let dependents = delete_dependents.to_string();
         let query = [
             ("delete_dependents", dependents.as_str()),
             ("ocean_info_event_type", "http_request"),
         ];
         let mut deleted = Vec::new();
+        let mut refused = Vec::new();
         for chunk in identifiers.chunks(DELETE_BATCH_MAX) {
             let body = json!({ "entities": chunk });
             let answer = self
@@ -757,8 +780,24 @@ impl PortClient {
                     .flatten()
                     .filter_map(|v| v.as_str().map(str::to_owned)),
             );
+            refused.extend(
+                answer
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|err| EntityFailure {
+                        identifier: err.get("identifier").cloned().unwrap_or(Value::Null),
+                        message: err
+                            .get("message")
+                            .or_else(|| err.get("error"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("refused")
+                            .to_owned(),
+                    }),
+            );
         }
-        Ok(deleted)
+        Ok((deleted, refused))
     }
 }
 
