@@ -250,8 +250,11 @@ impl App {
             Some(path) => MappingSource::File(path.clone()),
             None => MappingSource::Port(Arc::clone(&port)),
         };
-        let mapping =
-            Arc::new(MappingStore::new(source).with_check(mapping_check(Arc::clone(&registry))));
+        let mapping = Arc::new(
+            MappingStore::new(source)
+                .with_check(mapping_check(Arc::clone(&registry)))
+                .with_metrics(Arc::clone(&metrics)),
+        );
         match mapping.reload().await {
             Ok(_) => tracing::info!("mapping loaded"),
             Err(e) => {

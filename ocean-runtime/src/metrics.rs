@@ -95,6 +95,7 @@ pub struct Metrics {
     port_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
     port_latency: Histogram,
     mapping_issues: Mutex<BTreeMap<IssueKey, u64>>,
+    mapping_loads: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Blueprint, field, kind, severity.
@@ -112,6 +113,12 @@ pub struct QueueGauges {
 }
 
 impl Metrics {
+    /// The mapping was fetched (`outcome`: `applied` a new version, `unchanged`, `refused` a
+    /// version that does not compile or fit, `unavailable` when it could not be fetched).
+    pub fn mapping_load(&self, outcome: &'static str) {
+        bump(&self.mapping_loads, outcome);
+    }
+
     /// A webhook request reached a registered path.
     pub fn received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
@@ -260,6 +267,16 @@ impl Metrics {
                 "ocean_mapping_issues_total{{blueprint=\"{}\",field=\"{}\",kind=\"{k}\",severity=\"{s}\"}} {n}",
                 label(b),
                 label(f)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ocean_mapping_loads_total Mapping fetches, by outcome (applied, unchanged, refused, unavailable).\n# TYPE ocean_mapping_loads_total counter"
+        );
+        for (outcome, n) in locked(&self.mapping_loads).iter() {
+            let _ = writeln!(
+                out,
+                "ocean_mapping_loads_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         counter(

@@ -65,6 +65,7 @@ pub struct MappingStore {
     source: MappingSource,
     current: RwLock<Option<Arc<CompiledMapping>>>,
     check: Option<MappingCheck>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A check every new mapping version must pass before it is put in force; `Err` lists the problems.
@@ -87,7 +88,15 @@ impl MappingStore {
             source,
             current: RwLock::new(None),
             check: None,
+            metrics: None,
         }
+    }
+
+    /// Counts every load in `ocean_mapping_loads_total{outcome}`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Adds a check that every new version must pass.
@@ -141,6 +150,24 @@ impl MappingStore {
     /// # Errors
     /// The mapping could not be fetched or does not compile; the current version stays in force.
     pub async fn reload(&self) -> Result<bool, MappingLoadError> {
+        let result = self.load().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.mapping_load(match &result {
+                Ok(true) => "applied",
+                Ok(false) => "unchanged",
+                Err(
+                    MappingLoadError::Rejected(_)
+                    | MappingLoadError::Invalid(_)
+                    | MappingLoadError::Shape(_)
+                    | MappingLoadError::Yaml { .. },
+                ) => "refused",
+                Err(_) => "unavailable",
+            });
+        }
+        result
+    }
+
+    async fn load(&self) -> Result<bool, MappingLoadError> {
         let config = self.fetch().await?;
         if self.current().is_some_and(|c| *c.config() == config) {
             return Ok(false);
