@@ -166,17 +166,6 @@ resources:
             nick: .nick
 "#;
 
-async fn create_blueprint(app: &TestApp, blueprint: Value) {
-    let created = reqwest::Client::new()
-        .post(format!("{}/v1/blueprints", app.port_url()))
-        .header("authorization", app.port_token().await.unwrap())
-        .json(&blueprint)
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success(), "{}", created.status());
-}
-
 fn issue_count(metrics: &str, field: &str, kind: &str, severity: &str) -> u64 {
     let series = format!(
         "ocean_mapping_issues_total{{blueprint=\"member\",field=\"{field}\",kind=\"{kind}\",severity=\"{severity}\"}} "
@@ -195,15 +184,13 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
         .start()
         .await
         .unwrap();
-    create_blueprint(
-        &app,
-        json!({
-            "identifier": "member", "title": "Member",
-            "schema": {"properties": {"email": {"type": "string"}, "nick": {"type": "string"}},
-                       "required": ["email"]}
-        }),
-    )
-    .await;
+    app.create_blueprint(&json!({
+        "identifier": "member", "title": "Member",
+        "schema": {"properties": {"email": {"type": "string"}, "nick": {"type": "string"}},
+                   "required": ["email"]}
+    }))
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
 
     let (status, answer) = app
@@ -291,13 +278,13 @@ async fn create_missing_related_entities_false_reaches_port_and_a_dangling_relat
         .start()
         .await
         .unwrap();
-    create_blueprint(&app, json!({"identifier": "team", "title": "Team"})).await;
-    create_blueprint(
-        &app,
-        json!({"identifier": "member", "title": "Member",
-               "relations": {"team": {"target": "team", "many": false, "required": false}}}),
-    )
-    .await;
+    app.create_blueprint(&json!({"identifier": "team", "title": "Team"}))
+        .await
+        .unwrap();
+    app.create_blueprint(&json!({"identifier": "member", "title": "Member",
+           "relations": {"team": {"target": "team", "many": false, "required": false}}}))
+        .await
+        .unwrap();
     let (status, answer) = app
         .post(
             "/mapping",

@@ -52,6 +52,9 @@ pub enum TestError {
     /// The built-in Port answered something unexpected.
     #[error("unexpected answer from the built-in Port: {0}")]
     Unexpected(String),
+    /// A mapping given to [`TestApp::set_mapping`] is not a port app config.
+    #[error("mapping: {0}")]
+    Mapping(String),
 }
 
 /// Settings for a [`TestApp`].
@@ -70,6 +73,8 @@ pub struct TestAppBuilder {
 #[derive(Debug)]
 pub struct TestApp {
     app: RunningApp,
+    /// The integration's identifier (its record in the built-in Port).
+    integration: String,
     dir: PathBuf,
     keep_dir: bool,
     http: reqwest::Client,
@@ -170,6 +175,7 @@ impl TestAppBuilder {
                 inventory::iter::<Registration>().filter(|r| paths.iter().any(|p| p == r.path)),
             )?,
         };
+        let integration = config.integration_identifier.clone();
         let mut app = App::new(config, registry);
         if let Some(init) = self.state_init {
             app = app.state_init(init);
@@ -180,6 +186,7 @@ impl TestAppBuilder {
         let app = app.start().await?;
         Ok(TestApp {
             app,
+            integration,
             dir,
             keep_dir,
             http: reqwest::Client::new(),
@@ -265,6 +272,47 @@ impl TestApp {
             "Bearer {}",
             local_port_token(&self.http, self.port_url()).await?
         ))
+    }
+
+    /// Creates a blueprint in the built-in Port (`POST /v1/blueprints`).
+    ///
+    /// # Errors
+    /// The request failed or the built-in Port refused the blueprint.
+    pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), TestError> {
+        self.http
+            .post(format!("{}/v1/blueprints", self.port_url()))
+            .header("authorization", self.port_token().await?)
+            .json(blueprint)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Replaces the mapping in the integration's record in the built-in Port
+    /// (`PATCH /v1/integration/{id}/config`), as an operator editing it in Port does; the app
+    /// takes it up on its next refresh. The YAML is only parsed, not compiled, so a version with a
+    /// bad jq expression can be set too.
+    ///
+    /// # Errors
+    /// The YAML is not a port app config, or the request failed.
+    pub async fn set_mapping(&self, yaml: &str) -> Result<(), TestError> {
+        let config = crate::mapping::PortAppConfig::from_yaml(yaml)
+            .map_err(|e| TestError::Mapping(e.to_string()))?;
+        let config = serde_json::to_value(config).map_err(|e| TestError::Mapping(e.to_string()))?;
+        let mut url = reqwest::Url::parse(self.port_url())
+            .map_err(|e| TestError::Unexpected(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
+            .extend(["v1", "integration", &self.integration, "config"]);
+        self.http
+            .patch(url)
+            .header("authorization", self.port_token().await?)
+            .json(&json!({ "config": config }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
     }
 
     /// Reads one entity from the built-in Port over HTTP; `None` when it does not exist.
