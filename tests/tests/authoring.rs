@@ -703,12 +703,7 @@ async fn of_several_waiting_events_of_a_group_only_the_latest_is_processed() {
     })
     .await;
     assert_eq!(seen(), [1, 5, 4], "2 and 3 were superseded by 4");
-    let metrics = reqwest::get(format!("{}/metrics", app.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await.unwrap();
     assert!(
         metrics
             .lines()

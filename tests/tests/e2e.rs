@@ -328,17 +328,14 @@ async fn metrics_count_deliveries_jobs_and_port_calls() {
     assert_eq!(status, 400);
     eventually("MET-1", WAIT, || app.entity("jiraIssue", "MET-1")).await;
     let text = eventually("the job to be counted", WAIT, || async {
-        let text = reqwest::get(format!("{}/metrics", app.url()))
-            .await?
-            .text()
-            .await?;
+        let text = app.metrics().await?;
         // The job is counted when it ends, the event's latency once it is acked.
         let counted = text.contains(
             "ocean_jobs_total{processor=\"issue_events\",kind=\"issue\",outcome=\"success\"} 1",
         ) && text
             .lines()
             .any(|l| l == "ocean_event_processing_seconds_count 1");
-        Ok::<_, reqwest::Error>(counted.then_some(text))
+        Ok::<_, ocean_runtime::testing::TestError>(counted.then_some(text))
     })
     .await;
     for line in [

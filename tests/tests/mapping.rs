@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ocean_runtime::prelude::*;
-use ocean_runtime::testing::{TestApp, eventually};
+use ocean_runtime::testing::{TestApp, eventually, metric};
 
 ocean_runtime::kinds!["team", "repo", "pull", "team-title", "member"];
 
@@ -166,14 +166,13 @@ resources:
             nick: .nick
 "#;
 
-fn issue_count(metrics: &str, field: &str, kind: &str, severity: &str) -> u64 {
-    let series = format!(
-        "ocean_mapping_issues_total{{blueprint=\"member\",field=\"{field}\",kind=\"{kind}\",severity=\"{severity}\"}} "
-    );
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |n| n.parse().unwrap())
+fn issue_count(text: &str, field: &str, kind: &str, severity: &str) -> f64 {
+    metric(
+        text,
+        &format!(
+            "ocean_mapping_issues_total{{blueprint=\"member\",field=\"{field}\",kind=\"{kind}\",severity=\"{severity}\"}}"
+        ),
+    )
 }
 
 #[tokio::test]
@@ -191,7 +190,6 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
     }))
     .await
     .unwrap();
-    let http = reqwest::Client::new();
 
     let (status, answer) = app
         .post(
@@ -209,29 +207,21 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
     let metrics = eventually(
         "the mapping issues counted",
         Duration::from_secs(15),
-        || {
-            let (http, url) = (&http, app.url());
-            async move {
-                let text = http
-                    .get(format!("{url}/metrics"))
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
-                Ok::<_, reqwest::Error>(
-                    (issue_count(&text, "identifier", "skipped", "error") > 0).then_some(text),
-                )
-            }
+        || async {
+            let text = app.metrics().await?;
+            Ok::<_, ocean_runtime::testing::TestError>(
+                (issue_count(&text, "identifier", "skipped", "error") > 0.0).then_some(text),
+            )
         },
     )
     .await;
     // bob has no nick (optional: a warning); cyd has no email, which `member` requires (an
     // error, and Port refuses the entity); the fourth item has no identifier and is skipped.
     for (field, kind, severity, count) in [
-        ("properties.nick", "null", "warning", 1),
-        ("properties.email", "null", "error", 1),
-        ("properties.email", "null", "warning", 0),
-        ("identifier", "skipped", "error", 1),
+        ("properties.nick", "null", "warning", 1.0),
+        ("properties.email", "null", "error", 1.0),
+        ("properties.email", "null", "warning", 0.0),
+        ("identifier", "skipped", "error", 1.0),
     ] {
         assert_eq!(
             issue_count(&metrics, field, kind, severity),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ocean_runtime::prelude::*;
-use ocean_runtime::testing::{TestApp, eventually};
+use ocean_runtime::testing::{TestApp, eventually, metric};
 
 ocean_runtime::kinds!["team", "member", "team-status", "team-owner"];
 
@@ -261,12 +261,11 @@ async fn without_delete_dependents_a_team_with_members_stays_unless_they_go_firs
     app.shutdown().await;
 }
 
-fn loads_metric(metrics: &str, outcome: &str) -> u64 {
-    let series = format!("ocean_mapping_loads_total{{outcome=\"{outcome}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |n| n.parse().unwrap())
+fn loads(text: &str, outcome: &str) -> f64 {
+    metric(
+        text,
+        &format!("ocean_mapping_loads_total{{outcome=\"{outcome}\"}}"),
+    )
 }
 
 #[tokio::test]
@@ -278,14 +277,7 @@ async fn the_mapping_is_taken_up_from_ports_record_on_its_timer_and_a_bad_versio
         .start()
         .await
         .unwrap();
-    let metrics = || async {
-        reqwest::get(format!("{}/metrics", app.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { app.metrics().await.unwrap() };
     let renamed = MAPPING
         .replace("{options}", "")
         .replace("title: .title // .id", r#"title: '"Team " + .id'"#);
@@ -308,15 +300,15 @@ async fn the_mapping_is_taken_up_from_ports_record_on_its_timer_and_a_bad_versio
     })
     .await;
     assert!(
-        loads_metric(&metrics().await, "applied") >= 2,
+        loads(&metrics().await, "applied") >= 2.0,
         "start-up and the new version"
     );
 
     let broken = renamed.replace(r#"title: '"Team " + .id'"#, "title: .id |");
     app.set_mapping(&broken).await.unwrap();
-    let refused_before = loads_metric(&metrics().await, "refused");
+    let refused_before = loads(&metrics().await, "refused");
     eventually("the bad version to be refused", WAIT, || async {
-        Ok::<_, String>((loads_metric(&metrics().await, "refused") > refused_before).then_some(()))
+        Ok::<_, String>((loads(&metrics().await, "refused") > refused_before).then_some(()))
     })
     .await;
     post(

@@ -372,6 +372,21 @@ impl TestApp {
             .ok_or_else(|| TestError::Unexpected(answer.to_string()))
     }
 
+    /// The app's `/metrics` text.
+    ///
+    /// # Errors
+    /// The request failed.
+    pub async fn metrics(&self) -> Result<String, TestError> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     /// Events the queue still holds.
     #[must_use]
     pub fn queue_depth(&self) -> usize {
@@ -385,6 +400,15 @@ impl TestApp {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The value of one series in a Prometheus text (`series` is the metric name with its labels, as
+/// printed, e.g. `ocean_mapping_loads_total{outcome="refused"}`); 0 when it is not there yet.
+#[must_use]
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// An access token from the built-in Port at `port_url` (which gives one for any non-empty id
