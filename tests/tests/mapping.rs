@@ -94,15 +94,20 @@ resources:
           blueprint: '"team"'
 "#;
 
-#[tokio::test]
-async fn every_mapping_feature_reaches_port() {
-    let app = TestApp::builder()
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn app(mapping: &str) -> TestApp {
+    TestApp::builder()
         .paths(&["/mapping"])
-        .mapping(MAPPING)
+        .mapping(mapping)
         .start()
         .await
-        .unwrap();
-    let wait = Duration::from_secs(15);
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_mapping_feature_reaches_port() {
+    let app = app(MAPPING).await;
     let post = |body: Value| {
         let app = &app;
         async move {
@@ -111,7 +116,7 @@ async fn every_mapping_feature_reaches_port() {
         }
     };
     post(json!({"type": "team", "name": "core", "email": "core@acme.io"})).await;
-    eventually("team core", wait, || app.entity("team", "core")).await;
+    eventually("team core", WAIT, || app.entity("team", "core")).await;
 
     post(json!({
         "type": "repo", "repo": "web", "icon": "Github", "team": "core",
@@ -119,7 +124,7 @@ async fn every_mapping_feature_reaches_port() {
         "pulls": [{"n": 1, "title": "First"}, {"n": 2, "title": "Second"}]
     }))
     .await;
-    let repo = eventually("repo web", wait, || app.entity("repo", "web")).await;
+    let repo = eventually("repo web", WAIT, || app.entity("repo", "web")).await;
     assert_eq!(repo["icon"], "Github");
     assert_eq!(repo["team"], "core");
     assert_eq!(
@@ -128,7 +133,7 @@ async fn every_mapping_feature_reaches_port() {
     );
     for (n, title) in [(1, "First"), (2, "Second")] {
         let id = format!("web-{n}");
-        let pull = eventually("a pull", wait, || app.entity("pull", &id)).await;
+        let pull = eventually("a pull", WAIT, || app.entity("pull", &id)).await;
         assert_eq!(pull["title"], title);
         assert_eq!(pull["relations"]["repo"], "web");
         assert_eq!(
@@ -139,7 +144,7 @@ async fn every_mapping_feature_reaches_port() {
 
     // A search-query identifier updates the entity it finds.
     post(json!({"type": "rename", "email": "core@acme.io", "title": "Core platform"})).await;
-    eventually("team core renamed", wait, || async {
+    eventually("team core renamed", WAIT, || async {
         let team = app.entity("team", "core").await?;
         Ok::<_, ocean_runtime::testing::TestError>(team.filter(|t| t["title"] == "Core platform"))
     })
@@ -177,12 +182,7 @@ fn issue_count(text: &str, field: &str, kind: &str, severity: &str) -> f64 {
 
 #[tokio::test]
 async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_counted() {
-    let app = TestApp::builder()
-        .paths(&["/mapping"])
-        .mapping(MEMBERS)
-        .start()
-        .await
-        .unwrap();
+    let app = app(MEMBERS).await;
     app.create_blueprint(&json!({
         "identifier": "member", "title": "Member",
         "schema": {"properties": {"email": {"type": "string"}, "nick": {"type": "string"}},
@@ -204,16 +204,12 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
         .await
         .unwrap();
     assert_eq!(status, 200, "{answer}");
-    let metrics = eventually(
-        "the mapping issues counted",
-        Duration::from_secs(15),
-        || async {
-            let text = app.metrics().await?;
-            Ok::<_, ocean_runtime::testing::TestError>(
-                (issue_count(&text, "identifier", "skipped", "error") > 0.0).then_some(text),
-            )
-        },
-    )
+    let metrics = eventually("the mapping issues counted", WAIT, || async {
+        let text = app.metrics().await?;
+        Ok::<_, ocean_runtime::testing::TestError>(
+            (issue_count(&text, "identifier", "skipped", "error") > 0.0).then_some(text),
+        )
+    })
     .await;
     // bob has no nick (optional: a warning); cyd has no email, which `member` requires (an
     // error, and Port refuses the entity); the fourth item has no identifier and is skipped.
@@ -233,15 +229,9 @@ async fn null_fields_are_rated_by_what_the_blueprint_requires_and_skipped_items_
         !metrics.contains("field=\"identifier\",kind=\"null\""),
         "a skipped item reports only its skip\n{metrics}"
     );
-    let ada = eventually("ada", Duration::from_secs(15), || {
-        app.entity("member", "ada")
-    })
-    .await;
+    let ada = eventually("ada", WAIT, || app.entity("member", "ada")).await;
     assert_eq!(ada["properties"]["nick"], "countess");
-    let bob = eventually("bob", Duration::from_secs(15), || {
-        app.entity("member", "bob")
-    })
-    .await;
+    let bob = eventually("bob", WAIT, || app.entity("member", "bob")).await;
     assert_eq!(bob["properties"]["email"], "bob@acme.io");
     assert_eq!(
         app.entity("member", "cyd").await.unwrap(),
@@ -262,12 +252,7 @@ async fn create_missing_related_entities_false_reaches_port_and_a_dangling_relat
             "            nick: .nick",
             "            nick: .nick\n          relations:\n            team: .team",
         );
-    let app = TestApp::builder()
-        .paths(&["/mapping"])
-        .mapping(mapping)
-        .start()
-        .await
-        .unwrap();
+    let app = app(&mapping).await;
     app.create_blueprint(&json!({"identifier": "team", "title": "Team"}))
         .await
         .unwrap();
@@ -287,10 +272,7 @@ async fn create_missing_related_entities_false_reaches_port_and_a_dangling_relat
         .unwrap();
     assert_eq!(status, 200, "{answer}");
     // Both are in one bulk request: once bob is there, ada's answer is in too.
-    eventually("bob", Duration::from_secs(15), || {
-        app.entity("member", "bob")
-    })
-    .await;
+    eventually("bob", WAIT, || app.entity("member", "bob")).await;
     assert_eq!(
         app.entity("member", "ada").await.unwrap(),
         None,
