@@ -195,20 +195,20 @@ pub(super) async fn apply(
         applied.failed += failures.len();
         applied.upserted += sent - failures.len();
     }
-    let delete_dependents = mapping.config().delete_dependent_entities;
-    for blueprint in delete_order(port, deletes.keys().cloned().collect()).await {
-        let ids: Vec<String> = deletes
-            .get(&blueprint)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let owned = port.search_owned(&blueprint, &ids).await?;
-        if owned.is_empty() {
-            continue;
+    // Only what this integration owns is deleted; the order is worked out for those blueprints.
+    let mut owned = BTreeMap::new();
+    for (blueprint, ids) in &deletes {
+        let ids: Vec<String> = ids.iter().cloned().collect();
+        let found = port.search_owned(blueprint, &ids).await?;
+        if !found.is_empty() {
+            owned.insert(blueprint.clone(), found);
         }
+    }
+    let delete_dependents = mapping.config().delete_dependent_entities;
+    for blueprint in delete_order(port, owned.keys().cloned().collect()).await {
+        let ids = owned.get(&blueprint).map_or(&[][..], Vec::as_slice);
         let (deleted, refused) = port
-            .delete_entities(&blueprint, &owned, delete_dependents)
+            .delete_entities(&blueprint, ids, delete_dependents)
             .await?;
         for f in &refused {
             tracing::warn!(blueprint, identifier = %f.identifier, reason = f.message, "Port refused to delete an entity");
@@ -236,9 +236,14 @@ async fn delete_order(port: &crate::port::PortClient, mut left: Vec<String>) -> 
     }
     let mut order = Vec::with_capacity(left.len());
     while !left.is_empty() {
+        // A blueprint no other one left points at.
         let next = left
             .iter()
-            .position(|b| !left.iter().any(|a| edges.contains(&(a.clone(), b.clone()))))
+            .position(|b| {
+                !edges
+                    .iter()
+                    .any(|(source, target)| target == b && left.contains(source))
+            })
             .unwrap_or(0);
         order.push(left.remove(next));
     }
