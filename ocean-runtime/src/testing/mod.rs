@@ -274,13 +274,23 @@ impl TestApp {
         ))
     }
 
+    /// The built-in Port's URL with these path segments (each percent-encoded).
+    fn port_endpoint(&self, segments: &[&str]) -> Result<reqwest::Url, TestError> {
+        let mut url = reqwest::Url::parse(self.port_url())
+            .map_err(|e| TestError::Unexpected(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
+            .extend(segments);
+        Ok(url)
+    }
+
     /// Creates a blueprint in the built-in Port (`POST /v1/blueprints`).
     ///
     /// # Errors
     /// The request failed or the built-in Port refused the blueprint.
     pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), TestError> {
         self.http
-            .post(format!("{}/v1/blueprints", self.port_url()))
+            .post(self.port_endpoint(&["v1", "blueprints"])?)
             .header("authorization", self.port_token().await?)
             .json(blueprint)
             .send()
@@ -300,11 +310,7 @@ impl TestApp {
         let config = crate::mapping::PortAppConfig::from_yaml(yaml)
             .map_err(|e| TestError::Mapping(e.to_string()))?;
         let config = serde_json::to_value(config).map_err(|e| TestError::Mapping(e.to_string()))?;
-        let mut url = reqwest::Url::parse(self.port_url())
-            .map_err(|e| TestError::Unexpected(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
-            .extend(["v1", "integration", &self.integration, "config"]);
+        let url = self.port_endpoint(&["v1", "integration", &self.integration, "config"])?;
         self.http
             .patch(url)
             .header("authorization", self.port_token().await?)
@@ -324,11 +330,7 @@ impl TestApp {
         blueprint: &str,
         identifier: &str,
     ) -> Result<Option<Value>, TestError> {
-        let mut url = reqwest::Url::parse(self.port_url())
-            .map_err(|e| TestError::Unexpected(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
-            .extend(["v1", "blueprints", blueprint, "entities", identifier]);
+        let url = self.port_endpoint(&["v1", "blueprints", blueprint, "entities", identifier])?;
         let resp = self
             .http
             .get(url)
@@ -351,11 +353,7 @@ impl TestApp {
     /// # Errors
     /// The request failed or the answer was not Port's.
     pub async fn entities(&self, blueprint: &str) -> Result<Vec<Value>, TestError> {
-        let mut url = reqwest::Url::parse(self.port_url())
-            .map_err(|e| TestError::Unexpected(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
-            .extend(["v1", "blueprints", blueprint, "entities"]);
+        let url = self.port_endpoint(&["v1", "blueprints", blueprint, "entities"])?;
         let answer: Value = self
             .http
             .get(url)
