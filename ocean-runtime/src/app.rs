@@ -16,7 +16,9 @@ use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
-use crate::queue::{DiskQueue, DiskQueueError, EventQueue, MemoryQueue};
+use crate::queue::{
+    Backend, DiskQueue, DiskQueueError, MemoryQueue, RedisOptions, RedisQueue, RedisQueueError,
+};
 use crate::registry::Registry;
 use crate::server::{DEDUP_HEADERS, Dedup, Ingress, router};
 use crate::state::StateInit;
@@ -44,6 +46,9 @@ pub enum StartError {
     /// The disk queue cannot be opened.
     #[error(transparent)]
     Queue(#[from] DiskQueueError),
+    /// The Redis queue cannot be reached.
+    #[error(transparent)]
+    Redis(#[from] RedisQueueError),
     /// A setting (usually the integration's own) is missing or malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -88,7 +93,7 @@ pub struct RunningApp {
     ingress_addr: SocketAddr,
     port_url: String,
     local_port: Option<LocalPort>,
-    queue: Arc<dyn EventQueue>,
+    queue: Backend,
     stop_ingress: oneshot::Sender<()>,
     ingress: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
@@ -261,18 +266,13 @@ impl App {
                 tracing::warn!(error = %e, "no mapping loaded yet; events are kept until one loads")
             }
         }
-        let queue: Arc<dyn EventQueue> = match config.queue_backend {
-            QueueBackend::Memory => Arc::new(MemoryQueue::new(config.queue_capacity)),
-            QueueBackend::Disk => {
-                match DiskQueue::open(&config.queue_path, config.queue_capacity) {
-                    Ok(q) => Arc::new(q),
-                    Err(e) => {
-                        if let Some(local) = local_port {
-                            local.shutdown().await;
-                        }
-                        return Err(e.into());
-                    }
+        let queue = match open_queue(&config).await {
+            Ok(q) => q,
+            Err(e) => {
+                if let Some(local) = local_port {
+                    local.shutdown().await;
                 }
+                return Err(e);
             }
         };
         let (pipeline, canceller) = Pipeline::new(
@@ -285,7 +285,7 @@ impl App {
         );
         let pipeline = Arc::new(pipeline);
         let workers = (0..config.workers)
-            .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue))))
+            .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue.events))))
             .collect();
         let refresher = tokio::spawn({
             let mapping = Arc::clone(&mapping);
@@ -312,7 +312,8 @@ impl App {
             Ok(pair) => pair,
             Err(source) => {
                 refresher.abort();
-                queue.close();
+                queue.events.close();
+                queue.events.release().await;
                 if let Some(local) = local_port {
                     local.shutdown().await;
                 }
@@ -328,10 +329,10 @@ impl App {
                 .collect(),
             config.dedup_window,
         );
-        dedup.preload(queue.recent_deliveries(config.dedup_window));
+        dedup.preload(queue.deliveries.recent(config.dedup_window).await);
         let ingress = Arc::new(Ingress {
             registry: Arc::clone(&registry),
-            queue: Arc::clone(&queue),
+            queue: queue.clone(),
             mapping,
             body_limit: config.body_limit,
             admin_token: config.admin_token.as_ref().map(|s| s.0.clone()),
@@ -391,34 +392,41 @@ impl RunningApp {
         &self.port_url
     }
 
-    /// Events held by the queue (waiting plus in flight).
-    #[must_use]
-    pub fn queue_depth(&self) -> usize {
-        self.queue.depth()
+    /// Events held by the queue (waiting plus in flight); for a shared queue, by every replica.
+    /// 0 when the queue cannot be asked.
+    pub async fn queue_depth(&self) -> usize {
+        self.queue.events.stats().await.map_or(0, |s| s.depth)
     }
 
-    /// Stops accepting webhooks, lets queued and in-flight events finish within
-    /// `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN`, then stops the workers and the built-in Port.
+    /// Stops accepting webhooks and lets this process's work finish within
+    /// `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN`: for a queue of its own, what is queued and in
+    /// flight; for a shared queue, only its own jobs in flight (the other replicas go on with the
+    /// rest). Then it cancels what still runs, gives back the leases it still holds, and stops the
+    /// workers and the built-in Port.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_wait;
         let _ = self.stop_ingress.send(());
         let _ = self.ingress.await;
-        while self.queue.depth() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let events = &self.queue.events;
+        let depth = || async { events.stats().await.map_or(0, |s| s.depth) };
+        if !events.shared() {
+            while depth().await > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let left = depth().await;
+            if left > 0 && events.durable() {
+                tracing::info!(
+                    events = left,
+                    "shutdown wait is over; events still queued are kept for the next start"
+                );
+            } else if left > 0 {
+                tracing::warn!(
+                    events = left,
+                    "shutdown wait is over; events still queued are dropped (memory queue)"
+                );
+            }
         }
-        let left = self.queue.depth();
-        if left > 0 && self.queue.durable() {
-            tracing::info!(
-                events = left,
-                "shutdown wait is over; events still queued are kept for the next start"
-            );
-        } else if left > 0 {
-            tracing::warn!(
-                events = left,
-                "shutdown wait is over; events still queued are dropped (memory queue)"
-            );
-        }
-        self.queue.close();
+        events.close();
         let aborts: Vec<_> = self.workers.iter().map(JoinHandle::abort_handle).collect();
         let mut workers = futures_util::future::join_all(self.workers);
         if tokio::time::timeout_at(deadline, &mut workers)
@@ -434,12 +442,52 @@ impl RunningApp {
                 aborts.iter().for_each(tokio::task::AbortHandle::abort);
             }
         }
+        events.release().await;
         self.refresher.abort();
         if let Some(local) = self.local_port {
             local.shutdown().await;
         }
         tracing::info!("stopped");
     }
+}
+
+/// Opens the configured queue backend.
+async fn open_queue(config: &Config) -> Result<Backend, StartError> {
+    Ok(match config.queue_backend {
+        QueueBackend::Memory => Backend::new(MemoryQueue::new(config.queue_capacity)),
+        QueueBackend::Disk => {
+            Backend::new(DiskQueue::open(&config.queue_path, config.queue_capacity)?)
+        }
+        QueueBackend::Redis => {
+            Backend::new(RedisQueue::connect(redis_options(config, true)?).await?)
+        }
+    })
+}
+
+/// The Redis queue's options from the settings; `background` runs a replica's renewer, reaper
+/// and doorbell.
+pub(crate) fn redis_options(
+    config: &Config,
+    background: bool,
+) -> Result<RedisOptions, ConfigError> {
+    let url = config
+        .redis_url
+        .as_ref()
+        .ok_or_else(|| ConfigError::Missing {
+            var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
+            because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
+        })?;
+    Ok(RedisOptions {
+        url: url.0.clone(),
+        integration: config.integration_identifier.clone(),
+        lease: config.lease,
+        max_takeovers: config.max_takeovers,
+        reaper_period: config.reaper_period,
+        capacity: config.queue_capacity,
+        dedup_window: config.dedup_window,
+        connect_attempts: 5,
+        background,
+    })
 }
 
 /// The checks a new mapping version must pass against the processors: every `Selector<T>` a

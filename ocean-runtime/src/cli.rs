@@ -1,9 +1,14 @@
-//! The generated binary's operator commands: `<binary> dead-letters list|show ID|replay ID|delete ID|purge`.
+//! The generated binary's operator commands:
 //!
-//! A command talks to the running integration through its admin endpoints
-//! (`http://OCEAN__APPLICATION__HOST:OCEAN__APPLICATION__PORT/admin/…`, with `OCEAN__ADMIN__TOKEN`);
-//! when nothing answers there, it opens the disk queue itself (a replayed event is then processed
-//! at the next start).
+//! - `<binary> dead-letters list|show ID|replay ID|delete ID|purge` talks to the running
+//!   integration through its admin endpoints
+//!   (`http://OCEAN__APPLICATION__HOST:OCEAN__APPLICATION__PORT/admin/…`, with
+//!   `OCEAN__ADMIN__TOKEN`); when nothing answers there, it opens the queue itself: the disk queue
+//!   (a replayed event is then processed at the next start) or the Redis queue (shared: any
+//!   running replica processes a replayed event).
+//! - `<binary> local-port` runs the built-in Port on its own, for several replicas to share
+//!   (`OCEAN__LOCAL_PORT__HOST`, `OCEAN__LOCAL_PORT__PORT`, `OCEAN__LOCAL_PORT__DATA_DIR`; with
+//!   `OCEAN__PORT__CLIENT_ID`/`OCEAN__PORT__CLIENT_SECRET` set, it gives tokens only for them).
 
 #![allow(clippy::print_stdout)] // printing is what a command does
 
@@ -12,9 +17,10 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::config::{Config, QueueBackend};
-use crate::queue::{DiskQueue, EventQueue};
+use crate::local_port::{LocalPort, LocalPortOptions};
+use crate::queue::{Backend, DiskQueue, RedisQueue};
 
-const USAGE: &str = "usage: <binary> [dead-letters list | dead-letters show ID | dead-letters replay ID | dead-letters delete ID | dead-letters purge]";
+const USAGE: &str = "usage: <binary> [dead-letters list | dead-letters show ID | dead-letters replay ID | dead-letters delete ID | dead-letters purge | local-port]";
 
 enum Command {
     List,
@@ -43,6 +49,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
 /// Runs an operator command if `args` (without the program name) holds one; `None` means "serve".
 pub(crate) fn run(args: &[String], config: &Config) -> Option<ExitCode> {
     let first = args.first()?;
+    if first == "local-port" {
+        return Some(local_port(config));
+    }
     if first != "dead-letters" {
         eprintln!("unknown command `{first}`\n{USAGE}");
         return Some(ExitCode::from(2));
@@ -124,47 +133,98 @@ async fn online(command: &Command, config: &Config) -> Result<Result<Value, Stri
 }
 
 async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
-    if config.queue_backend != QueueBackend::Disk {
-        return Err(
-            "the integration is not running and its queue is in memory: there are no dead letters to read"
-                .to_owned(),
-        );
-    }
-    let queue = DiskQueue::open(&config.queue_path, usize::MAX).map_err(|e| e.to_string())?;
-    let queue = &queue;
+    let (backend, note) = match config.queue_backend {
+        QueueBackend::Memory => {
+            return Err(
+                "the integration is not running and its queue is in memory: there are no dead letters to read"
+                    .to_owned(),
+            );
+        }
+        QueueBackend::Disk => (
+            Backend::new(
+                DiskQueue::open(&config.queue_path, usize::MAX).map_err(|e| e.to_string())?,
+            ),
+            "the integration is not running; the event is processed at its next start",
+        ),
+        QueueBackend::Redis => {
+            let options = crate::app::redis_options(config, false).map_err(|e| e.to_string())?;
+            (
+                Backend::new(
+                    RedisQueue::connect(options)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ),
+                "queued in Redis; a running replica processes it",
+            )
+        }
+    };
+    let queue = &*backend.dead_letters;
     let letter = |id: u64| async move {
         queue
-            .dead_letter(id)
+            .get(id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no dead letter {id}"))
     };
     match command {
         Command::List => {
-            let all = queue.dead_letters().await.map_err(|e| e.to_string())?;
+            let all = queue.list().await.map_err(|e| e.to_string())?;
             Ok(json!({"status": "ok", "deadLetters": all}))
         }
         Command::Show(id) => Ok(json!({"status": "ok", "deadLetter": letter(*id).await?})),
-        Command::Delete(id) => match queue.remove_dead_letter(*id).await {
+        Command::Delete(id) => match queue.remove(*id).await {
             Ok(Some(_)) => Ok(json!({"status": "ok", "deleted": id})),
             Ok(None) => Err(format!("no dead letter {id}")),
             Err(e) => Err(e.to_string()),
         },
         Command::Purge => queue
-            .purge_dead_letters()
+            .purge()
             .await
             .map(|n| json!({"status": "ok", "purged": n}))
             .map_err(|e| e.to_string()),
         Command::Replay(id) => {
             let event = letter(*id).await?.to_event()?;
             let event_id = event.id().to_owned();
-            queue.push(event).await.map_err(|e| e.to_string())?;
-            queue
-                .remove_dead_letter(*id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(json!({"status": "ok", "replayed": id, "eventId": event_id,
-                      "note": "the integration is not running; the event is processed at its next start"}))
+            if !queue.replay(*id, event).await.map_err(|e| e.to_string())? {
+                return Err(format!("no dead letter {id}"));
+            }
+            Ok(json!({"status": "ok", "replayed": id, "eventId": event_id, "note": note}))
         }
     }
+}
+
+/// `<binary> local-port`: the built-in Port alone, until SIGINT or SIGTERM.
+fn local_port(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let options = LocalPortOptions {
+            data_dir: config.local_port_data_dir.clone(),
+            addr: std::net::SocketAddr::new(config.local_port_host, config.local_port_port),
+            credentials: config.credentials.clone(),
+        };
+        let port = match LocalPort::start(options).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            "serving the built-in local Port at {} (data in {}); point replicas at it with OCEAN__PORT__BASE_URL and any OCEAN__PORT__CLIENT_ID/OCEAN__PORT__CLIENT_SECRET",
+            port.base_url(),
+            config.local_port_data_dir.display()
+        );
+        crate::run::stop_signal().await;
+        port.shutdown().await;
+        ExitCode::SUCCESS
+    })
 }

@@ -17,7 +17,11 @@
 //! | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
 //! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
-//! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes) or `memory` (fastest, lost on crash, as in Ocean) |
+//! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes), `memory` (fastest, lost on crash, as in Ocean) or `redis` (several replicas share one queue) |
+//! | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS |
+//! | `OCEAN__QUEUE__LEASE_SECONDS` | `15` | with `redis`: lease time; a dead replica's events are taken over after at most this plus the reaper period |
+//! | `OCEAN__QUEUE__REAPER_SECONDS` | `1` | with `redis`: how often expired leases are looked for |
+//! | `OCEAN__QUEUE__MAX_TAKEOVERS` | `5` | with `redis`: an event taken over more often becomes a dead letter |
 //! | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
 //! | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
 //! | `OCEAN__INGRESS__BODY_LIMIT_BYTES` | `1048576` | largest webhook body accepted (413 above) |
@@ -78,6 +82,8 @@ pub enum QueueBackend {
     Disk,
     /// Memory only: fastest, lost on a crash (Ocean's behaviour).
     Memory,
+    /// Redis, shared by several replicas.
+    Redis,
 }
 
 /// A secret setting: `Debug` does not show it.
@@ -147,6 +153,14 @@ pub struct Config {
     pub queue_path: PathBuf,
     /// Queue capacity.
     pub queue_capacity: usize,
+    /// The Redis queue's URL (may hold a password).
+    pub redis_url: Option<Secret>,
+    /// Lease time of the Redis queue.
+    pub lease: Duration,
+    /// How often the Redis queue looks for expired leases.
+    pub reaper_period: Duration,
+    /// Takeovers after which an event becomes a dead letter.
+    pub max_takeovers: u32,
     /// Largest accepted webhook body, in bytes.
     pub body_limit: usize,
     /// How long delivery ids are remembered.
@@ -266,6 +280,51 @@ impl Config {
                 reason: "expected an http:// or https:// URL".to_owned(),
             });
         }
+        let queue_backend = match env.raw("OCEAN__QUEUE__BACKEND").as_deref() {
+            None | Some("disk") => QueueBackend::Disk,
+            Some("memory") => QueueBackend::Memory,
+            Some("redis") => QueueBackend::Redis,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "OCEAN__QUEUE__BACKEND".to_owned(),
+                    value: other.to_owned(),
+                    reason: "expected `disk`, `memory` or `redis`".to_owned(),
+                });
+            }
+        };
+        let redis_url = env.raw("OCEAN__QUEUE__REDIS_URL");
+        match &redis_url {
+            Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+                return Err(ConfigError::Invalid {
+                    var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
+                    value: crate::queue::redact_url(url),
+                    reason: "expected a redis:// or rediss:// URL".to_owned(),
+                });
+            }
+            None if queue_backend == QueueBackend::Redis => {
+                return Err(ConfigError::Missing {
+                    var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
+                    because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
+                });
+            }
+            _ => {}
+        }
+        let lease = env.seconds("OCEAN__QUEUE__LEASE_SECONDS", 15.0)?;
+        if lease < Duration::from_millis(300) {
+            return Err(ConfigError::Invalid {
+                var: "OCEAN__QUEUE__LEASE_SECONDS".to_owned(),
+                value: lease.as_secs_f64().to_string(),
+                reason: "must be at least 0.3 seconds".to_owned(),
+            });
+        }
+        let reaper_period = env.seconds("OCEAN__QUEUE__REAPER_SECONDS", 1.0)?;
+        if reaper_period < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid {
+                var: "OCEAN__QUEUE__REAPER_SECONDS".to_owned(),
+                value: reaper_period.as_secs_f64().to_string(),
+                reason: "must be at least 0.01 seconds".to_owned(),
+            });
+        }
         Ok(Self {
             host: env.parse("OCEAN__APPLICATION__HOST", localhost, "an IP address")?,
             port: env.parse(
@@ -288,21 +347,16 @@ impl Config {
                 .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
             admin_token: env.raw("OCEAN__ADMIN__TOKEN").map(Secret),
-            queue_backend: match env.raw("OCEAN__QUEUE__BACKEND").as_deref() {
-                None | Some("disk") => QueueBackend::Disk,
-                Some("memory") => QueueBackend::Memory,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        var: "OCEAN__QUEUE__BACKEND".to_owned(),
-                        value: other.to_owned(),
-                        reason: "expected `disk` or `memory`".to_owned(),
-                    });
-                }
-            },
+            queue_backend,
             queue_path: env
                 .raw("OCEAN__QUEUE__PATH")
                 .map_or_else(|| PathBuf::from(".ocean/queue"), PathBuf::from),
             queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
+            redis_url: redis_url.map(Secret),
+            lease,
+            reaper_period,
+            max_takeovers: u32::try_from(env.positive("OCEAN__QUEUE__MAX_TAKEOVERS", 5)?)
+                .unwrap_or(u32::MAX),
             body_limit: env.positive("OCEAN__INGRESS__BODY_LIMIT_BYTES", 1024 * 1024)?,
             dedup_window: env.seconds("OCEAN__INGRESS__DEDUP_WINDOW_SECONDS", 3600.0)?,
             dedup_headers: env
@@ -410,6 +464,39 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.credentials.unwrap().client_id, "id");
+    }
+
+    #[test]
+    fn the_redis_queue_needs_a_redis_url_and_hides_its_password() {
+        let e = config(&[("OCEAN__QUEUE__BACKEND", "redis")]).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
+                because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned()
+            }
+        );
+        let e = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            ("OCEAN__QUEUE__REDIS_URL", "http://u:hunter2@127.0.0.1:6379"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().starts_with("OCEAN__QUEUE__REDIS_URL="), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let c = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            (
+                "OCEAN__QUEUE__REDIS_URL",
+                "rediss://u:hunter2@127.0.0.1:6379/2",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.queue_backend, QueueBackend::Redis);
+        assert_eq!(c.lease, Duration::from_secs(15));
+        assert_eq!(c.max_takeovers, 5);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = config(&[("OCEAN__QUEUE__LEASE_SECONDS", "0.1")]).unwrap_err();
+        assert!(e.to_string().contains("OCEAN__QUEUE__LEASE_SECONDS"), "{e}");
     }
 
     #[test]

@@ -45,6 +45,9 @@ struct Stored<'a> {
     unauthenticated: std::borrow::Cow<'a, [String]>,
     #[serde(default)]
     supersedable: bool,
+    /// The sender's delivery id, kept so that a redelivery is still recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery_key: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// First byte of a queue record (see [`WebhookEvent::to_record`]); a JSON record starts with `{`.
@@ -200,6 +203,7 @@ impl WebhookEvent {
             group_keys: self.group_keys.as_slice().into(),
             unauthenticated: self.unauthenticated.as_slice().into(),
             supersedable: self.supersedable,
+            delivery_key: self.delivery_key.as_deref().map(Into::into),
         }
     }
 
@@ -255,6 +259,7 @@ impl WebhookEvent {
         event.group_keys = s.group_keys.into_owned();
         event.unauthenticated = s.unauthenticated.into_owned();
         event.supersedable = s.supersedable;
+        event.delivery_key = s.delivery_key.map(std::borrow::Cow::into_owned);
         Ok(event)
     }
 
@@ -323,6 +328,7 @@ mod tests {
         assert_eq!(a.group_keys(), b.group_keys());
         assert_eq!(a.unauthenticated(), b.unauthenticated());
         assert_eq!(a.supersedable(), b.supersedable());
+        assert_eq!(a.delivery_key(), b.delivery_key());
         assert_eq!(unix_ms(a.received_at()), unix_ms(b.received_at()));
     }
 
@@ -333,6 +339,7 @@ mod tests {
         e.set_group_keys(vec!["p:A-1".into()]);
         e.set_unauthenticated(vec!["other".into()]);
         e.set_supersedable(true);
+        e.set_delivery_key(Some("/w\u{1f}webhook-id\u{1f}d-1".into()));
         let record = e.to_record().unwrap();
         assert_eq!(record[0], RECORD_TAG);
         assert!(record.ends_with(e.raw_body()));

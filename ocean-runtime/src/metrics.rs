@@ -110,6 +110,14 @@ pub struct QueueGauges {
     pub oldest_age: Option<Duration>,
     /// Events dropped as superseded by a later event of their group.
     pub superseded: u64,
+    /// Leases that expired and were taken over (shared queue).
+    pub takeovers: u64,
+    /// Events given up after too many takeovers, kept as dead letters (shared queue).
+    pub given_up: u64,
+    /// Settles this replica made with a stale fencing token, refused (shared queue).
+    pub fenced: u64,
+    /// Leases this replica lost while a job ran (shared queue).
+    pub leases_lost: u64,
 }
 
 impl Metrics {
@@ -228,6 +236,30 @@ impl Metrics {
             "Events dropped because a later event of their group made them unnecessary (latest_only).",
             queue.superseded,
         );
+        counter(
+            &mut out,
+            "ocean_queue_takeovers_total",
+            "Leases that expired (their replica died or stalled) and whose events were taken over.",
+            queue.takeovers,
+        );
+        counter(
+            &mut out,
+            "ocean_queue_given_up_total",
+            "Events taken over more than OCEAN__QUEUE__MAX_TAKEOVERS times, kept as dead letters.",
+            queue.given_up,
+        );
+        counter(
+            &mut out,
+            "ocean_queue_fenced_settles_total",
+            "Settles by this replica refused because its lease had been taken over.",
+            queue.fenced,
+        );
+        counter(
+            &mut out,
+            "ocean_queue_leases_lost_total",
+            "Leases this replica lost while a job ran (its jobs were cancelled, not acknowledged).",
+            queue.leases_lost,
+        );
         let _ = writeln!(
             out,
             "# HELP ocean_jobs_total Processor jobs, by processor, kind and outcome.\n# TYPE ocean_jobs_total counter"
@@ -329,6 +361,7 @@ mod tests {
             depth: 5,
             oldest_age: Some(Duration::from_secs(2)),
             superseded: 3,
+            ..Default::default()
         });
         for line in [
             "ocean_webhooks_received_total 2",

@@ -26,7 +26,8 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn stop_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

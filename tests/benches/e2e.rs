@@ -123,7 +123,7 @@ async fn run(index: usize, events: usize, connections: usize) -> Run {
     let accepted = started.elapsed();
     // Every event is acked only once Port confirmed its entity.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while app.queue_depth() > 0 {
+    while app.queue_depth().await > 0 {
         assert!(Instant::now() < deadline, "events still queued after 120 s");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -545,7 +545,7 @@ async fn failed_jobs_become_dead_letters_that_can_be_replayed_and_purged() {
     assert_eq!(letter["attempts"], 2, "first call and one retry");
     assert_eq!(letter["error"], "upstream keeps failing");
     assert_eq!(letter["kind"], "thing");
-    assert_eq!(app.queue_depth(), 0, "the event was acked");
+    assert_eq!(app.queue_depth().await, 0, "the event was acked");
     assert_eq!(app.entity("thing", "t-1").await.unwrap(), None);
 
     DLQ_FIXED.store(true, Ordering::SeqCst);
@@ -699,7 +699,7 @@ async fn of_several_waiting_events_of_a_group_only_the_latest_is_processed() {
     })
     .await;
     eventually("the queue to empty", WAIT, || async {
-        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, ()>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(seen(), [1, 5, 4], "2 and 3 were superseded by 4");
@@ -761,10 +761,14 @@ async fn a_full_queue_answers_503_with_retry_after_and_keeps_nothing() {
     );
     let body: Value = refused.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("full"), "{body}");
-    assert_eq!(app.queue_depth(), 2, "the refused event was not stored");
+    assert_eq!(
+        app.queue_depth().await,
+        2,
+        "the refused event was not stored"
+    );
     full_gate().add_permits(10);
     eventually("the two accepted events", WAIT, || async {
-        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, ()>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(FULL_SEEN.lock().unwrap().as_slice(), [1, 2]);
@@ -838,7 +842,7 @@ async fn standard_webhooks_refuses_stale_and_forged_deliveries() {
     })
     .await;
     eventually("an empty queue", WAIT, || async {
-        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, ()>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(
@@ -885,7 +889,7 @@ async fn shutdown_cancels_in_flight_jobs_and_keeps_their_events() {
 
     let app = start().await.unwrap();
     assert_eq!(
-        app.queue_depth(),
+        app.queue_depth().await,
         1,
         "the cancelled event is back after a restart"
     );

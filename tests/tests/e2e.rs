@@ -189,7 +189,7 @@ async fn malformed_requests_are_refused_with_a_json_reason_and_not_queued() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 405);
-    assert_eq!(app.queue_depth(), 0);
+    assert_eq!(app.queue_depth().await, 0);
     app.shutdown().await;
 }
 
@@ -225,7 +225,7 @@ async fn health_and_readiness() {
         .await
         .unwrap();
     assert_eq!(status, 200);
-    assert_eq!(app.queue_depth(), 1);
+    assert_eq!(app.queue_depth().await, 1);
     app.shutdown().await;
 }
 
@@ -305,7 +305,7 @@ async fn deletes_spare_entities_this_integration_does_not_own() {
     .await
     .unwrap();
     eventually("the queue to drain", WAIT, || async {
-        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, ()>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(issue(&app, "PROJ-5").await.unwrap()["title"], "Not ours");

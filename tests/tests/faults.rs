@@ -227,7 +227,7 @@ async fn nothing_is_lost_when_port_throttles_fails_expires_tokens_and_refuses() 
         assert_eq!(e["title"], format!("{key} v3"));
     }
     eventually("the queue to empty", Duration::from_secs(30), || async {
-        Ok::<_, ()>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, ()>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
 

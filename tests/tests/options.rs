@@ -239,7 +239,7 @@ async fn without_delete_dependents_a_team_with_members_stays_unless_they_go_firs
     .await;
     // Acked (the queue is empty) once Port has answered the delete.
     eventually("the delete event to be settled", WAIT, || async {
-        Ok::<_, String>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, String>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert!(

@@ -144,7 +144,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
     .unwrap();
     eventually("p1", WAIT, || async { app.entity("thing", "p1").await }).await;
     eventually("the queue to drain", WAIT, || async {
-        Ok::<_, TestError>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, TestError>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_stuck_job_is_ended_by_its_timeout() {
     app.post("/stuck", &json!({"id": "s1"})).await.unwrap();
     // The event is settled (acked) once the 200 ms job timeout fires.
     eventually("the stuck event to be settled", WAIT, || async {
-        Ok::<_, TestError>((app.queue_depth() == 0).then_some(()))
+        Ok::<_, TestError>((app.queue_depth().await == 0).then_some(()))
     })
     .await;
     assert_eq!(app.entity("thing", "s1").await.unwrap(), None);

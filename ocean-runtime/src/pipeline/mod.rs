@@ -18,7 +18,7 @@ use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::metrics::Metrics;
 use crate::port::{PortClient, UpsertBatcher};
 use crate::processor::{JobContext, ProcessError, RawResults};
-use crate::queue::{DeadLetter, EventQueue, Lease};
+use crate::queue::{DeadLetter, EventQueue, Lease, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
 pub use apply::Applied;
@@ -38,6 +38,9 @@ pub enum Outcome {
     PortUnavailable(String),
     /// The app is shutting down; the event's jobs were cancelled and it stays unacknowledged.
     Cancelled,
+    /// The lease was lost (taken over by another replica, or not renewed in time); the event's
+    /// jobs were cancelled and nothing was written for it here.
+    LeaseLost,
 }
 
 /// The per-event processing, shared by all workers.
@@ -97,11 +100,7 @@ fn dead_letter(
     error: &ProcessError,
     attempts: u32,
 ) -> DeadLetter {
-    let stored = event
-        .to_stored()
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let stored = crate::queue::stored_json(event);
     DeadLetter {
         id: 0,
         event_id: event.id().to_owned(),
@@ -195,7 +194,8 @@ impl Pipeline {
         selected_any.then_some(jobs)
     }
 
-    async fn run_job(&self, job: &Job<'_>, event: &WebhookEvent, payload: &Input<'_>) -> JobEnd {
+    async fn run_job(&self, job: &Job<'_>, lease: &Lease, payload: &Input<'_>) -> JobEnd {
+        let event = &*lease.event;
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);
@@ -240,7 +240,10 @@ impl Pipeline {
         let span = tracing::info_span!("process", processor = job.processor.name(), kind = %job.resource.kind, resource = job.index);
         let mut cancel = self.cancel.clone();
         let cancelled = async move {
-            let _ = cancel.wait_for(|c| *c).await;
+            tokio::select! {
+                _ = cancel.wait_for(|c| *c) => {}
+                () = lease.lost() => {}
+            }
         };
         tokio::select! {
             r = tokio::time::timeout(limit, work.instrument(span)) => match r {
@@ -262,8 +265,11 @@ impl Pipeline {
         }
     }
 
-    /// Processes one event to the end: select, run the jobs concurrently, map, apply.
-    pub async fn process(&self, event: &WebhookEvent) -> Outcome {
+    /// Processes one leased event to the end: select, run the jobs concurrently, map, apply. The
+    /// jobs are cancelled if the lease is lost, and nothing is written to Port unless the lease is
+    /// still held just before.
+    pub async fn process(&self, lease: &Lease) -> Outcome {
+        let event = &*lease.event;
         let Some(mapping) = self.mapping.current() else {
             return Outcome::NoMapping;
         };
@@ -284,7 +290,7 @@ impl Pipeline {
         }
         let results = join_all(
             jobs.iter()
-                .map(|job| async move { (job, self.run_job(job, event, payload).await) }),
+                .map(|job| async move { (job, self.run_job(job, lease, payload).await) }),
         )
         .await;
         let mut successes = Vec::new();
@@ -305,9 +311,18 @@ impl Pipeline {
                 JobEnd::Cancelled => {
                     self.metrics
                         .job(job.processor.name(), &job.resource.kind, "cancelled");
-                    return Outcome::Cancelled;
+                    return if lease.is_held() {
+                        Outcome::Cancelled
+                    } else {
+                        Outcome::LeaseLost
+                    };
                 }
             }
+        }
+        // Redis cannot fence writes to Port: a replica whose lease may have passed to another
+        // writes nothing (checked by this process's clock, with a margin; see `Lease::is_held`).
+        if !lease.is_held() {
+            return Outcome::LeaseLost;
         }
         match apply::apply(
             &self.port,
@@ -388,7 +403,7 @@ impl Pipeline {
             path = lease.event.path(),
             delivery = lease.delivery
         );
-        let outcome = self.process(&lease.event).instrument(span.clone()).await;
+        let outcome = self.process(lease).instrument(span.clone()).await;
         let _enter = span.enter();
         self.port_available(!matches!(
             outcome,
@@ -409,6 +424,12 @@ impl Pipeline {
             Outcome::Unsupported | Outcome::NoResource => None,
             Outcome::Cancelled => {
                 tracing::warn!("cancelled by shutdown; the event is left unacknowledged");
+                return;
+            }
+            Outcome::LeaseLost => {
+                tracing::warn!(
+                    "the lease was lost; the event is left to the replica that takes it over"
+                );
                 return;
             }
         };
@@ -433,8 +454,11 @@ impl Pipeline {
             }
         };
         self.metrics.processed(started.elapsed());
-        if let Err(e) = result {
-            tracing::error!(error = %e, "queue refused to settle the event");
+        match result {
+            Ok(()) => {}
+            // Logged by the queue; another replica holds the event now.
+            Err(QueueError::Fenced(_)) => {}
+            Err(e) => tracing::error!(error = %e, "queue refused to settle the event"),
         }
     }
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::memory::Held;
-use super::{DeadLetter, EventQueue, Lease, MemoryQueue, QueueError};
+use super::sched::{Held, Scheduler};
+use super::{DeadLetter, DeadLetterStore, DeliveryLog, EventQueue, Lease, Pushed, QueueError};
+use crate::metrics::QueueGauges;
 use serde_json::{Value, json};
 
 use crate::event::WebhookEvent;
@@ -38,14 +39,19 @@ pub struct DiskQueueError {
     pub reason: String,
 }
 
+/// A delivery id and its record (`{"id": event id, "at": ms}`).
+type Delivery = (String, Vec<u8>);
+
 enum Op {
     /// An event, with its delivery id record when the sender gave one.
-    Put(u64, Vec<u8>, Option<(String, Vec<u8>)>),
+    Put(u64, Vec<u8>, Option<Delivery>),
     /// Forget delivery ids accepted before this time (ms since the epoch).
     PruneDeliveries(u64),
     Delete(u64),
     /// Ack an event and store its dead letters, in one transaction.
     AckDead(u64, Vec<(u64, Vec<u8>)>),
+    /// Queue an event again and remove the dead letter it came from, in one transaction.
+    Replay(u64, Vec<u8>, u64),
     DeleteDead(u64),
     PurgeDead,
 }
@@ -88,6 +94,10 @@ fn commit(db: &Database, group: &[Op]) -> Result<(), redb::Error> {
                     }
                     events.remove(*seq)?;
                 }
+                Op::Replay(seq, bytes, id) => {
+                    events.insert(*seq, bytes.as_slice())?;
+                    dead.remove(*id)?;
+                }
                 Op::DeleteDead(id) => {
                     dead.remove(*id)?;
                 }
@@ -114,7 +124,7 @@ fn now_ms() -> u64 {
 
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
 pub struct DiskQueue {
-    memory: MemoryQueue,
+    sched: Scheduler,
     writer: GroupWriter<Op>,
     db: Arc<Database>,
     next_seq: AtomicU64,
@@ -130,7 +140,7 @@ impl std::fmt::Debug for DiskQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskQueue")
             .field("path", &self.path)
-            .field("depth", &self.memory.depth())
+            .field("depth", &self.sched.depth())
             .finish()
     }
 }
@@ -151,8 +161,7 @@ impl DiskQueue {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| fail(e.to_string()))?;
-        let memory = MemoryQueue::new(capacity);
-        memory.record_superseded();
+        let sched = Scheduler::new(capacity);
         let mut next = 0;
         let mut restored = 0usize;
         {
@@ -175,7 +184,7 @@ impl DiskQueue {
                         } else {
                             Held::stored(&event)
                         };
-                        let _ = memory.insert(seq, held, true);
+                        let _ = sched.insert(seq, held, true);
                         restored += 1;
                     }
                     Err(e) => {
@@ -200,7 +209,7 @@ impl DiskQueue {
         let writer = GroupWriter::spawn("event queue", Arc::clone(&db), commit)
             .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            memory,
+            sched,
             writer,
             db,
             next_seq: AtomicU64::new(next),
@@ -235,49 +244,67 @@ impl DiskQueue {
     }
 }
 
+impl DiskQueue {
+    /// Events held: waiting plus leased.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.sched.depth()
+    }
+
+    /// The record of `event` and, when it has a delivery id, that id's record.
+    fn encode(&self, event: &WebhookEvent) -> Result<(Vec<u8>, Option<Delivery>), QueueError> {
+        let bytes = event.to_record().map_err(QueueError::Storage)?;
+        let delivery = event.delivery_key().map(|key| {
+            let now = now_ms();
+            // Ids outside the window are forgotten once per window, not only at start.
+            let window_ms = self.dedup_window_ms.load(Ordering::Relaxed);
+            if window_ms > 0
+                && now.saturating_sub(self.pruned_at_ms.load(Ordering::Relaxed)) >= window_ms
+            {
+                self.prune_deliveries(now, window_ms);
+            }
+            let record = json!({"id": event.id(), "at": now});
+            (key.to_owned(), record.to_string().into_bytes())
+        });
+        Ok((bytes, delivery))
+    }
+
+    /// Hands a committed event to the scheduler; when it no longer fits (filled up or closed while
+    /// committing), the stored copy is removed and the sender is told to retry.
+    async fn schedule(&self, seq: u64, event: WebhookEvent) -> Result<(), QueueError> {
+        // A short queue keeps whole events, so handing one out costs nothing; past that, only
+        // what scheduling needs stays in memory and the event is read back when handed out.
+        let held = if self.sched.depth() < HOT_EVENTS {
+            Held::Event(Arc::new(event))
+        } else {
+            Held::stored(&event)
+        };
+        if let Err(e) = self.sched.insert(seq, held, false) {
+            let _ = self.write(Op::Delete(seq)).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 impl EventQueue for DiskQueue {
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<(), QueueError>> {
+    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>> {
         Box::pin(async move {
-            self.memory.has_room()?;
-            let bytes = event.to_record().map_err(QueueError::Storage)?;
-            let delivery = event.delivery_key().map(|key| {
-                let now = now_ms();
-                // Ids outside the window are forgotten once per window, not only at start.
-                let window_ms = self.dedup_window_ms.load(Ordering::Relaxed);
-                if window_ms > 0
-                    && now.saturating_sub(self.pruned_at_ms.load(Ordering::Relaxed)) >= window_ms
-                {
-                    self.prune_deliveries(now, window_ms);
-                }
-                let record = json!({"id": event.id(), "at": now});
-                (key.to_owned(), record.to_string().into_bytes())
-            });
+            self.sched.has_room()?;
+            let (bytes, delivery) = self.encode(&event)?;
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
             self.write(Op::Put(seq, bytes, delivery))
                 .await
                 .map_err(QueueError::Storage)?;
-            // A short queue keeps whole events, so handing one out costs nothing; past that, only
-            // what scheduling needs stays in memory and the event is read back when handed out.
-            let held = if self.memory.depth() < HOT_EVENTS {
-                Held::Event(Arc::new(event))
-            } else {
-                Held::stored(&event)
-            };
-            if let Err(e) = self.memory.insert(seq, held, false) {
-                // Filled up (or closed) while committing: the sender is told to retry, so the
-                // stored copy must go.
-                let _ = self.write(Op::Delete(seq)).await;
-                return Err(e);
-            }
-            Ok(())
+            self.schedule(seq, event).await.map(|()| Pushed::Queued)
         })
     }
 
     fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
         Box::pin(async move {
             loop {
-                let taken = self.memory.take().await;
-                for seq in self.memory.take_superseded() {
+                let taken = self.sched.take().await;
+                for seq in self.sched.take_superseded() {
                     let _ = self.writer.submit_detached(Op::Delete(seq));
                 }
                 let taken = taken?;
@@ -288,26 +315,24 @@ impl EventQueue for DiskQueue {
                         Err(e) => {
                             // Left on disk (a later start tries again), out of this run's way.
                             tracing::error!(seq = taken.seq, error = %e, "cannot read a queued event back; left in place");
-                            self.memory.forget(taken.seq);
+                            self.sched.forget(taken.seq);
                             continue;
                         }
                     },
                 };
-                return Some(Lease {
-                    seq: taken.seq,
-                    event,
-                    delivery: taken.delivery,
-                });
+                return Some(Lease::local(taken.seq, event, taken.delivery));
             }
         })
     }
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
         // The delete is committed by the writer without waiting for it (see `commit`).
-        if let Err(e) = self.writer.submit_detached(Op::Delete(lease.seq)) {
-            return Box::pin(async { Err(QueueError::Storage(e)) });
-        }
-        self.memory.ack(lease)
+        let result = self
+            .writer
+            .submit_detached(Op::Delete(lease.seq))
+            .map_err(QueueError::Storage)
+            .and_then(|()| self.sched.ack(lease.seq));
+        Box::pin(async move { result })
     }
 
     fn retry_later<'a>(
@@ -315,34 +340,50 @@ impl EventQueue for DiskQueue {
         lease: &'a Lease,
         delay: Duration,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
-        self.memory.retry_later(lease, delay)
+        let result = self.sched.retry_later(lease.seq, delay);
+        Box::pin(async move { result })
     }
 
-    fn depth(&self) -> usize {
-        self.memory.depth()
+    fn ack_dead<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let mut rows = Vec::with_capacity(letters.len());
+            for mut letter in letters {
+                letter.id = self.next_dead.fetch_add(1, Ordering::SeqCst);
+                let bytes =
+                    serde_json::to_vec(&letter).map_err(|e| QueueError::Storage(e.to_string()))?;
+                rows.push((letter.id, bytes));
+            }
+            self.write(Op::AckDead(lease.seq, rows))
+                .await
+                .map_err(QueueError::Storage)?;
+            self.sched.ack(lease.seq)
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueGauges, QueueError>> {
+        let gauges = self.sched.gauges();
+        Box::pin(async move { Ok(gauges) })
     }
 
     fn close(&self) {
-        self.memory.close();
+        self.sched.close();
     }
 
     fn is_closed(&self) -> bool {
-        self.memory.is_closed()
+        self.sched.is_closed()
     }
 
     fn durable(&self) -> bool {
         true
     }
+}
 
-    fn oldest_received_at(&self) -> Option<std::time::SystemTime> {
-        self.memory.oldest_received_at()
-    }
-
-    fn superseded(&self) -> u64 {
-        self.memory.superseded_count()
-    }
-
-    fn recent_deliveries(&self, window: Duration) -> Vec<(String, String, Duration)> {
+impl DeliveryLog for DiskQueue {
+    fn recent(&self, window: Duration) -> BoxFuture<'_, Vec<(String, String, Duration)>> {
         let now = now_ms();
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         self.dedup_window_ms.store(window_ms, Ordering::Relaxed);
@@ -366,33 +407,16 @@ impl EventQueue for DiskQueue {
             }
             Ok(out)
         };
-        read().unwrap_or_else(|e| {
+        let recent = read().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the remembered delivery ids");
             Vec::new()
-        })
+        });
+        Box::pin(async move { recent })
     }
+}
 
-    fn ack_dead<'a>(
-        &'a self,
-        lease: &'a Lease,
-        letters: Vec<DeadLetter>,
-    ) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async move {
-            let mut rows = Vec::with_capacity(letters.len());
-            for mut letter in letters {
-                letter.id = self.next_dead.fetch_add(1, Ordering::SeqCst);
-                let bytes =
-                    serde_json::to_vec(&letter).map_err(|e| QueueError::Storage(e.to_string()))?;
-                rows.push((letter.id, bytes));
-            }
-            self.write(Op::AckDead(lease.seq, rows))
-                .await
-                .map_err(QueueError::Storage)?;
-            self.memory.ack(lease).await
-        })
-    }
-
-    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+impl DeadLetterStore for DiskQueue {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         let read = || -> Result<Vec<DeadLetter>, String> {
             let txn = self.db.begin_read().map_err(|e| e.to_string())?;
             let table = txn.open_table(DEAD).map_err(|e| e.to_string())?;
@@ -407,9 +431,9 @@ impl EventQueue for DiskQueue {
         Box::pin(async move { result })
     }
 
-    fn remove_dead_letter(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+    fn remove(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
         Box::pin(async move {
-            let found = self.dead_letter(id).await?;
+            let found = self.get(id).await?;
             if found.is_some() {
                 self.write(Op::DeleteDead(id))
                     .await
@@ -419,13 +443,33 @@ impl EventQueue for DiskQueue {
         })
     }
 
-    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
+    fn purge(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
         Box::pin(async move {
-            let n = self.dead_letters().await?.len();
+            let n = self.list().await?.len();
             self.write(Op::PurgeDead)
                 .await
                 .map_err(QueueError::Storage)?;
             Ok(n)
+        })
+    }
+
+    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(async move {
+            if self.get(id).await?.is_none() {
+                return Ok(false);
+            }
+            self.sched.has_room()?;
+            let bytes = event.to_record().map_err(QueueError::Storage)?;
+            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+            self.write(Op::Replay(seq, bytes, id))
+                .await
+                .map_err(QueueError::Storage)?;
+            // Committed with the dead letter's removal: past the capacity if need be, and kept on
+            // disk for the next start if the queue closed meanwhile.
+            if let Err(e) = self.sched.insert(seq, Held::stored(&event), true) {
+                tracing::info!(seq, error = %e, "replayed event kept on disk for the next start");
+            }
+            Ok(true)
         })
     }
 }
@@ -465,7 +509,7 @@ mod tests {
         let dir = dir();
         let q = DiskQueue::open(&dir, 100).unwrap();
         // Ingress asks once at start; that sets the window.
-        assert!(q.recent_deliveries(Duration::from_millis(20)).is_empty());
+        assert!(q.recent(Duration::from_millis(20)).await.is_empty());
         let mut first = event(0, "p:A");
         first.set_delivery_key(Some("d-0".into()));
         q.push(first).await.unwrap();
@@ -576,24 +620,24 @@ mod tests {
         })
         .await;
         assert_eq!(q.depth(), 1, "the dead-lettered event was acked");
-        let letters = q.dead_letters().await.unwrap();
+        let letters = q.list().await.unwrap();
         assert_eq!(letters.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
         let back = letters[0].to_event().unwrap();
         assert_eq!((back.id(), back.payload()["n"].as_u64()), ("e1", Some(1)));
         assert_eq!(
-            q.remove_dead_letter(1).await.unwrap().map(|d| d.id),
+            DeadLetterStore::remove(&q, 1).await.unwrap().map(|d| d.id),
             Some(1)
         );
-        assert_eq!(q.remove_dead_letter(1).await.unwrap(), None);
+        assert_eq!(DeadLetterStore::remove(&q, 1).await.unwrap(), None);
         let b = q.pull().await.unwrap();
         q.ack_dead(&b, vec![letter(&b.event)]).await.unwrap();
         assert_eq!(
-            q.dead_letters().await.unwrap().last().map(|d| d.id),
+            q.list().await.unwrap().last().map(|d| d.id),
             Some(3),
             "ids go on"
         );
-        assert_eq!(q.purge_dead_letters().await.unwrap(), 2);
-        assert!(q.dead_letters().await.unwrap().is_empty());
+        assert_eq!(q.purge().await.unwrap(), 2);
+        assert!(q.list().await.unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

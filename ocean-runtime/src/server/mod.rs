@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::event::WebhookEvent;
 use crate::mapping::MappingStore;
 use crate::metrics::{Metrics, QueueGauges};
-use crate::queue::{EventQueue, QueueError};
+use crate::queue::{Backend, Pushed, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
 mod dedup;
@@ -23,7 +23,7 @@ pub(crate) use dedup::{DEFAULT_HEADERS as DEDUP_HEADERS, Dedup, Seen};
 /// What the webhook routes need.
 pub(crate) struct Ingress {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) queue: Arc<dyn EventQueue>,
+    pub(crate) queue: Backend,
     pub(crate) mapping: Arc<MappingStore>,
     pub(crate) body_limit: usize,
     /// Bearer token the admin endpoints require, if set.
@@ -162,31 +162,36 @@ async fn webhook(
         !keys.is_empty() && processors.iter().all(RegisteredProcessor::latest_only),
     );
     event.set_group_keys(keys);
-    let delivery = match ingress.dedup.check(&event) {
-        Seen::New(key) => key,
-        Seen::Duplicate(first) => {
-            ingress.metrics.duplicate();
-            tracing::debug!(event_id = first, "duplicate delivery; already queued");
-            return Json(json!({"status": "ok", "id": first, "duplicate": true})).into_response();
-        }
-        Seen::InFlight => {
-            let mut r = reject(
-                StatusCode::CONFLICT,
-                "the same delivery is being accepted by another request",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+    // A shared queue checks delivery ids itself, in the same step that stores the event, so that
+    // a redelivery to another replica is recognised; otherwise this process's memory does.
+    let shared = ingress.queue.events.shared();
+    let delivery = if shared {
+        ingress.dedup.key(&event)
+    } else {
+        match ingress.dedup.check(&event) {
+            Seen::New(key) => key,
+            Seen::Duplicate(first) => return duplicate(&ingress, &first),
+            Seen::InFlight => {
+                let mut r = reject(
+                    StatusCode::CONFLICT,
+                    "the same delivery is being accepted by another request",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
         }
     };
     event.set_delivery_key(delivery.clone());
-    let pushed = ingress.queue.push(event).await;
-    match &pushed {
-        Ok(()) => ingress.dedup.accepted(delivery, &id),
-        Err(_) => ingress.dedup.refused(delivery),
+    let pushed = ingress.queue.events.push(event).await;
+    if !shared {
+        match &pushed {
+            Ok(_) => ingress.dedup.accepted(delivery, &id),
+            Err(_) => ingress.dedup.refused(delivery),
+        }
     }
     match pushed {
-        Ok(()) => {
+        Ok(Pushed::Queued) => {
             tracing::debug!(event_id = id, "event queued");
             // The id is a UUID: nothing in it needs escaping.
             (
@@ -195,10 +200,12 @@ async fn webhook(
             )
                 .into_response()
         }
-        Err(e @ (QueueError::Full { .. } | QueueError::Closed | QueueError::Storage(_))) => {
+        Ok(Pushed::Duplicate(first)) => duplicate(&ingress, &first),
+        Err(e) => {
             ingress.metrics.rejected(match e {
                 QueueError::Full { .. } => "queue_full",
                 QueueError::Closed => "shutting_down",
+                QueueError::Unavailable(_) => "queue_unavailable",
                 _ => "storage",
             });
             let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
@@ -206,8 +213,13 @@ async fn webhook(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
-        Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+fn duplicate(ingress: &Ingress, first: &str) -> Response {
+    ingress.metrics.duplicate();
+    tracing::debug!(event_id = first, "duplicate delivery; already queued");
+    Json(json!({"status": "ok", "id": first, "duplicate": true})).into_response()
 }
 
 /// Runs the verifiers of the path's processors over the raw delivery. The delivery is refused when
@@ -243,13 +255,12 @@ fn authenticate(
 }
 
 async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
-    let gauges = QueueGauges {
-        depth: ingress.queue.depth(),
-        oldest_age: ingress
-            .queue
-            .oldest_received_at()
-            .and_then(|t| t.elapsed().ok()),
-        superseded: ingress.queue.superseded(),
+    let gauges = match ingress.queue.events.stats().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::debug!(error = %e, "queue figures unavailable for /metrics");
+            QueueGauges::default()
+        }
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -263,10 +274,10 @@ async fn live() -> Response {
 }
 
 async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
-    let reason = if ingress.queue.is_closed() {
-        Some("the event queue is closed")
+    let reason = if let Err(e) = ingress.queue.events.health().await {
+        Some(e.to_string())
     } else if ingress.mapping.current().is_none() {
-        Some("no mapping is loaded yet")
+        Some("no mapping is loaded yet".to_owned())
     } else {
         None
     };
@@ -281,18 +292,22 @@ async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
 }
 
 fn storage_error(e: &QueueError) -> Response {
-    reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    let status = match e {
+        QueueError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    reject(status, e.to_string())
 }
 
 async fn list_dead(State(ingress): State<Arc<Ingress>>) -> Response {
-    match ingress.queue.dead_letters().await {
+    match ingress.queue.dead_letters.list().await {
         Ok(all) => Json(json!({"status": "ok", "deadLetters": all})).into_response(),
         Err(e) => storage_error(&e),
     }
 }
 
 async fn get_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
-    match ingress.queue.dead_letter(id).await {
+    match ingress.queue.dead_letters.get(id).await {
         Ok(Some(d)) => Json(json!({"status": "ok", "deadLetter": d})).into_response(),
         Ok(None) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
         Err(e) => storage_error(&e),
@@ -300,7 +315,7 @@ async fn get_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> R
 }
 
 async fn delete_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
-    match ingress.queue.remove_dead_letter(id).await {
+    match ingress.queue.dead_letters.remove(id).await {
         Ok(Some(_)) => Json(json!({"status": "ok", "deleted": id})).into_response(),
         Ok(None) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
         Err(e) => storage_error(&e),
@@ -308,15 +323,16 @@ async fn delete_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
 }
 
 async fn purge_dead(State(ingress): State<Arc<Ingress>>) -> Response {
-    match ingress.queue.purge_dead_letters().await {
+    match ingress.queue.dead_letters.purge().await {
         Ok(n) => Json(json!({"status": "ok", "purged": n})).into_response(),
         Err(e) => storage_error(&e),
     }
 }
 
-/// Puts a dead letter's event back in the queue (through the whole pipeline), then removes it.
+/// Puts a dead letter's event back in the queue (through the whole pipeline) and removes it, in
+/// one step where the backend allows it.
 async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
-    let letter = match ingress.queue.dead_letter(id).await {
+    let letter = match ingress.queue.dead_letters.get(id).await {
         Ok(l) => l,
         Err(e) => return storage_error(&e),
     };
@@ -339,11 +355,14 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
         );
     }
     let event_id = event.id().to_owned();
-    if let Err(e) = ingress.queue.push(event).await {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    }
-    match ingress.queue.remove_dead_letter(id).await {
-        Ok(_) => Json(json!({"status": "ok", "replayed": id, "eventId": event_id})).into_response(),
+    match ingress.queue.dead_letters.replay(id, event).await {
+        Ok(true) => {
+            Json(json!({"status": "ok", "replayed": id, "eventId": event_id})).into_response()
+        }
+        Ok(false) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e @ (QueueError::Full { .. } | QueueError::Closed)) => {
+            reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => storage_error(&e),
     }
 }

@@ -38,7 +38,21 @@ impl TestBinary {
         data_dir: &Path,
         vars: &[(&str, &str)],
     ) -> std::io::Result<Self> {
+        Self::start_args(program, &[], data_dir, vars)
+    }
+
+    /// [`TestBinary::start`] with command-line arguments (e.g. `["local-port"]`).
+    ///
+    /// # Errors
+    /// The program could not be started.
+    pub fn start_args(
+        program: impl AsRef<Path>,
+        args: &[&str],
+        data_dir: &Path,
+        vars: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         let mut child = Command::new(program.as_ref())
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OCEAN__APPLICATION__PORT", "0")
@@ -106,6 +120,20 @@ impl TestBinary {
     pub fn port_url(&mut self) -> String {
         let line = self.line_with("built-in local Port at ");
         url_after(&line, "built-in local Port at ").unwrap_or_default()
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, …) with `kill`, without waiting for anything.
+    ///
+    /// # Errors
+    /// `kill` failed.
+    pub fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status()?;
+        if sent.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("kill {signal} {pid} failed")))
+        }
     }
 
     /// Sends a signal (`-KILL`, `-TERM`) with `kill` and waits (30 s at most) for the process to end.

@@ -15,8 +15,10 @@
 //! ```
 
 mod binary;
+mod redis_server;
 
 pub use binary::{TestBinary, url_after};
+pub use redis_server::RedisServer;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -386,9 +388,8 @@ impl TestApp {
     }
 
     /// Events the queue still holds.
-    #[must_use]
-    pub fn queue_depth(&self) -> usize {
-        self.app.queue_depth()
+    pub async fn queue_depth(&self) -> usize {
+        self.app.queue_depth().await
     }
 
     /// Shuts the app down and removes its temporary folder.

@@ -1,0 +1,434 @@
+//! The queue contract, run against every backend: memory, disk and Redis (a real `redis-server`
+//! started for each test). Then what only a shared queue promises: fencing, takeover, renewal,
+//! release and dedup across replicas.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::testing::RedisServer;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Memory,
+    Disk,
+    Redis,
+}
+
+/// A backend and what keeps it alive.
+struct Setup {
+    backend: Backend,
+    _redis: Option<RedisServer>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn redis_options(server: &RedisServer, lease: Duration, background: bool) -> RedisOptions {
+    RedisOptions {
+        url: server.url(),
+        integration: "contract".to_owned(),
+        lease,
+        max_takeovers: 5,
+        reaper_period: Duration::from_millis(50),
+        capacity: 100,
+        dedup_window: Duration::from_secs(60),
+        connect_attempts: 1,
+        background,
+    }
+}
+
+async fn open(kind: Kind, capacity: usize) -> Setup {
+    match kind {
+        Kind::Memory => Setup {
+            backend: Backend::new(MemoryQueue::new(capacity)),
+            _redis: None,
+            dir: None,
+        },
+        Kind::Disk => {
+            let dir = std::env::temp_dir()
+                .join(format!("ocean-contract-{}", uuid::Uuid::new_v4().simple()));
+            Setup {
+                backend: Backend::new(DiskQueue::open(&dir, capacity).unwrap()),
+                _redis: None,
+                dir: Some(dir),
+            }
+        }
+        Kind::Redis => {
+            let server = RedisServer::start().unwrap();
+            let mut options = redis_options(&server, Duration::from_secs(5), true);
+            options.capacity = capacity;
+            Setup {
+                backend: Backend::new(RedisQueue::connect(options).await.unwrap()),
+                _redis: Some(server),
+                dir: None,
+            }
+        }
+    }
+}
+
+fn event(n: u32, keys: &[&str]) -> WebhookEvent {
+    let mut e = WebhookEvent::new(
+        format!("e{n}"),
+        "/w",
+        [("x-n".to_owned(), n.to_string())],
+        format!("{{\"n\": {n}}}"),
+    )
+    .unwrap();
+    e.set_group_keys(keys.iter().map(|k| (*k).to_owned()).collect());
+    e
+}
+
+/// The next lease, or `None` when nothing is handed out within `wait`.
+async fn pull_within(q: &dyn EventQueue, wait: Duration) -> Option<Lease> {
+    tokio::time::timeout(wait, q.pull()).await.ok().flatten()
+}
+
+async fn pull(q: &dyn EventQueue) -> Lease {
+    pull_within(q, Duration::from_secs(10))
+        .await
+        .expect("an event is handed out")
+}
+
+async fn depth(q: &dyn EventQueue) -> usize {
+    q.stats().await.unwrap().depth
+}
+
+const NOTHING: Duration = Duration::from_millis(300);
+
+async fn fifo_with_leases_acks_and_figures(kind: Kind) {
+    let s = open(kind, 10).await;
+    let q = &*s.backend.events;
+    assert_eq!(q.push(event(1, &[])).await.unwrap(), Pushed::Queued);
+    q.push(event(2, &[])).await.unwrap();
+    let a = pull(q).await;
+    let b = pull(q).await;
+    assert_eq!((a.event.id(), b.event.id()), ("e1", "e2"));
+    assert_eq!(a.event.raw_body(), b"{\"n\": 1}", "the body byte for byte");
+    assert_eq!(a.event.header("x-n"), Some("1"));
+    assert_eq!(a.delivery, 1);
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.depth, 2, "leased events still count");
+    assert!(stats.oldest_age.is_some());
+    q.ack(&a).await.unwrap();
+    assert!(
+        q.ack(&a).await.is_err(),
+        "a settled lease cannot be settled again"
+    );
+    q.ack(&b).await.unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.oldest_age), (0, None));
+}
+
+async fn a_group_runs_one_at_a_time_in_arrival_order_and_a_retry_keeps_its_place(kind: Kind) {
+    let s = open(kind, 10).await;
+    let q = &*s.backend.events;
+    q.push(event(1, &["p:A"])).await.unwrap();
+    q.push(event(2, &["p:A"])).await.unwrap();
+    q.push(event(3, &["p:B"])).await.unwrap();
+    q.push(event(4, &["p:A", "p:B"])).await.unwrap();
+    q.push(event(5, &[])).await.unwrap();
+    let first = pull(q).await;
+    let second = pull(q).await;
+    let third = pull(q).await;
+    assert_eq!(
+        [first.event.id(), second.event.id(), third.event.id()],
+        ["e1", "e3", "e5"],
+        "2 waits for 1, 4 waits for 2 and 3"
+    );
+    assert!(
+        pull_within(q, NOTHING).await.is_none(),
+        "nothing else is free"
+    );
+    q.retry_later(&first, Duration::from_millis(400))
+        .await
+        .unwrap();
+    q.ack(&second).await.unwrap();
+    assert!(
+        pull_within(q, Duration::from_millis(150)).await.is_none(),
+        "2 and 4 still wait behind 1's retry"
+    );
+    let again = pull(q).await;
+    assert_eq!((again.event.id(), again.delivery), ("e1", 2));
+    q.ack(&again).await.unwrap();
+    let next = pull(q).await;
+    assert_eq!(next.event.id(), "e2");
+    assert!(pull_within(q, NOTHING).await.is_none(), "4 waits for 2");
+    q.ack(&next).await.unwrap();
+    let last = pull(q).await;
+    assert_eq!(last.event.id(), "e4");
+    q.ack(&last).await.unwrap();
+    q.ack(&third).await.unwrap();
+    assert_eq!(depth(q).await, 0);
+}
+
+async fn only_the_latest_of_a_supersedable_group_is_handed_out(kind: Kind) {
+    let s = open(kind, 10).await;
+    let q = &*s.backend.events;
+    for (n, key, sup) in [
+        (1, "A", true),
+        (2, "A", true),
+        (3, "B", true),
+        (4, "A", true),
+        (5, "C", false),
+        (6, "C", false),
+    ] {
+        let mut e = event(n, &[key]);
+        e.set_supersedable(sup);
+        q.push(e).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(pull(q).await.event.id().to_owned());
+    }
+    ids.sort();
+    assert_eq!(ids, ["e3", "e4", "e5"], "1 and 2 superseded by 4");
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.superseded, 2);
+    assert_eq!(stats.depth, 4, "3, 4, 5 leased and 6 waiting");
+}
+
+fn letter(event: &WebhookEvent, error: &str) -> DeadLetter {
+    DeadLetter {
+        id: 0,
+        event_id: event.id().to_owned(),
+        path: event.path().to_owned(),
+        processor: "p".into(),
+        resource: 0,
+        kind: "issue".into(),
+        error: error.into(),
+        attempts: 3,
+        failed_at_ms: 1,
+        event: stored_json(event),
+    }
+}
+
+async fn dead_letters_are_kept_with_the_ack_and_replayed_once(kind: Kind) {
+    let s = open(kind, 10).await;
+    let (q, dead) = (&*s.backend.events, &*s.backend.dead_letters);
+    q.push(event(1, &["g"])).await.unwrap();
+    let a = pull(q).await;
+    q.ack_dead(
+        &a,
+        vec![letter(&a.event, "first"), letter(&a.event, "second")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        depth(q).await,
+        0,
+        "the event was acked with its dead letters"
+    );
+    let all = dead.list().await.unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.error.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    let first = all[0].id;
+    assert_eq!(dead.get(first).await.unwrap().unwrap().event_id, "e1");
+    let back = all[0].to_event().unwrap();
+    assert_eq!(back.raw_body(), b"{\"n\": 1}");
+    assert!(dead.replay(first, back.clone()).await.unwrap());
+    assert!(
+        !dead.replay(first, back).await.unwrap(),
+        "a dead letter is replayed once"
+    );
+    let replayed = pull(q).await;
+    assert_eq!(replayed.event.id(), "e1");
+    assert_eq!(replayed.event.group_keys(), ["g"]);
+    q.ack(&replayed).await.unwrap();
+    let second = all[1].id;
+    assert_eq!(
+        dead.remove(second).await.unwrap().map(|d| d.id),
+        Some(second)
+    );
+    assert_eq!(dead.remove(second).await.unwrap(), None);
+    q.push(event(2, &[])).await.unwrap();
+    let b = pull(q).await;
+    q.ack_dead(&b, vec![letter(&b.event, "third")])
+        .await
+        .unwrap();
+    assert!(
+        dead.list().await.unwrap()[0].id > second,
+        "ids are not reused"
+    );
+    assert_eq!(dead.purge().await.unwrap(), 1);
+    assert!(dead.list().await.unwrap().is_empty());
+}
+
+async fn a_full_queue_refuses_and_a_closed_one_wakes_its_pullers(kind: Kind) {
+    let s = open(kind, 1).await;
+    let q = Arc::clone(&s.backend.events);
+    q.push(event(1, &[])).await.unwrap();
+    assert!(matches!(
+        q.push(event(2, &[])).await,
+        Err(QueueError::Full { capacity: 1 })
+    ));
+    assert_eq!(depth(&*q).await, 1, "the refused event was not stored");
+    let lease = pull(&*q).await;
+    q.ack(&lease).await.unwrap();
+    let waiter = tokio::spawn({
+        let q = Arc::clone(&q);
+        async move { q.pull().await.is_none() }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    q.close();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    assert!(matches!(
+        q.push(event(3, &[])).await,
+        Err(QueueError::Closed)
+    ));
+}
+
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::Memory).await })*
+        }
+        mod disk {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::Disk).await })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Kind::Redis).await })*
+        }
+    };
+}
+
+for_each_backend!(
+    fifo_with_leases_acks_and_figures,
+    a_group_runs_one_at_a_time_in_arrival_order_and_a_retry_keeps_its_place,
+    only_the_latest_of_a_supersedable_group_is_handed_out,
+    dead_letters_are_kept_with_the_ack_and_replayed_once,
+    a_full_queue_refuses_and_a_closed_one_wakes_its_pullers,
+);
+
+/// Two replicas on one Redis: `frozen` has no renewer (as if stopped), `live` renews and reaps.
+async fn replicas(lease: Duration, max_takeovers: u32) -> (RedisServer, RedisQueue, RedisQueue) {
+    let server = RedisServer::start().unwrap();
+    let mut frozen = redis_options(&server, lease, false);
+    frozen.max_takeovers = max_takeovers;
+    let mut live = redis_options(&server, lease, true);
+    live.max_takeovers = max_takeovers;
+    let frozen = RedisQueue::connect(frozen).await.unwrap();
+    let live = RedisQueue::connect(live).await.unwrap();
+    (server, frozen, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_with_a_stale_token_is_refused_and_the_event_keeps_its_place() {
+    let (_server, frozen, live) = replicas(Duration::from_millis(500), 5).await;
+    frozen.push(event(1, &["g"])).await.unwrap();
+    live.push(event(2, &["g"])).await.unwrap();
+    let stale = pull(&frozen).await;
+    assert_eq!(stale.event.id(), "e1");
+    // Not renewed: the live replica's reaper takes it over, at the head of its group.
+    let taken = pull(&live).await;
+    assert_eq!((taken.event.id(), taken.delivery), ("e1", 2));
+    assert!(taken.token > stale.token);
+    assert!(!stale.is_held(), "the frozen holder knows by its own clock");
+    for refused in [
+        frozen.ack(&stale).await,
+        frozen.retry_later(&stale, Duration::ZERO).await,
+        frozen
+            .ack_dead(&stale, vec![letter(&stale.event, "x")])
+            .await,
+    ] {
+        assert!(matches!(refused, Err(QueueError::Fenced(_))), "{refused:?}");
+    }
+    assert!(
+        live.list().await.unwrap().is_empty(),
+        "the refused dead letter was not kept"
+    );
+    assert_eq!(depth(&live).await, 2, "nothing changed");
+    assert!(
+        pull_within(&live, NOTHING).await.is_none(),
+        "2 still waits behind 1"
+    );
+    live.ack(&taken).await.unwrap();
+    assert_eq!(pull(&live).await.event.id(), "e2");
+    let stats = live.stats().await.unwrap();
+    assert_eq!(stats.takeovers, 1);
+    assert_eq!(frozen.stats().await.unwrap().fenced, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_lease_outlives_several_lease_periods() {
+    let (_server, _frozen, live) = replicas(Duration::from_millis(400), 5).await;
+    live.push(event(1, &["g"])).await.unwrap();
+    let lease = pull(&live).await;
+    // Time passing is what is tested here: three lease periods and a half.
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert!(lease.is_held());
+    assert_eq!(live.stats().await.unwrap().takeovers, 0);
+    live.ack(&lease).await.unwrap();
+    assert_eq!(depth(&live).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_taken_over_too_often_becomes_a_dead_letter() {
+    let (_server, frozen, live) = replicas(Duration::from_millis(300), 1).await;
+    frozen.push(event(1, &["g"])).await.unwrap();
+    frozen.push(event(2, &["g"])).await.unwrap();
+    let first = pull(&frozen).await;
+    let second = pull(&frozen).await;
+    assert_eq!((first.event.id(), second.event.id()), ("e1", "e1"));
+    assert_eq!(second.delivery, 2);
+    // The second takeover is one too many: a dead letter, and the group moves on.
+    let next = pull(&live).await;
+    assert_eq!(next.event.id(), "e2");
+    let letters = live.list().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event_id, "e1");
+    assert!(
+        letters[0].error.contains("taken over 2 times"),
+        "{letters:?}"
+    );
+    let back = letters[0].to_event().unwrap();
+    assert_eq!(back.raw_body(), b"{\"n\": 1}");
+    assert_eq!(live.stats().await.unwrap().given_up, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_up_at_once_and_a_delivery_id_is_accepted_once() {
+    let (_server, frozen, live) = replicas(Duration::from_secs(30), 5).await;
+    frozen.push(event(1, &["g"])).await.unwrap();
+    let held = pull(&frozen).await;
+    frozen.release().await;
+    let taken = pull_within(&live, Duration::from_secs(2))
+        .await
+        .expect("taken up long before the 30 s lease would expire");
+    assert_eq!((taken.event.id(), taken.delivery), ("e1", 2));
+    assert!(matches!(
+        frozen.ack(&held).await,
+        Err(QueueError::Fenced(_))
+    ));
+    assert_eq!(live.stats().await.unwrap().takeovers, 0);
+
+    let mut first = event(7, &[]);
+    first.set_delivery_key(Some("/w\u{1f}webhook-id\u{1f}d-7".into()));
+    let mut again = event(8, &[]);
+    again.set_delivery_key(first.delivery_key().map(str::to_owned));
+    assert_eq!(frozen.push(first).await.unwrap(), Pushed::Queued);
+    assert_eq!(
+        live.push(again).await.unwrap(),
+        Pushed::Duplicate("e7".into()),
+        "a redelivery to another replica is recognised"
+    );
+    assert_eq!(depth(&live).await, 2);
+}

@@ -1,0 +1,950 @@
+//! The Redis queue: any number of replicas of one integration share one queue.
+//!
+//! Every state change is one Lua script (`lua/*.lua`, each with `lua/common.lua` in front), over
+//! keys that all carry the integration's hash tag, `{ocean:<identifier>}:…`, so the scripts are
+//! legal on Redis Cluster too. The scripts keep per-group order (a group's head is the first member
+//! of a lexicographically sorted set; an event runs only when it heads all its groups), leases
+//! with fencing tokens and deadlines from Redis's clock, supersession, delivery-id dedup, dead
+//! letters and the counters of `/metrics`.
+//!
+//! Each replica runs three background tasks beside its workers:
+//! - the renewer extends every lease this replica holds, in one script call, every third of the
+//!   lease time; a lease found taken over, or not renewed before its deadline, is lost and its
+//!   jobs are cancelled;
+//! - the reaper clears expired leases (a replica that died or froze): the event goes back to the
+//!   ready set at the head of its groups, or becomes a dead letter past the most takeovers;
+//! - the doorbell listener wakes idle workers when a script says an event became ready (workers
+//!   also look again at least every second, so a missed message only delays).
+//!
+//! Redis cannot fence what a job writes to Port. So a worker checks its lease locally before it
+//! writes, by this process's monotonic clock, with a margin (see [`Lease::is_held`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{
+    DeadLetter, DeadLetterStore, DeliveryLog, EventQueue, Hold, Lease, Pushed, QueueError,
+};
+use crate::event::WebhookEvent;
+use crate::metrics::QueueGauges;
+use crate::processor::BoxFuture;
+
+/// How idle workers look again at most this long after their last look, doorbell or not.
+const POLL: Duration = Duration::from_secs(1);
+/// Time limit of one Redis call.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time limit of one connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The key names, in the order `lua/common.lua` reads them.
+const KEY_NAMES: [&str; 16] = [
+    "seq", "ev", "sched", "groups", "ready", "delayed", "lease", "expiry", "latest", "dlv", "dlvt",
+    "dead", "deadseq", "fence", "all", "stats",
+];
+
+macro_rules! script {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+struct Scripts {
+    push: Script,
+    replay: Script,
+    reserve: Script,
+    ack: Script,
+    retry: Script,
+    renew: Script,
+    reap: Script,
+    release: Script,
+    stats: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            push: Script::new(script!("lua/push.lua")),
+            replay: Script::new(script!("lua/replay.lua")),
+            reserve: Script::new(script!("lua/reserve.lua")),
+            ack: Script::new(script!("lua/ack.lua")),
+            retry: Script::new(script!("lua/retry.lua")),
+            renew: Script::new(script!("lua/renew.lua")),
+            reap: Script::new(script!("lua/reap.lua")),
+            release: Script::new(script!("lua/release.lua")),
+            stats: Script::new(script!("lua/stats.lua")),
+        }
+    }
+}
+
+/// How to run a [`RedisQueue`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (`OCEAN__QUEUE__REDIS_URL`).
+    pub url: String,
+    /// The integration identifier: the hash tag of every key.
+    pub integration: String,
+    /// Lease time (`OCEAN__QUEUE__LEASE_SECONDS`).
+    pub lease: Duration,
+    /// Takeovers after which an event becomes a dead letter (`OCEAN__QUEUE__MAX_TAKEOVERS`).
+    pub max_takeovers: u32,
+    /// How often expired leases are looked for (`OCEAN__QUEUE__REAPER_SECONDS`).
+    pub reaper_period: Duration,
+    /// Events the queue holds before ingress answers 503.
+    pub capacity: usize,
+    /// How long delivery ids are remembered.
+    pub dedup_window: Duration,
+    /// Connection attempts at start-up before giving up.
+    pub connect_attempts: u32,
+    /// Runs the renewer, reaper and doorbell (a replica); off for a one-shot command.
+    pub background: bool,
+}
+
+/// The Redis queue could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisQueueError {
+    /// The URL does not parse.
+    #[error("OCEAN__QUEUE__REDIS_URL is not a Redis URL ({url}): {reason}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Redis did not answer.
+    #[error(
+        "cannot reach Redis at {url} (OCEAN__QUEUE__REDIS_URL) after {attempts} attempts: {reason}"
+    )]
+    Unreachable {
+        /// The URL, without its password.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+}
+
+/// `url` without its password.
+pub(crate) fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+fn hex(s: &str) -> String {
+    use std::fmt::Write as _;
+    s.bytes()
+        .fold(String::with_capacity(s.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        other => vec![other],
+    }
+}
+
+fn unexpected(what: &str, v: &Value) -> QueueError {
+    QueueError::Storage(format!("unexpected answer from the {what} script: {v:?}"))
+}
+
+/// What the last call said about Redis.
+fn classify(e: &redis::RedisError) -> QueueError {
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        QueueError::Unavailable(e.to_string())
+    } else {
+        QueueError::Storage(e.to_string())
+    }
+}
+
+/// A dead letter as stored: the JSON of [`DeadLetter`], or (for an event the reaper gave up on)
+/// `T`, a JSON line with the error, then the event's record.
+fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, String> {
+    if let Some(rest) = bytes.strip_prefix(b"T") {
+        let nl = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("truncated dead letter")?;
+        let meta: serde_json::Value =
+            serde_json::from_slice(&rest[..nl]).map_err(|e| e.to_string())?;
+        let event = WebhookEvent::from_record(&rest[nl + 1..])?;
+        let mut letter = DeadLetter::of_event(
+            &event,
+            meta["error"].as_str().unwrap_or_default().to_owned(),
+            u32::try_from(meta["attempts"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
+            meta["failed_at_ms"].as_u64().unwrap_or(0),
+        );
+        letter.id = id;
+        return Ok(letter);
+    }
+    let mut letter: DeadLetter = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    letter.id = id;
+    Ok(letter)
+}
+
+/// A lease this replica holds.
+struct Held {
+    token: u64,
+    hold: Arc<Hold>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    client: redis::Client,
+    keys: Vec<String>,
+    bell: String,
+    replica: String,
+    opts: RedisOptions,
+    scripts: Scripts,
+    held: Mutex<HashMap<u64, Held>>,
+    wake: Notify,
+    closed: AtomicBool,
+    /// Whether the last call reached Redis (for logging an outage once).
+    reachable: AtomicBool,
+    /// Settles refused because the lease was taken over.
+    fenced: AtomicU64,
+    /// Leases lost while a job ran.
+    lost: AtomicU64,
+}
+
+/// The shared [`EventQueue`] on Redis (see the module documentation).
+pub struct RedisQueue {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("url", &redact(&self.inner.opts.url))
+            .field("replica", &self.inner.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisQueue {
+    fn drop(&mut self) {
+        for task in self.tasks().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+        .unwrap_or_else(|| "replica".to_owned());
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &tag[..6])
+}
+
+impl RedisQueue {
+    /// Connects (retrying a bounded number of times) and, for a replica, starts the renewer, the
+    /// reaper and the doorbell listener.
+    ///
+    /// # Errors
+    /// The URL is malformed, or Redis did not answer within the attempts.
+    pub async fn connect(opts: RedisOptions) -> Result<Self, RedisQueueError> {
+        let shown = redact(&opts.url);
+        let client = redis::Client::open(opts.url.as_str()).map_err(|e| RedisQueueError::Url {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let attempts = opts.connect_attempts.max(1);
+        let mut attempt = 0;
+        let conn = loop {
+            attempt += 1;
+            let tried = async {
+                let mut conn =
+                    ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| conn)
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT * 4, tried).await {
+                Ok(Ok(conn)) => break conn,
+                Ok(Err(e)) if attempt >= attempts => {
+                    return Err(RedisQueueError::Unreachable {
+                        url: shown,
+                        attempts,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(_) if attempt >= attempts => {
+                    return Err(RedisQueueError::Unreachable {
+                        url: shown,
+                        attempts,
+                        reason: "timed out".to_owned(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(url = %shown, attempt, error = %e, "Redis does not answer yet; trying again");
+                }
+                Err(_) => {
+                    tracing::warn!(url = %shown, attempt, "Redis does not answer yet (timed out); trying again");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+        };
+        let tag = opts.integration.replace(['{', '}'], "_");
+        let keys = KEY_NAMES
+            .iter()
+            .map(|n| format!("{{ocean:{tag}}}:{n}"))
+            .collect();
+        let inner = Arc::new(Inner {
+            conn,
+            client,
+            keys,
+            bell: format!("{{ocean:{tag}}}:bell"),
+            replica: replica_name(),
+            scripts: Scripts::new(),
+            held: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
+            fenced: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            opts,
+        });
+        let tasks = if inner.opts.background {
+            tracing::info!(
+                replica = %inner.replica,
+                url = %shown,
+                lease_s = inner.opts.lease.as_secs_f64(),
+                "event queue on Redis, shared with the other replicas"
+            );
+            vec![
+                tokio::spawn(Arc::clone(&inner).renewer()),
+                tokio::spawn(Arc::clone(&inner).reaper()),
+                tokio::spawn(Arc::clone(&inner).doorbell()),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            inner,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This replica's name in lease records and logs (`host/pid/random`).
+    #[must_use]
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+}
+
+impl Inner {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records whether Redis answered, logging the start and the end of an outage once.
+    fn reached<T>(&self, result: Result<T, QueueError>) -> Result<T, QueueError> {
+        match &result {
+            Err(QueueError::Unavailable(e)) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, url = %redact(&self.opts.url), "Redis is unreachable; webhooks are refused with 503 and workers pause until it is back");
+                }
+            }
+            _ => {
+                if !self.reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!("Redis is reachable again; work resumes");
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs a script over every key, with the doorbell channel and then `args`.
+    async fn run(&self, script: &Script, args: &[&[u8]]) -> Result<Value, QueueError> {
+        let mut invocation = script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        invocation.arg(&self.bell);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        let result = invocation
+            .invoke_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| classify(&e));
+        self.reached(result)
+    }
+
+    fn lease_ms(&self) -> String {
+        self.opts.lease.as_millis().to_string()
+    }
+
+    /// How long after a renewal was sent the lease may be acted on: the lease time less a fifth,
+    /// so that a write started just before the deadline does not outlive it.
+    fn validity(&self) -> Duration {
+        self.opts.lease - self.opts.lease / 5
+    }
+
+    async fn reserve(&self) -> Result<Result<Lease, Option<Duration>>, QueueError> {
+        let sent_at = Instant::now();
+        let answer = self
+            .run(
+                &self.scripts.reserve,
+                &[self.replica.as_bytes(), self.lease_ms().as_bytes()],
+            )
+            .await?;
+        let parts = items(answer);
+        match parts.first().and_then(text).as_deref() {
+            Some("none") => {
+                let due = parts.get(1).and_then(int).unwrap_or(-1);
+                Ok(Err(u64::try_from(due).ok().map(Duration::from_millis)))
+            }
+            Some("lease") => {
+                let field = |i: usize| {
+                    parts
+                        .get(i)
+                        .and_then(int)
+                        .and_then(|n| u64::try_from(n).ok())
+                };
+                let (Some(seq), Some(token), Some(delivery)) = (field(1), field(2), field(3))
+                else {
+                    return Err(QueueError::Storage("malformed lease from Redis".to_owned()));
+                };
+                let hold = Hold::new(sent_at + self.validity());
+                self.held().insert(
+                    seq,
+                    Held {
+                        token,
+                        hold: Arc::clone(&hold),
+                    },
+                );
+                let record = match parts.get(4) {
+                    Some(Value::BulkString(b)) => b.as_slice(),
+                    _ => &[],
+                };
+                match WebhookEvent::from_record(record) {
+                    Ok(event) => Ok(Ok(Lease::networked(
+                        seq,
+                        Arc::new(event),
+                        u32::try_from(delivery).unwrap_or(u32::MAX),
+                        token,
+                        hold,
+                    ))),
+                    Err(e) => {
+                        // Not renewed: the lease expires, and after the most takeovers the record
+                        // is kept as a dead letter, byte for byte.
+                        tracing::error!(seq, error = %e, "unreadable event in the Redis queue; left to expire into a dead letter");
+                        self.held().remove(&seq);
+                        Ok(Err(Some(POLL)))
+                    }
+                }
+            }
+            _ => Err(QueueError::Storage(format!(
+                "unexpected answer from the reserve script: {parts:?}"
+            ))),
+        }
+    }
+
+    /// Runs a settle script for `lease`; while Redis is unreachable and the lease still valid, it
+    /// is tried again. A refused (fenced) settle changes nothing.
+    async fn settle(
+        &self,
+        lease: &Lease,
+        script: &Script,
+        extra: &[&[u8]],
+    ) -> Result<(), QueueError> {
+        let seq = lease.seq.to_string();
+        let token = lease.token.to_string();
+        let mut args: Vec<&[u8]> = vec![seq.as_bytes(), token.as_bytes()];
+        args.extend_from_slice(extra);
+        let mut pause = Duration::from_millis(50);
+        let result = loop {
+            match self.run(script, &args).await {
+                Ok(answer) => match text(&answer).as_deref() {
+                    Some("ok") => break Ok(()),
+                    Some("fenced") => {
+                        self.fenced.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            seq = lease.seq,
+                            event_id = lease.event.id(),
+                            "settle refused: the lease was taken over by another replica"
+                        );
+                        break Err(QueueError::Fenced(lease.seq));
+                    }
+                    _ => break Err(unexpected("settle", &answer)),
+                },
+                Err(QueueError::Unavailable(_)) if lease.is_held() => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // Settled, refused or given up: this replica stops renewing it either way (an unsettled
+        // event's lease expires and another replica takes it over).
+        self.held().remove(&lease.seq);
+        result
+    }
+
+    async fn renewer(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.opts.lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.renew_once().await;
+        }
+    }
+
+    async fn renew_once(&self) {
+        let snapshot: Vec<(u64, u64, Arc<Hold>)> = self
+            .held()
+            .iter()
+            .map(|(seq, h)| (*seq, h.token, Arc::clone(&h.hold)))
+            .collect();
+        if snapshot.is_empty() {
+            return;
+        }
+        let sent_at = Instant::now();
+        let strings: Vec<String> = snapshot
+            .iter()
+            .flat_map(|(seq, token, _)| [seq.to_string(), token.to_string()])
+            .collect();
+        let mut args: Vec<&[u8]> = vec![];
+        let lease_ms = self.lease_ms();
+        args.push(lease_ms.as_bytes());
+        args.extend(strings.iter().map(String::as_bytes));
+        match self.run(&self.scripts.renew, &args).await {
+            Ok(answer) => {
+                let fenced: Vec<u64> = items(answer)
+                    .iter()
+                    .filter_map(|v| int(v).and_then(|n| u64::try_from(n).ok()))
+                    .collect();
+                for (seq, _, hold) in &snapshot {
+                    if fenced.contains(seq) {
+                        self.lose(*seq, hold, "it was taken over by another replica");
+                    } else {
+                        hold.extend(sent_at + self.validity());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, leases = snapshot.len(), "cannot renew this replica's leases");
+                let now = Instant::now();
+                for (seq, _, hold) in &snapshot {
+                    if now >= hold.valid_until() {
+                        self.lose(*seq, hold, "it could not be renewed before its deadline");
+                    }
+                }
+            }
+        }
+    }
+
+    fn lose(&self, seq: u64, hold: &Hold, why: &str) {
+        let removed = self.held().remove(&seq).is_some();
+        if removed {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                seq,
+                replica = %self.replica,
+                "lease lost because {why}; its jobs are cancelled and it is not acknowledged here"
+            );
+        }
+        hold.lose();
+    }
+
+    async fn reaper(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.opts.reaper_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max = self.opts.max_takeovers.to_string();
+        loop {
+            tick.tick().await;
+            let Ok(answer) = self.run(&self.scripts.reap, &[max.as_bytes()]).await else {
+                continue;
+            };
+            for entry in items(answer) {
+                let parts = items(entry);
+                let seq = parts.first().and_then(int).unwrap_or(-1);
+                let holder = parts.get(1).and_then(text).unwrap_or_default();
+                let holder = holder.split_once(' ').map_or("", |(_, r)| r).to_owned();
+                match parts.get(2).and_then(text).as_deref() {
+                    Some("dead") => tracing::error!(
+                        seq,
+                        former_holder = %holder,
+                        max_takeovers = self.opts.max_takeovers,
+                        "an event's lease expired once too often; it is kept as a dead letter"
+                    ),
+                    _ => tracing::warn!(
+                        seq,
+                        former_holder = %holder,
+                        "a lease expired (its replica died or stalled); the event is taken over at the head of its groups"
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn doorbell(self: Arc<Self>) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&self.bell).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match connected {
+                Ok(Ok(mut pubsub)) => {
+                    pause = Duration::from_millis(100);
+                    // Anything may have become ready while not listening.
+                    self.wake.notify_one();
+                    let mut messages = pubsub.on_message();
+                    while messages.next().await.is_some() {
+                        self.wake.notify_one();
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "doorbell: cannot subscribe"),
+                Err(_) => tracing::debug!("doorbell: subscribing timed out"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn event_args(event: &WebhookEvent) -> (String, Vec<String>) {
+        let groups = event.group_keys().iter().map(|g| hex(g)).collect();
+        let sup = if event.supersedable() { "1" } else { "0" };
+        (sup.to_owned(), groups)
+    }
+}
+
+impl EventQueue for RedisQueue {
+    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            if inner.closed.load(Ordering::Relaxed) {
+                return Err(QueueError::Closed);
+            }
+            let record = event.to_record().map_err(QueueError::Storage)?;
+            let (sup, groups) = Inner::event_args(&event);
+            let window = inner.opts.dedup_window.as_millis().to_string();
+            let capacity = inner.opts.capacity.to_string();
+            let key = if inner.opts.dedup_window.is_zero() {
+                ""
+            } else {
+                event.delivery_key().unwrap_or("")
+            };
+            let mut args: Vec<&[u8]> = vec![
+                &record,
+                event.id().as_bytes(),
+                key.as_bytes(),
+                window.as_bytes(),
+                capacity.as_bytes(),
+                sup.as_bytes(),
+            ];
+            args.extend(groups.iter().map(String::as_bytes));
+            let answer = items(inner.run(&inner.scripts.push, &args).await?);
+            match answer.first().and_then(text).as_deref() {
+                Some("ok") => Ok(Pushed::Queued),
+                Some("dup") => Ok(Pushed::Duplicate(
+                    answer.get(1).and_then(text).unwrap_or_default(),
+                )),
+                Some("full") => Err(QueueError::Full {
+                    capacity: inner.opts.capacity,
+                }),
+                _ => Err(QueueError::Storage(format!(
+                    "unexpected answer from the push script: {answer:?}"
+                ))),
+            }
+        })
+    }
+
+    fn pull(&self) -> BoxFuture<'_, Option<Lease>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let notified = inner.wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if inner.closed.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let wait = match inner.reserve().await {
+                    Ok(Ok(lease)) => return Some(lease),
+                    Ok(Err(due)) => {
+                        pause = Duration::from_millis(100);
+                        due.map_or(POLL, |d| d.min(POLL))
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot lease an event; waiting");
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        // A doorbell must not cut the back-off short while Redis is down.
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                };
+                let _ = tokio::time::timeout(wait, notified).await;
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(self.inner.settle(lease, &self.inner.scripts.ack, &[]))
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let delay = delay.as_millis().to_string();
+            self.inner
+                .settle(lease, &self.inner.scripts.retry, &[delay.as_bytes()])
+                .await
+        })
+    }
+
+    fn ack_dead<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let encoded = letters
+                .iter()
+                .map(serde_json::to_vec)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| QueueError::Storage(e.to_string()))?;
+            let args: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            self.inner
+                .settle(lease, &self.inner.scripts.ack, &args)
+                .await
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<QueueGauges, QueueError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let answer = inner.run(&inner.scripts.stats, &[]).await?;
+            let parts = items(answer);
+            let n = |i: usize| parts.get(i).and_then(int).unwrap_or(0);
+            Ok(QueueGauges {
+                depth: usize::try_from(n(0)).unwrap_or(0),
+                oldest_age: u64::try_from(n(1)).ok().map(Duration::from_millis),
+                superseded: u64::try_from(n(2)).unwrap_or(0),
+                takeovers: u64::try_from(n(3)).unwrap_or(0),
+                given_up: u64::try_from(n(4)).unwrap_or(0),
+                fenced: inner.fenced.load(Ordering::Relaxed),
+                leases_lost: inner.lost.load(Ordering::Relaxed),
+            })
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            if self.is_closed() {
+                return Err(QueueError::Closed);
+            }
+            let mut conn = self.inner.conn.clone();
+            let result = redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e));
+            self.inner.reached(result)
+        })
+    }
+
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let held: Vec<(u64, u64)> = inner
+                .held()
+                .drain()
+                .map(|(seq, h)| {
+                    h.hold.lose();
+                    (seq, h.token)
+                })
+                .collect();
+            if !held.is_empty() {
+                let strings: Vec<String> = held
+                    .iter()
+                    .flat_map(|(seq, token)| [seq.to_string(), token.to_string()])
+                    .collect();
+                let args: Vec<&[u8]> = strings.iter().map(String::as_bytes).collect();
+                match inner.run(&inner.scripts.release, &args).await {
+                    Ok(n) => tracing::info!(
+                        released = int(&n).unwrap_or(0),
+                        "leases given back for the other replicas"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot give the leases back; they expire instead")
+                    }
+                }
+            }
+            for task in self.tasks().drain(..) {
+                task.abort();
+            }
+        })
+    }
+}
+
+impl DeadLetterStore for RedisQueue {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let all: HashMap<u64, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(&self.inner.keys[11])
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| classify(&e))?;
+            let mut letters = all
+                .into_iter()
+                .map(|(id, bytes)| parse_letter(id, &bytes).map_err(QueueError::Storage))
+                .collect::<Result<Vec<_>, _>>()?;
+            letters.sort_by_key(|l| l.id);
+            Ok(letters)
+        })
+    }
+
+    fn get(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let bytes: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(&self.inner.keys[11])
+                .arg(id)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| classify(&e))?;
+            bytes
+                .map(|b| parse_letter(id, &b).map_err(QueueError::Storage))
+                .transpose()
+        })
+    }
+
+    fn remove(&self, id: u64) -> BoxFuture<'_, Result<Option<DeadLetter>, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let key = &self.inner.keys[11];
+            let (bytes, _): (Option<Vec<u8>>, i64) = redis::pipe()
+                .atomic()
+                .hget(key, id)
+                .hdel(key, id)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| classify(&e))?;
+            bytes
+                .map(|b| parse_letter(id, &b).map_err(QueueError::Storage))
+                .transpose()
+        })
+    }
+
+    fn purge(&self) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            let key = &self.inner.keys[11];
+            let (n, _): (usize, i64) = redis::pipe()
+                .atomic()
+                .hlen(key)
+                .del(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(n)
+        })
+    }
+
+    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let record = event.to_record().map_err(QueueError::Storage)?;
+            let (sup, groups) = Inner::event_args(&event);
+            let id = id.to_string();
+            let capacity = inner.opts.capacity.to_string();
+            let mut args: Vec<&[u8]> =
+                vec![id.as_bytes(), &record, capacity.as_bytes(), sup.as_bytes()];
+            args.extend(groups.iter().map(String::as_bytes));
+            let answer = inner.run(&inner.scripts.replay, &args).await?;
+            match text(&answer).as_deref() {
+                Some("ok") => Ok(true),
+                Some("gone") => Ok(false),
+                Some("full") => Err(QueueError::Full {
+                    capacity: inner.opts.capacity,
+                }),
+                _ => Err(unexpected("replay", &answer)),
+            }
+        })
+    }
+}
+
+/// Delivery ids are kept in Redis and checked inside [`EventQueue::push`].
+impl DeliveryLog for RedisQueue {}
