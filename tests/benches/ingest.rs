@@ -1,11 +1,12 @@
-//! Ingest benchmark: webhook acceptance throughput and latency at 64 connections, for the memory
-//! and disk queues, against a bare axum handler that only parses the JSON, all in one run.
+//! Ingest benchmark: webhook acceptance throughput and latency at 64 connections, for the memory,
+//! disk and Redis queues, against a bare axum handler that only parses the JSON, all in one run.
 //!
 //! `cargo bench -p ocean-tests --bench ingest` (`INGEST_REQUESTS`: requests per variant, default
 //! 20000; `INGEST_WORKERS`: event workers, default 8; `INGEST_BACKENDS`: which queues, default
-//! `memory,disk`). Workers run during the measurement and
-//! settle every event (the benchmark's processor matches nothing, so each event costs a lease, a
-//! jq match and an ack), sharing the 2 cores with ingress and the load generator.
+//! `memory,disk,redis,redis-volatile`; the Redis variants start their own `redis-server` on
+//! loopback, with AOF and `appendfsync always`, or with no persistence). Workers run during the
+//! measurement and settle every event (the benchmark's processor matches nothing, so each event
+//! costs a lease, a jq match and an ack), sharing the 2 cores with ingress and the load generator.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ocean_runtime::prelude::*;
-use ocean_runtime::testing::TestApp;
+use ocean_runtime::testing::{RedisServer, TestApp};
 
 ocean_runtime::kinds!["thing"];
 
@@ -133,12 +134,24 @@ async fn baseline(requests: usize) -> Run {
 }
 
 async fn ocean(name: &'static str, backend: &str, requests: usize) -> Run {
+    // The Redis variants run their own redis-server: with AOF and `appendfsync always` (nothing
+    // acknowledged lost on a Redis crash, the disk queue's promise) or with no persistence.
+    let redis = match backend {
+        "redis" => Some(RedisServer::start_durable().unwrap()),
+        "redis-volatile" => Some(RedisServer::start().unwrap()),
+        _ => None,
+    };
+    let (backend, url) = match &redis {
+        Some(r) => ("redis", r.url()),
+        None => (backend, String::new()),
+    };
     let app = TestApp::builder()
         .paths(&["/bench"])
         .mapping(
             "resources:\n  - kind: thing\n    selector: {query: 'true'}\n    port: {entity: {mappings: {identifier: .id, blueprint: '\"thing\"'}}}\n",
         )
         .env("OCEAN__QUEUE__BACKEND", backend)
+        .env("OCEAN__QUEUE__REDIS_URL", url)
         .env("OCEAN__APPLICATION__LOG_LEVEL", "warn")
         .env("OCEAN__EVENT_WORKERS_COUNT", std::env::var("INGEST_WORKERS").unwrap_or_else(|_| "8".into()))
         .start()
@@ -159,14 +172,19 @@ fn main() {
         .build()
         .unwrap();
     // `INGEST_BACKENDS=disk` (or `memory`) measures one backend, e.g. under a profiler.
-    let backends = std::env::var("INGEST_BACKENDS").unwrap_or_else(|_| "memory,disk".into());
+    let backends = std::env::var("INGEST_BACKENDS")
+        .unwrap_or_else(|_| "memory,disk,redis,redis-volatile".into());
     let runs = runtime.block_on(async {
         let mut runs = vec![baseline(requests).await];
         for backend in backends.split(',').map(str::trim) {
             let name = match backend {
                 "memory" => "ocean-rs, memory queue",
                 "disk" => "ocean-rs, disk queue",
-                other => panic!("INGEST_BACKENDS: unknown backend `{other}` (memory, disk)"),
+                "redis" => "ocean-rs, redis queue (AOF, fsync always)",
+                "redis-volatile" => "ocean-rs, redis queue (no persistence)",
+                other => panic!(
+                    "INGEST_BACKENDS: unknown backend `{other}` (memory, disk, redis, redis-volatile)"
+                ),
             };
             runs.push(ocean(name, backend, requests).await);
         }
