@@ -159,6 +159,17 @@ async fn ocean(name: &'static str, backend: &str, requests: usize) -> Run {
         .unwrap();
     let run = load(name, format!("{}/integration/bench", app.url()), requests).await;
     app.shutdown().await;
+    if let Some(r) = &redis {
+        // Where Redis's time went: calls and microseconds per call of each script command.
+        let stats = std::process::Command::new("redis-cli")
+            .args(["-p", &r.port().to_string(), "INFO", "commandstats"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for line in stats.lines().filter(|l| l.starts_with("cmdstat_eval")) {
+            println!("{name}: {}", line.trim());
+        }
+    }
     run
 }
 
