@@ -87,15 +87,14 @@ done
 echo "== entities in the built-in Port"
 entity jiraProject PROJ && echo
 entity jiraIssue PROJ-1 && echo
+per_replica() { # metric pattern
+  for i in 0 1 2; do
+    printf 'replica %s: ' $((i + 1))
+    curl -s "http://127.0.0.1:$((FIRST_REPLICA + i))/metrics" | grep -E "$1" | tr '\n' ' '
+    echo
+  done
+}
 echo "== queue figures (the same on every replica)"
-for i in 0 1 2; do
-  printf 'replica %s: ' $((i + 1))
-  curl -s "http://127.0.0.1:$((FIRST_REPLICA + i))/metrics" | grep -E '^ocean_queue_depth ' | tr '\n' ' '
-  echo
-done
+per_replica '^ocean_queue_depth '
 echo "== jobs each replica ran (any replica takes any event)"
-for i in 0 1 2; do
-  printf 'replica %s: ' $((i + 1))
-  curl -s "http://127.0.0.1:$((FIRST_REPLICA + i))/metrics" | grep -E '^ocean_jobs_total' | tr '\n' ' '
-  echo
-done
+per_replica '^ocean_jobs_total'

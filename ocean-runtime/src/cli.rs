@@ -195,15 +195,8 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
 
 /// `<binary> local-port`: the built-in Port alone, until SIGINT or SIGTERM.
 fn local_port(config: &Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::run::multi_thread_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let options = LocalPortOptions {

@@ -26,6 +26,15 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The runtime a serving command runs on; `None` (logged) when it cannot be built.
+pub(crate) fn multi_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| tracing::error!("cannot start the async runtime: {e}"))
+        .ok()
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub(crate) async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -72,15 +81,8 @@ pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = multi_thread_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let mut app = App::new(config, registry);
