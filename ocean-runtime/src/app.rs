@@ -473,10 +473,7 @@ pub(crate) fn redis_options(
     let url = config
         .redis_url
         .as_ref()
-        .ok_or_else(|| ConfigError::Missing {
-            var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
-            because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
-        })?;
+        .ok_or_else(ConfigError::redis_url_missing)?;
     Ok(RedisOptions {
         url: url.0.clone(),
         integration: config.integration_identifier.clone(),

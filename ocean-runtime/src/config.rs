@@ -64,6 +64,16 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// `OCEAN__QUEUE__BACKEND=redis` without `OCEAN__QUEUE__REDIS_URL`.
+    pub(crate) fn redis_url_missing() -> Self {
+        Self::Missing {
+            var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
+            because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
+        }
+    }
+}
+
 /// The integration built into this binary: its package name and version (filled in by `main!`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntegrationInfo {
@@ -302,10 +312,7 @@ impl Config {
                 });
             }
             None if queue_backend == QueueBackend::Redis => {
-                return Err(ConfigError::Missing {
-                    var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
-                    because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
-                });
+                return Err(ConfigError::redis_url_missing());
             }
             _ => {}
         }

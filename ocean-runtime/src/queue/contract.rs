@@ -432,3 +432,36 @@ async fn a_released_lease_is_taken_up_at_once_and_a_delivery_id_is_accepted_once
     );
     assert_eq!(depth(&live).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_past_its_validity_is_given_back_not_renewed() {
+    let (_server, _frozen, live) = replicas(Duration::from_millis(600), 5).await;
+    live.push(event(1, &["g"])).await.unwrap();
+    let stalled = pull(&live).await;
+    // As after a stall of this process longer than the renewals' margin: by its own clock the
+    // lease may be another replica's now, so its worker stops; the renewer must not revive it.
+    stalled
+        .hold
+        .as_ref()
+        .unwrap()
+        .extend(std::time::Instant::now());
+    assert!(!stalled.is_held());
+    let again = pull_within(&live, Duration::from_secs(2))
+        .await
+        .expect("given back at once, not held until it expires");
+    assert_eq!((again.event.id(), again.delivery), ("e1", 2));
+    assert!(matches!(
+        live.ack(&stalled).await,
+        Err(QueueError::Fenced(_))
+    ));
+    live.ack(&again).await.unwrap();
+    assert_eq!(live.stats().await.unwrap().takeovers, 0);
+
+    // A worker that gives up on its lease gives it back too.
+    live.push(event(2, &["g"])).await.unwrap();
+    let abandoned = pull(&live).await;
+    live.give_up(&abandoned).await;
+    let retaken = pull_within(&live, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((retaken.event.id(), retaken.delivery), ("e2", 2));
+    assert_eq!(live.stats().await.unwrap().leases_lost, 2);
+}

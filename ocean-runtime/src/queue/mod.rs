@@ -305,6 +305,14 @@ pub trait EventQueue: Send + Sync + 'static {
         false
     }
 
+    /// Gives one lease back without settling it, when its worker stopped working on the event
+    /// because the lease may have passed to another replica ([`Lease::is_held`] turned false):
+    /// the event is handed out again unless another replica holds it already. Nothing to do for a
+    /// queue inside one process, whose leases are always held.
+    fn give_up<'a>(&'a self, _lease: &'a Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Gives back, at once, the leases this process still holds (shutdown, after its own jobs
     /// stopped), so that other replicas take the events up without waiting for the leases to
     /// expire. Nothing to do for a queue inside one process.

@@ -221,6 +221,13 @@ fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, String> {
     Ok(letter)
 }
 
+/// The dead letter stored under `id`, if any.
+fn stored_letter(id: u64, bytes: Option<Vec<u8>>) -> Result<Option<DeadLetter>, QueueError> {
+    bytes
+        .map(|b| parse_letter(id, &b).map_err(QueueError::Storage))
+        .transpose()
+}
+
 /// A lease this replica holds.
 struct Held {
     token: u64,
@@ -547,11 +554,24 @@ impl Inner {
     }
 
     async fn renew_once(&self) {
-        let snapshot: Vec<(u64, u64, Arc<Hold>)> = self
+        let now = Instant::now();
+        let (overdue, snapshot): (Vec<_>, Vec<_>) = self
             .held()
             .iter()
             .map(|(seq, h)| (*seq, h.token, Arc::clone(&h.hold)))
-            .collect();
+            .partition(|(_, _, hold)| now >= hold.valid_until());
+        // Past its validity by this process's clock, a lease may already be another replica's, and
+        // its worker may have given up on it: renewing it could keep it here for good with nobody
+        // working on it. It is lost here and given back instead.
+        if !overdue.is_empty() {
+            for (seq, _, hold) in &overdue {
+                self.lose(*seq, hold, "it was not renewed in time");
+            }
+            let pairs: Vec<(u64, u64)> = overdue.iter().map(|(s, t, _)| (*s, *t)).collect();
+            if let Err(e) = self.give_back(&pairs).await {
+                tracing::warn!(error = %e, "cannot give overdue leases back; they expire instead");
+            }
+        }
         if snapshot.is_empty() {
             return;
         }
@@ -580,14 +600,23 @@ impl Inner {
             }
             Err(e) => {
                 tracing::warn!(error = %e, leases = snapshot.len(), "cannot renew this replica's leases");
-                let now = Instant::now();
-                for (seq, _, hold) in &snapshot {
-                    if now >= hold.valid_until() {
-                        self.lose(*seq, hold, "it could not be renewed before its deadline");
-                    }
-                }
             }
         }
+    }
+
+    /// Gives leases back at once (those still carrying these tokens): their events are ready
+    /// again at the head of their groups. Returns how many were given back.
+    async fn give_back(&self, pairs: &[(u64, u64)]) -> Result<i64, QueueError> {
+        if pairs.is_empty() {
+            return Ok(0);
+        }
+        let strings: Vec<String> = pairs
+            .iter()
+            .flat_map(|(seq, token)| [seq.to_string(), token.to_string()])
+            .collect();
+        let args: Vec<&[u8]> = strings.iter().map(String::as_bytes).collect();
+        let answer = self.run(&self.scripts.release, &args).await?;
+        Ok(int(&answer).unwrap_or(0))
     }
 
     fn lose(&self, seq: u64, hold: &Hold, why: &str) {
@@ -836,16 +865,10 @@ impl EventQueue for RedisQueue {
                 })
                 .collect();
             if !held.is_empty() {
-                let strings: Vec<String> = held
-                    .iter()
-                    .flat_map(|(seq, token)| [seq.to_string(), token.to_string()])
-                    .collect();
-                let args: Vec<&[u8]> = strings.iter().map(String::as_bytes).collect();
-                match inner.run(&inner.scripts.release, &args).await {
-                    Ok(n) => tracing::info!(
-                        released = int(&n).unwrap_or(0),
-                        "leases given back for the other replicas"
-                    ),
+                match inner.give_back(&held).await {
+                    Ok(n) => {
+                        tracing::info!(released = n, "leases given back for the other replicas")
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot give the leases back; they expire instead")
                     }
@@ -853,6 +876,24 @@ impl EventQueue for RedisQueue {
             }
             for task in self.tasks().drain(..) {
                 task.abort();
+            }
+        })
+    }
+
+    fn give_up<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let held = inner
+                .held()
+                .get(&lease.seq)
+                .map(|h| (h.token, Arc::clone(&h.hold)));
+            let Some((token, hold)) = held else {
+                // Already lost (taken over, or given back by the renewer).
+                return;
+            };
+            inner.lose(lease.seq, &hold, "its worker gave it up");
+            if let Err(e) = inner.give_back(&[(lease.seq, token)]).await {
+                tracing::warn!(seq = lease.seq, error = %e, "cannot give the lease back; it expires instead");
             }
         })
     }
@@ -885,9 +926,7 @@ impl DeadLetterStore for RedisQueue {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| classify(&e))?;
-            bytes
-                .map(|b| parse_letter(id, &b).map_err(QueueError::Storage))
-                .transpose()
+            stored_letter(id, bytes)
         })
     }
 
@@ -902,9 +941,7 @@ impl DeadLetterStore for RedisQueue {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| classify(&e))?;
-            bytes
-                .map(|b| parse_letter(id, &b).map_err(QueueError::Storage))
-                .transpose()
+            stored_letter(id, bytes)
         })
     }
 
