@@ -595,6 +595,54 @@ async fn failed_jobs_become_dead_letters_that_can_be_replayed_and_purged() {
     app.shutdown().await;
 }
 
+#[webhook_processor(path = "/panics", kinds = ["thing"])]
+async fn panicky(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    if event.payload()["panic"] == true {
+        panic!("handler bug on {}", event.payload()["id"]);
+    }
+    Ok(RawResults::updated([event.payload().clone()]))
+}
+
+#[tokio::test]
+async fn a_panicking_handler_becomes_a_dead_letter_and_its_worker_goes_on() {
+    let app = on("/panics")
+        .env("OCEAN__EVENT_WORKERS_COUNT", "1")
+        .env("OCEAN__ADMIN__TOKEN", "admin-secret")
+        .start()
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let posted = app
+        .post("/panics", &json!({"id": "p-1", "panic": true}))
+        .await
+        .unwrap();
+    assert_eq!(posted.0, 200);
+    app.post("/panics", &json!({"id": "p-2"})).await.unwrap();
+    // The only worker survived the panic: the next event is applied.
+    eventually("p-2 applied by the same worker", WAIT, || async {
+        app.entity("thing", "p-2").await
+    })
+    .await;
+    let body: Value = http
+        .get(format!("{}/admin/dead-letters", app.url()))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let letters = body["deadLetters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(letters[0]["processor"], "panicky");
+    assert_eq!(
+        letters[0]["error"],
+        "processor panicked: handler bug on \"p-1\""
+    );
+    assert_eq!(app.queue_depth().await, 0, "the event was settled");
+    app.shutdown().await;
+}
+
 // ---- Delivery-id dedup ----
 
 static DEDUP_SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());

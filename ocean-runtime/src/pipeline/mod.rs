@@ -3,10 +3,12 @@
 
 mod apply;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use ocean_jq::Input;
 use tokio::sync::watch;
@@ -41,6 +43,21 @@ pub enum Outcome {
     /// The lease was lost (taken over by another replica, or not renewed in time); the event's
     /// jobs were cancelled and nothing was written for it here.
     LeaseLost,
+}
+
+impl Outcome {
+    /// A short name for logs.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Applied(_) => "applied",
+            Self::Unsupported => "unsupported",
+            Self::NoResource => "no resource",
+            Self::NoMapping => "no mapping",
+            Self::PortUnavailable(_) => "Port unavailable",
+            Self::Cancelled => "cancelled",
+            Self::LeaseLost => "lease lost",
+        }
+    }
 }
 
 /// The per-event processing, shared by all workers.
@@ -116,6 +133,15 @@ fn dead_letter(
 }
 
 /// Delay before an event that could not be applied is handed out again: 1 s doubling, at most 60 s.
+/// The message a panic carried, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
+}
+
 fn redelivery_delay(delivery: u32) -> Duration {
     Duration::from_secs(1u64 << delivery.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
@@ -238,6 +264,11 @@ impl Pipeline {
             }
         };
         let span = tracing::info_span!("process", processor = job.processor.name(), kind = %job.resource.kind, resource = job.index);
+        tracing::debug!(
+            processor = job.processor.name(),
+            resource = job.index,
+            "job started"
+        );
         let mut cancel = self.cancel.clone();
         let cancelled = async move {
             tokio::select! {
@@ -245,9 +276,20 @@ impl Pipeline {
                 () = lease.lost() => {}
             }
         };
+        // A panicking handler fails its job for good (a dead letter naming the panic) instead of
+        // taking the worker down with the event's lease.
+        let work = AssertUnwindSafe(work.instrument(span)).catch_unwind();
         tokio::select! {
-            r = tokio::time::timeout(limit, work.instrument(span)) => match r {
-                Ok(result) => JobEnd::Done(result, attempts.load(Ordering::Relaxed)),
+            r = tokio::time::timeout(limit, work) => match r {
+                Ok(Ok(result)) => JobEnd::Done(result, attempts.load(Ordering::Relaxed)),
+                Ok(Err(panic)) => {
+                    let e = ProcessError::permanent(format!(
+                        "processor panicked: {}",
+                        panic_message(&*panic)
+                    ));
+                    p.on_error(&first, &e).await;
+                    JobEnd::Done(Err(e), attempts.load(Ordering::Relaxed))
+                }
                 Err(_) => {
                     p.on_cancel(event).await;
                     let e = ProcessError::permanent(format!(
@@ -324,6 +366,7 @@ impl Pipeline {
         if !lease.is_held() {
             return Outcome::LeaseLost;
         }
+        tracing::debug!(results = successes.len(), "jobs done; applying");
         match apply::apply(
             &self.port,
             &mapping,
@@ -360,7 +403,41 @@ impl Pipeline {
             let Some(lease) = queue.pull().await else {
                 break;
             };
-            self.handle_lease(&*queue, &lease).await;
+            let handled = AssertUnwindSafe(self.handle_lease(&*queue, &lease))
+                .catch_unwind()
+                .await;
+            if let Err(panic) = handled {
+                self.after_panic(&*queue, &lease, panic_message(&*panic))
+                    .await;
+            }
+        }
+    }
+
+    /// A panic outside every job (handlers' panics are caught in their jobs) would otherwise leave
+    /// the event leased for good: it is kept as a dead letter naming the panic, and the worker
+    /// goes on.
+    async fn after_panic(&self, queue: &dyn EventQueue, lease: &Lease, message: &str) {
+        let event = &*lease.event;
+        tracing::error!(
+            event_id = event.id(),
+            panic = message,
+            "the worker panicked on this event; it is kept as a dead letter"
+        );
+        let letter = DeadLetter {
+            id: 0,
+            event_id: event.id().to_owned(),
+            path: event.path().to_owned(),
+            processor: String::new(),
+            resource: 0,
+            kind: String::new(),
+            error: format!("the worker panicked: {message}"),
+            attempts: lease.delivery,
+            failed_at_ms: crate::event::unix_ms(std::time::SystemTime::now()),
+            event: crate::queue::stored_json(event),
+        };
+        self.metrics.dead_letters(1);
+        if let Err(e) = queue.ack_dead(lease, vec![letter]).await {
+            tracing::error!(error = %e, "queue refused to keep the event as a dead letter");
         }
     }
 
@@ -396,15 +473,22 @@ impl Pipeline {
     }
 
     async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
-        let started = std::time::Instant::now();
         let span = tracing::info_span!(
             "event",
             event_id = lease.event.id(),
             path = lease.event.path(),
             delivery = lease.delivery
         );
-        let outcome = self.process(lease).instrument(span.clone()).await;
-        let _enter = span.enter();
+        // Instrumented, not entered: a guard held across an await would leave the span entered on
+        // whichever thread runs other tasks meanwhile.
+        self.process_and_settle(queue, lease).instrument(span).await;
+    }
+
+    async fn process_and_settle(&self, queue: &dyn EventQueue, lease: &Lease) {
+        let started = std::time::Instant::now();
+        tracing::debug!(seq = lease.seq, "leased");
+        let outcome = self.process(lease).await;
+        tracing::debug!(outcome = outcome.label(), "processed; settling");
         self.port_available(!matches!(
             outcome,
             Outcome::NoMapping | Outcome::PortUnavailable(_)
@@ -430,6 +514,7 @@ impl Pipeline {
                 tracing::warn!(
                     "the lease was lost; the event is left to the replica that takes it over"
                 );
+                queue.give_up(lease).await;
                 return;
             }
         };
