@@ -86,6 +86,14 @@ impl TestBinary {
         self.child.id()
     }
 
+    /// Every log line the binary has written so far.
+    pub fn log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Waits (30 s at most) for a log line containing `needle` and returns it.
     ///
     /// # Panics
