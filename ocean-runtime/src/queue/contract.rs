@@ -465,3 +465,64 @@ async fn a_lease_past_its_validity_is_given_back_not_renewed() {
     assert_eq!((retaken.event.id(), retaken.delivery), ("e2", 2));
     assert_eq!(live.stats().await.unwrap().leases_lost, 2);
 }
+
+/// Calls of `EVALSHA` Redis has served so far.
+async fn script_calls(server: &RedisServer) -> u64 {
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_share_script_calls_and_each_gets_its_own_answer() {
+    const KEYS: u32 = 60;
+    let (server, a, b) = replicas(Duration::from_secs(5), 5).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let before = script_calls(&server).await;
+    // Every delivery posted 3 times at once, to either replica.
+    let pushes: Vec<_> = (0..3)
+        .flat_map(|round| (0..KEYS).map(move |n| (round, n)))
+        .map(|(round, n)| {
+            let q = Arc::clone(if (n + round) % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move {
+                let mut e = event(n * 10 + round, &[]);
+                e.set_delivery_key(Some(format!("d-{n}")));
+                (n, round, q.push(e).await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for p in pushes {
+        answers.push(p.await.unwrap());
+    }
+    let calls = script_calls(&server).await - before;
+    for n in 0..KEYS {
+        let of_key: Vec<_> = answers.iter().filter(|(k, _, _)| *k == n).collect();
+        let queued: Vec<u32> = of_key
+            .iter()
+            .filter(|(_, _, p)| *p == Pushed::Queued)
+            .map(|(_, r, _)| *r)
+            .collect();
+        assert_eq!(queued.len(), 1, "delivery d-{n}: {of_key:?}");
+        let first = format!("e{}", n * 10 + queued[0]);
+        for (_, round, pushed) in &of_key {
+            if *round != queued[0] {
+                assert_eq!(pushed, &Pushed::Duplicate(first.clone()), "d-{n}");
+            }
+        }
+    }
+    assert_eq!(depth(&*a).await, KEYS as usize);
+    assert!(
+        calls < u64::from(KEYS) * 3,
+        "{calls} script calls for {} pushes: concurrent pushes were not batched",
+        KEYS * 3
+    );
+}

@@ -7,7 +7,11 @@
 //! with fencing tokens and deadlines from Redis's clock, supersession, delivery-id dedup, dead
 //! letters and the counters of `/metrics`.
 //!
-//! Each replica runs three background tasks beside its workers:
+//! Pushes are batched: webhooks accepted while a push call is in flight are stored together by
+//! the next call (one round trip and one doorbell for all of them), and each is answered 200 only
+//! once that call returned.
+//!
+//! Each replica runs three background tasks beside its workers and the pusher:
 //! - the renewer extends every lease this replica holds, in one script call, every third of the
 //!   lease time; a lease found taken over, or not renewed before its deadline, is lost and its
 //!   jobs are cancelled;
@@ -27,7 +31,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{
@@ -43,6 +47,11 @@ const POLL: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time limit of one connection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most events stored by one call of the push script: pushes that arrive while a call is in
+/// flight go together in the next one.
+const PUSH_BATCH: usize = 64;
+/// Most bytes of records sent in one call of the push script (one larger event goes alone).
+const PUSH_BATCH_BYTES: usize = 4 << 20;
 
 /// The key names, in the order `lua/common.lua` reads them.
 const KEY_NAMES: [&str; 16] = [
@@ -256,7 +265,32 @@ struct Inner {
 /// The shared [`EventQueue`] on Redis (see the module documentation).
 pub struct RedisQueue {
     inner: Arc<Inner>,
+    /// To the pusher task, which stores concurrent pushes together.
+    pushes: mpsc::Sender<PushRequest>,
+    /// The pusher task; it outlives [`EventQueue::release`], which stops the others.
+    pusher: JoinHandle<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One event for the pusher: the script's arguments for it, and where its answer goes.
+struct PushRequest {
+    /// Record, event id, delivery key, supersedable, group count, groups.
+    args: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<Value, QueueError>>,
+}
+
+impl PushRequest {
+    fn bytes(&self) -> usize {
+        self.args.iter().map(Vec::len).sum()
+    }
+}
+
+/// The same failure again, for each event of a batch.
+fn again(e: &QueueError) -> QueueError {
+    match e {
+        QueueError::Unavailable(reason) => QueueError::Unavailable(reason.clone()),
+        other => QueueError::Storage(other.to_string()),
+    }
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -270,6 +304,7 @@ impl std::fmt::Debug for RedisQueue {
 
 impl Drop for RedisQueue {
     fn drop(&mut self) {
+        self.pusher.abort();
         for task in self.tasks().drain(..) {
             task.abort();
         }
@@ -361,6 +396,8 @@ impl RedisQueue {
             lost: AtomicU64::new(0),
             opts,
         });
+        let (pushes, requests) = mpsc::channel(PUSH_BATCH * 16);
+        let pusher = tokio::spawn(Arc::clone(&inner).pusher(requests));
         let tasks = if inner.opts.background {
             tracing::info!(
                 replica = %inner.replica,
@@ -378,6 +415,8 @@ impl RedisQueue {
         };
         Ok(Self {
             inner,
+            pushes,
+            pusher,
             tasks: Mutex::new(tasks),
         })
     }
@@ -663,6 +702,56 @@ impl Inner {
         }
     }
 
+    /// Stores pushed events: each call of the push script takes every push waiting (up to
+    /// [`PUSH_BATCH`] events and [`PUSH_BATCH_BYTES`]), so that concurrent webhooks share one
+    /// round trip and one doorbell, as the disk queue's writes share one fsync.
+    async fn pusher(self: Arc<Self>, mut requests: mpsc::Receiver<PushRequest>) {
+        let mut waiting = Vec::with_capacity(PUSH_BATCH);
+        while requests.recv_many(&mut waiting, PUSH_BATCH).await > 0 {
+            let mut rest = waiting.drain(..).peekable();
+            while rest.peek().is_some() {
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while let Some(next) =
+                    rest.next_if(|r| batch.is_empty() || bytes + r.bytes() <= PUSH_BATCH_BYTES)
+                {
+                    bytes += next.bytes();
+                    batch.push(next);
+                }
+                self.push_batch(batch).await;
+            }
+        }
+    }
+
+    async fn push_batch(&self, batch: Vec<PushRequest>) {
+        let window = self.opts.dedup_window.as_millis().to_string();
+        let capacity = self.opts.capacity.to_string();
+        let mut args: Vec<&[u8]> = vec![window.as_bytes(), capacity.as_bytes()];
+        for r in &batch {
+            args.extend(r.args.iter().map(Vec::as_slice));
+        }
+        let answers = match self.run(&self.scripts.push, &args).await {
+            Ok(Value::Array(answers)) if answers.len() == batch.len() => answers,
+            Ok(other) => {
+                let e = unexpected("push", &other);
+                for r in batch {
+                    let _ = r.reply.send(Err(again(&e)));
+                }
+                return;
+            }
+            Err(e) => {
+                for r in batch {
+                    let _ = r.reply.send(Err(again(&e)));
+                }
+                return;
+            }
+        };
+        for (r, answer) in batch.into_iter().zip(answers) {
+            // A sender that went away (its client hung up) still had its event stored.
+            let _ = r.reply.send(Ok(answer));
+        }
+    }
+
     async fn doorbell(self: Arc<Self>) {
         let mut pause = Duration::from_millis(100);
         loop {
@@ -678,8 +767,16 @@ impl Inner {
                     // Anything may have become ready while not listening.
                     self.wake.notify_one();
                     let mut messages = pubsub.on_message();
-                    while messages.next().await.is_some() {
-                        self.wake.notify_one();
+                    while let Some(message) = messages.next().await {
+                        // The message is how many events became ready: as many idle workers wake.
+                        let ready = message
+                            .get_payload::<String>()
+                            .ok()
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .unwrap_or(1);
+                        for _ in 0..ready.clamp(1, PUSH_BATCH) {
+                            self.wake.notify_one();
+                        }
                     }
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "doorbell: cannot subscribe"),
@@ -706,23 +803,28 @@ impl EventQueue for RedisQueue {
             }
             let record = event.to_record().map_err(QueueError::Storage)?;
             let (sup, groups) = Inner::event_args(&event);
-            let window = inner.opts.dedup_window.as_millis().to_string();
-            let capacity = inner.opts.capacity.to_string();
             let key = if inner.opts.dedup_window.is_zero() {
                 ""
             } else {
                 event.delivery_key().unwrap_or("")
             };
-            let mut args: Vec<&[u8]> = vec![
-                &record,
-                event.id().as_bytes(),
-                key.as_bytes(),
-                window.as_bytes(),
-                capacity.as_bytes(),
-                sup.as_bytes(),
+            let mut args = vec![
+                record,
+                event.id().as_bytes().to_vec(),
+                key.as_bytes().to_vec(),
+                sup.into_bytes(),
+                groups.len().to_string().into_bytes(),
             ];
-            args.extend(groups.iter().map(String::as_bytes));
-            let answer = items(inner.run(&inner.scripts.push, &args).await?);
+            args.extend(groups.into_iter().map(String::into_bytes));
+            let (reply, answer) = oneshot::channel();
+            self.pushes
+                .send(PushRequest { args, reply })
+                .await
+                .map_err(|_| QueueError::Closed)?;
+            let answer = answer
+                .await
+                .map_err(|_| QueueError::Unavailable("the pusher task stopped".to_owned()))??;
+            let answer = items(answer);
             match answer.first().and_then(text).as_deref() {
                 Some("ok") => Ok(Pushed::Queued),
                 Some("dup") => Ok(Pushed::Duplicate(

@@ -94,7 +94,8 @@ local function remove(seq, sch)
   end
 end
 
--- Stores an event behind the events of its groups; nil when the queue is full.
+-- Stores an event behind the events of its groups. Returns its seq and whether it is ready at
+-- once (the caller rings the doorbell), or nil when the queue is full.
 local function enqueue(record, capacity, supersedable, groups, now)
   if redis.call('ZCARD', K_ALL) >= capacity then
     return nil
@@ -112,9 +113,9 @@ local function enqueue(record, capacity, supersedable, groups, now)
   for _, g in ipairs(groups) do
     redis.call('ZADD', K_GROUPS, 0, member(g, seq))
   end
-  if heads_all(seq, sch) then
+  local ready = heads_all(seq, sch)
+  if ready then
     redis.call('ZADD', K_READY, seq, seq)
-    redis.call('PUBLISH', BELL, '1')
   end
-  return seq
+  return seq, ready
 end

@@ -7,8 +7,12 @@ local groups = {}
 for i = 6, #ARGV do
   groups[#groups + 1] = ARGV[i]
 end
-if not enqueue(ARGV[3], tonumber(ARGV[4]), ARGV[5], groups, now_ms()) then
+local seq, ready = enqueue(ARGV[3], tonumber(ARGV[4]), ARGV[5], groups, now_ms())
+if not seq then
   return 'full'
+end
+if ready then
+  redis.call('PUBLISH', BELL, '1')
 end
 redis.call('HDEL', K_DEAD, ARGV[2])
 return 'ok'
