@@ -476,6 +476,7 @@ pub(crate) fn redis_options(
         .ok_or_else(ConfigError::redis_url_missing)?;
     Ok(RedisOptions {
         url: url.0.clone(),
+        ca_file: config.redis_ca_file.clone(),
         integration: config.integration_identifier.clone(),
         lease: config.lease,
         max_takeovers: config.max_takeovers,

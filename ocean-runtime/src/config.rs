@@ -19,6 +19,7 @@
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
 //! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes), `memory` (fastest, lost on crash, as in Ocean) or `redis` (several replicas share one queue) |
 //! | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS |
+//! | `OCEAN__QUEUE__REDIS_CA_FILE` | | with `rediss://`: PEM file of the authorities to trust instead of the public ones (a private CA) |
 //! | `OCEAN__QUEUE__LEASE_SECONDS` | `15` | with `redis`: lease time; a dead replica's events are taken over after at most this plus the reaper period |
 //! | `OCEAN__QUEUE__REAPER_SECONDS` | `1` | with `redis`: how often expired leases are looked for |
 //! | `OCEAN__QUEUE__MAX_TAKEOVERS` | `5` | with `redis`: an event taken over more often becomes a dead letter |
@@ -165,6 +166,9 @@ pub struct Config {
     pub queue_capacity: usize,
     /// The Redis queue's URL (may hold a password).
     pub redis_url: Option<Secret>,
+    /// PEM file of the certificate authorities a `rediss://` server is checked against, instead
+    /// of the public ones.
+    pub redis_ca_file: Option<PathBuf>,
     /// Lease time of the Redis queue.
     pub lease: Duration,
     /// How often the Redis queue looks for expired leases.
@@ -316,6 +320,18 @@ impl Config {
             }
             _ => {}
         }
+        let redis_ca_file = env.raw("OCEAN__QUEUE__REDIS_CA_FILE").map(PathBuf::from);
+        if let Some(ca) = &redis_ca_file
+            && !redis_url
+                .as_ref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "OCEAN__QUEUE__REDIS_CA_FILE".to_owned(),
+                value: ca.display().to_string(),
+                reason: "it is used only with a rediss:// OCEAN__QUEUE__REDIS_URL".to_owned(),
+            });
+        }
         let lease = env.seconds("OCEAN__QUEUE__LEASE_SECONDS", 15.0)?;
         if lease < Duration::from_millis(300) {
             return Err(ConfigError::Invalid {
@@ -360,6 +376,7 @@ impl Config {
                 .map_or_else(|| PathBuf::from(".ocean/queue"), PathBuf::from),
             queue_capacity: env.positive("OCEAN__QUEUE__CAPACITY", 100_000)?,
             redis_url: redis_url.map(Secret),
+            redis_ca_file,
             lease,
             reaper_period,
             max_takeovers: u32::try_from(env.positive("OCEAN__QUEUE__MAX_TAKEOVERS", 5)?)
@@ -504,6 +521,27 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let e = config(&[("OCEAN__QUEUE__LEASE_SECONDS", "0.1")]).unwrap_err();
         assert!(e.to_string().contains("OCEAN__QUEUE__LEASE_SECONDS"), "{e}");
+        // A private authority only makes sense for TLS.
+        let e = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            ("OCEAN__QUEUE__REDIS_URL", "redis://127.0.0.1:6379"),
+            ("OCEAN__QUEUE__REDIS_CA_FILE", "/etc/ocean/ca.pem"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("OCEAN__QUEUE__REDIS_CA_FILE="),
+            "{e}"
+        );
+        let c = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            ("OCEAN__QUEUE__REDIS_URL", "rediss://127.0.0.1:6379"),
+            ("OCEAN__QUEUE__REDIS_CA_FILE", "/etc/ocean/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ocean/ca.pem"))
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Drop for Setup {
 fn redis_options(server: &RedisServer, lease: Duration, background: bool) -> RedisOptions {
     RedisOptions {
         url: server.url(),
+        ca_file: None,
         integration: "contract".to_owned(),
         lease,
         max_takeovers: 5,
@@ -525,4 +526,165 @@ async fn concurrent_pushes_share_script_calls_and_each_gets_its_own_answer() {
         "{calls} script calls for {} pushes: concurrent pushes were not batched",
         KEYS * 3
     );
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let done = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "openssl {args:?}: {done:?}");
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 that it signed, made with the
+/// `openssl` command: (authority, server certificate, server key), as paths.
+fn certificates(dir: &std::path::Path) -> (String, String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=ocean test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let path = |name: &str| dir.join(name).display().to_string();
+    (path("ca.pem"), path("server.pem"), path("server.key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_user_and_password_in_the_url() {
+    let dir = std::env::temp_dir().join(format!("ocean-tls-{}", uuid::Uuid::new_v4().simple()));
+    let (ca, cert, key) = certificates(&dir);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "ocean",
+        "on",
+        ">s3cret",
+        "~*",
+        "&*",
+        "+@all",
+    ])
+    .unwrap();
+    let connect = |url: String, ca_file: Option<&str>| {
+        let mut options = redis_options(&server, Duration::from_secs(5), true);
+        options.url = url;
+        options.ca_file = ca_file.map(PathBuf::from);
+        RedisQueue::connect(options)
+    };
+    let url = |password: &str| format!("rediss://ocean:{password}@127.0.0.1:{tls_port}");
+    // A certificate that no public authority signed is refused; the message names the variable
+    // and hides the password.
+    let untrusted = connect(url("s3cret"), None).await.unwrap_err().to_string();
+    assert!(
+        untrusted.contains("OCEAN__QUEUE__REDIS_URL") && !untrusted.contains("s3cret"),
+        "{untrusted}"
+    );
+    // An authorities' file that does not exist is named.
+    let missing = connect(url("s3cret"), Some("/nonexistent/ca.pem"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.starts_with("OCEAN__QUEUE__REDIS_CA_FILE (/nonexistent/ca.pem)"),
+        "{missing}"
+    );
+    // Trusting the server's authority: a wrong password is refused, and hidden too.
+    let refused = connect(url("not-it"), Some(&ca))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("OCEAN__QUEUE__REDIS_URL") && !refused.contains("not-it"),
+        "{refused}"
+    );
+    assert!(refused.to_lowercase().contains("pass"), "{refused}");
+    // The right user and password over verified TLS: the queue works.
+    let queue = connect(url("s3cret"), Some(&ca)).await.unwrap();
+    queue.push(event(1, &["g"])).await.unwrap();
+    let lease = pull(&queue).await;
+    assert_eq!(lease.event.id(), "e1");
+    queue.ack(&lease).await.unwrap();
+    assert_eq!(depth(&queue).await, 0);
+    drop(queue);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -98,6 +98,9 @@ impl Scripts {
 pub struct RedisOptions {
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` (`OCEAN__QUEUE__REDIS_URL`).
     pub url: String,
+    /// PEM file of the authorities a `rediss://` server is checked against instead of the public
+    /// ones (`OCEAN__QUEUE__REDIS_CA_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
     /// The integration identifier: the hash tag of every key.
     pub integration: String,
     /// Lease time (`OCEAN__QUEUE__LEASE_SECONDS`).
@@ -124,6 +127,14 @@ pub enum RedisQueueError {
     Url {
         /// The URL, without its password.
         url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The certificate authorities' file cannot be read or used.
+    #[error("OCEAN__QUEUE__REDIS_CA_FILE ({path}) cannot be used: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
         /// What is wrong.
         reason: String,
     },
@@ -330,10 +341,25 @@ impl RedisQueue {
     /// The URL is malformed, or Redis did not answer within the attempts.
     pub async fn connect(opts: RedisOptions) -> Result<Self, RedisQueueError> {
         let shown = redact(&opts.url);
-        let client = redis::Client::open(opts.url.as_str()).map_err(|e| RedisQueueError::Url {
+        let url_error = |e: redis::RedisError| RedisQueueError::Url {
             url: shown.clone(),
             reason: e.to_string(),
-        })?;
+        };
+        // The URL alone first, so that its mistakes are reported as the URL's.
+        let mut client = redis::Client::open(opts.url.as_str()).map_err(url_error)?;
+        if let Some(path) = &opts.ca_file {
+            let ca_error = |reason: String| RedisQueueError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            client = redis::Client::build_with_tls(opts.url.as_str(), certificates)
+                .map_err(|e| ca_error(e.to_string()))?;
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
