@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::TestApp;
 
+#[path = "common/jira.rs"]
+mod jira;
+use jira::{MAPPING, event};
+
 ocean_runtime::global_allocator!();
 ocean_runtime::kinds!["issue"];
 
@@ -34,50 +38,6 @@ ocean_runtime::kinds!["issue"];
 )]
 async fn issues(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
     Ok(RawResults::updated([event.value_at("/issue")?.clone()]))
-}
-
-const MAPPING: &str = r#"
-deleteDependentEntities: true
-createMissingRelatedEntities: true
-enableMergeEntity: true
-resources:
-  - kind: issue
-    selector:
-      query: '.fields.issuetype.name != "Sub-task"'
-    port:
-      entity:
-        mappings:
-          identifier: .key
-          title: .fields.summary
-          blueprint: '"jiraIssue"'
-          properties:
-            status: .fields.status.name
-            issueType: .fields.issuetype.name
-            priority: .fields.priority.name
-            assignee: .fields.assignee.emailAddress
-            labels: .fields.labels
-            created: .fields.created
-            updated: .fields.updated
-          relations:
-            project: .fields.project.key
-"#;
-
-fn event(run: usize, n: usize) -> Vec<u8> {
-    let key = format!("R{run}-{n}");
-    serde_json::to_vec(&json!({
-        "webhookEvent": "jira:issue_updated",
-        "timestamp": 1_763_884_800_000_u64 + n as u64,
-        "issue": {"key": key, "self": format!("https://jira.example/rest/api/2/issue/{n}"), "fields": {
-            "summary": format!("Checkout fails on Safari ({n})"),
-            "description": "x".repeat(1400),
-            "status": {"name": "In Progress"}, "issuetype": {"name": "Bug"},
-            "priority": {"name": "High"}, "labels": ["web", "checkout"],
-            "assignee": {"emailAddress": "dev@example.com"},
-            "created": "2026-11-20T10:00:00.000+0000", "updated": "2026-11-23T10:00:00.000+0000",
-            "project": {"key": "R"}
-        }}
-    }))
-    .unwrap()
 }
 
 struct Run {

@@ -1,28 +1,37 @@
-//! A replica for the scale-out tests (`tests/tests/scale_out.rs`): one processor on `/items`,
-//! grouped by `.group`. Each job first tells the test's recorder that it starts (group, `n`, this
-//! process), follows the recorder's answer (`{"fail": true}` makes it a permanent failure), works
-//! for `.sleep_ms` when the payload asks, then maps the payload to an `item` entity.
+//! A replica for the scale-out tests (`tests/tests/scale_out.rs`) and benchmark
+//! (`tests/benches/replicas.rs`).
+//!
+//! - `/items`, grouped by `.group`: each job first tells the test's recorder that it starts (group,
+//!   `n`, this process), follows the recorder's answer (`{"fail": true}` makes it a permanent
+//!   failure), works for `.sleep_ms` when the payload asks, then maps the payload to an `item`
+//!   entity.
+//! - `/webhook`: the Jira example's issue processor as far as Port sees it (the benchmark's
+//!   workload), grouped by issue key.
 
 use ocean_runtime::prelude::*;
 
-ocean_runtime::kinds!["item"];
+ocean_runtime::kinds!["item", "issue"];
 
-/// `OCEAN__INTEGRATION__CONFIG__RECORDER_URL`: where starts are recorded.
+/// `OCEAN__INTEGRATION__CONFIG__RECORDER_URL`: where starts are recorded (the tests; the
+/// benchmark leaves it unset).
 #[derive(Deserialize)]
 struct ReplicaSettings {
-    recorder_url: String,
+    recorder_url: Option<String>,
 }
 
 struct Recorder {
     http: reqwest::Client,
-    url: String,
+    url: Option<String>,
 }
 
 impl Recorder {
     async fn connect(settings: Config<ReplicaSettings>) -> Result<Self, String> {
         Ok(Self {
             http: reqwest::Client::new(),
-            url: format!("{}/start", settings.recorder_url.trim_end_matches('/')),
+            url: settings
+                .recorder_url
+                .as_ref()
+                .map(|u| format!("{}/start", u.trim_end_matches('/'))),
         })
     }
 }
@@ -40,9 +49,14 @@ async fn items(
 ) -> Result<RawResults, ProcessError> {
     let group = event.str_at("/group")?;
     let n = event.value_at("/n")?.clone();
+    let Some(url) = &recorder.url else {
+        return Err(ProcessError::permanent(
+            "OCEAN__INTEGRATION__CONFIG__RECORDER_URL is not set",
+        ));
+    };
     let answer: Value = recorder
         .http
-        .post(&recorder.url)
+        .post(url)
         .json(&json!({"group": group, "n": n, "pid": std::process::id()}))
         .send()
         .await?
@@ -59,6 +73,16 @@ async fn items(
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
     Ok(RawResults::updated([event.payload().clone()]))
+}
+
+#[webhook_processor(
+    path = "/webhook",
+    kinds = ["issue"],
+    matches = r#".webhookEvent | startswith("jira:issue_")"#,
+    group = ".issue.key",
+)]
+async fn issues(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    Ok(RawResults::updated([event.value_at("/issue")?.clone()]))
 }
 
 ocean_runtime::main!(state = Recorder::connect);

@@ -1,0 +1,50 @@
+//! The benchmarks' Jira-like workload: issue webhooks of about 2 KB and the example's mapping.
+
+use serde_json::json;
+
+/// The Jira example's mapping of issues.
+pub(crate) const MAPPING: &str = r#"
+deleteDependentEntities: true
+createMissingRelatedEntities: true
+enableMergeEntity: true
+resources:
+  - kind: issue
+    selector:
+      query: '.fields.issuetype.name != "Sub-task"'
+    port:
+      entity:
+        mappings:
+          identifier: .key
+          title: .fields.summary
+          blueprint: '"jiraIssue"'
+          properties:
+            status: .fields.status.name
+            issueType: .fields.issuetype.name
+            priority: .fields.priority.name
+            assignee: .fields.assignee.emailAddress
+            labels: .fields.labels
+            created: .fields.created
+            updated: .fields.updated
+          relations:
+            project: .fields.project.key
+"#;
+
+/// A Jira `jira:issue_updated` webhook of about 2 KB, distinct for each `run` and `n` (issue key
+/// `R<run>-<n>`).
+pub(crate) fn event(run: usize, n: usize) -> Vec<u8> {
+    let key = format!("R{run}-{n}");
+    serde_json::to_vec(&json!({
+        "webhookEvent": "jira:issue_updated",
+        "timestamp": 1_763_884_800_000_u64 + n as u64,
+        "issue": {"key": key, "self": format!("https://jira.example/rest/api/2/issue/{n}"), "fields": {
+            "summary": format!("Checkout fails on Safari ({n})"),
+            "description": "x".repeat(1400),
+            "status": {"name": "In Progress"}, "issuetype": {"name": "Bug"},
+            "priority": {"name": "High"}, "labels": ["web", "checkout"],
+            "assignee": {"emailAddress": "dev@example.com"},
+            "created": "2026-11-20T10:00:00.000+0000", "updated": "2026-11-23T10:00:00.000+0000",
+            "project": {"key": "R"}
+        }}
+    }))
+    .unwrap()
+}
