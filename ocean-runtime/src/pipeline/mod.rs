@@ -398,17 +398,26 @@ impl Pipeline {
     /// event's redelivery) instead of taking every queued event through a failed attempt; the
     /// events wait in the queue, and one attempt after each pause probes whether Port is back.
     pub async fn work(self: Arc<Self>, queue: Arc<dyn EventQueue>) {
+        // The event leased together with the last ack, if the queue did (a shared queue).
+        let mut next: Option<Lease> = None;
         loop {
             self.wait_while_paused().await;
-            let Some(lease) = queue.pull().await else {
-                break;
+            let lease = match next.take() {
+                Some(lease) => lease,
+                None => match queue.pull().await {
+                    Some(lease) => lease,
+                    None => break,
+                },
             };
             let handled = AssertUnwindSafe(self.handle_lease(&*queue, &lease))
                 .catch_unwind()
                 .await;
-            if let Err(panic) = handled {
-                self.after_panic(&*queue, &lease, panic_message(&*panic))
-                    .await;
+            match handled {
+                Ok(leased) => next = leased,
+                Err(panic) => {
+                    self.after_panic(&*queue, &lease, panic_message(&*panic))
+                        .await;
+                }
             }
         }
     }
@@ -472,7 +481,9 @@ impl Pipeline {
         *self.paused_until() = Some(tokio::time::Instant::now() + pause);
     }
 
-    async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) {
+    /// Processes and settles one lease; returns the next lease when the queue handed one out with
+    /// the ack.
+    async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) -> Option<Lease> {
         let span = tracing::info_span!(
             "event",
             event_id = lease.event.id(),
@@ -481,10 +492,10 @@ impl Pipeline {
         );
         // Instrumented, not entered: a guard held across an await would leave the span entered on
         // whichever thread runs other tasks meanwhile.
-        self.process_and_settle(queue, lease).instrument(span).await;
+        self.process_and_settle(queue, lease).instrument(span).await
     }
 
-    async fn process_and_settle(&self, queue: &dyn EventQueue, lease: &Lease) {
+    async fn process_and_settle(&self, queue: &dyn EventQueue, lease: &Lease) -> Option<Lease> {
         let started = std::time::Instant::now();
         tracing::debug!(seq = lease.seq, "leased");
         let outcome = self.process(lease).await;
@@ -508,21 +519,21 @@ impl Pipeline {
             Outcome::Unsupported | Outcome::NoResource => None,
             Outcome::Cancelled => {
                 tracing::warn!("cancelled by shutdown; the event is left unacknowledged");
-                return;
+                return None;
             }
             Outcome::LeaseLost => {
                 tracing::warn!(
                     "the lease was lost; the event is left to the replica that takes it over"
                 );
                 queue.give_up(lease).await;
-                return;
+                return None;
             }
         };
         let dead_letters = match outcome {
             Outcome::Applied(a) => a.dead_letters,
             _ => Vec::new(),
         };
-        let result = match later {
+        let (result, next) = match later {
             Some(reason) => {
                 let delay = redelivery_delay(lease.delivery);
                 tracing::warn!(
@@ -530,12 +541,21 @@ impl Pipeline {
                     delay_ms = delay.as_millis() as u64,
                     "event not applied; will process it again"
                 );
-                queue.retry_later(lease, delay).await
+                (queue.retry_later(lease, delay).await, None)
             }
-            None if dead_letters.is_empty() => queue.ack(lease).await,
             None => {
                 self.metrics.dead_letters(dead_letters.len());
-                queue.ack_dead(lease, dead_letters).await
+                if *self.cancel.borrow() {
+                    // Shutting down: nothing more is leased to this worker.
+                    let acked = if dead_letters.is_empty() {
+                        queue.ack(lease).await
+                    } else {
+                        queue.ack_dead(lease, dead_letters).await
+                    };
+                    (acked, None)
+                } else {
+                    queue.ack_and_lease_next(lease, dead_letters).await
+                }
             }
         };
         self.metrics.processed(started.elapsed());
@@ -545,6 +565,7 @@ impl Pipeline {
             Err(QueueError::Fenced(_)) => {}
             Err(e) => tracing::error!(error = %e, "queue refused to settle the event"),
         }
+        next
     }
 }
 

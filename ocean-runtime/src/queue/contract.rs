@@ -688,3 +688,37 @@ async fn rediss_with_a_user_and_password_in_the_url() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_leases_the_next_event_in_the_same_call() {
+    let (_server, other, q) = replicas(Duration::from_secs(5), 5).await;
+    for (n, group) in [(1, "a"), (2, "a"), (3, "b")] {
+        q.push(event(n, &[group])).await.unwrap();
+    }
+    let first = pull(&q).await;
+    assert_eq!(first.event.id(), "e1");
+    let (acked, next) = q.ack_and_lease_next(&first, Vec::new()).await;
+    acked.unwrap();
+    // e2 became ready with e1's ack; e3 was ready before: the lowest sequence number comes first.
+    let second = next.expect("the next ready event, leased with the ack");
+    assert_eq!((second.event.id(), second.delivery), ("e2", 1));
+    assert!(second.is_held());
+    // The lease is this replica's: another replica gets the other event, and settles of the
+    // leased one work.
+    let third = pull_within(&other, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(third.event.id(), "e3");
+    other.ack(&third).await.unwrap();
+    let (acked, next) = q.ack_and_lease_next(&second, Vec::new()).await;
+    acked.unwrap();
+    assert!(next.is_none(), "nothing is left to lease");
+    assert_eq!(depth(&q).await, 0);
+    // A closed replica leases nothing more with its acks.
+    q.push(event(4, &["c"])).await.unwrap();
+    q.push(event(5, &["d"])).await.unwrap();
+    let fourth = pull(&q).await;
+    q.close();
+    let (acked, next) = q.ack_and_lease_next(&fourth, Vec::new()).await;
+    acked.unwrap();
+    assert!(next.is_none());
+    assert_eq!(depth(&q).await, 1);
+}

@@ -274,6 +274,24 @@ pub trait EventQueue: Send + Sync + 'static {
         letters: Vec<DeadLetter>,
     ) -> BoxFuture<'a, Result<(), QueueError>>;
 
+    /// Acks `lease` (with its dead letters, if any) and, where the backend can do both in one
+    /// step, leases the next due event to the caller: a worker's settle and next pull share one
+    /// round trip to a shared queue. `None` when nothing was leased (the caller pulls as usual).
+    fn ack_and_lease_next<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, (Result<(), QueueError>, Option<Lease>)> {
+        Box::pin(async move {
+            let acked = if letters.is_empty() {
+                self.ack(lease).await
+            } else {
+                self.ack_dead(lease, letters).await
+            };
+            (acked, None)
+        })
+    }
+
     /// Depth, oldest event's age and counters, as the backend sees them (for a shared backend,
     /// the same figures on every replica).
     fn stats(&self) -> BoxFuture<'_, Result<QueueGauges, QueueError>>;

@@ -516,7 +516,16 @@ impl Inner {
                 &[self.replica.as_bytes(), self.lease_ms().as_bytes()],
             )
             .await?;
-        let parts = items(answer);
+        self.leased(&items(answer), sent_at)
+    }
+
+    /// Reads what `lease_next` (in `lua/common.lua`) answered, sent at `sent_at`: a lease, now
+    /// held (and renewed) by this replica, or when to look again.
+    fn leased(
+        &self,
+        parts: &[Value],
+        sent_at: Instant,
+    ) -> Result<Result<Lease, Option<Duration>>, QueueError> {
         match parts.first().and_then(text).as_deref() {
             Some("none") => {
                 let due = parts.get(1).and_then(int).unwrap_or(-1);
@@ -563,19 +572,20 @@ impl Inner {
                 }
             }
             _ => Err(QueueError::Storage(format!(
-                "unexpected answer from the reserve script: {parts:?}"
+                "unexpected answer from Redis instead of a lease: {parts:?}"
             ))),
         }
     }
 
-    /// Runs a settle script for `lease`; while Redis is unreachable and the lease still valid, it
-    /// is tried again. A refused (fenced) settle changes nothing.
+    /// Runs a settle script for `lease` and returns its answer (`ok`, or an array starting with
+    /// `ok`); while Redis is unreachable and the lease still valid, it is tried again. A refused
+    /// (fenced) settle changes nothing.
     async fn settle(
         &self,
         lease: &Lease,
         script: &Script,
         extra: &[&[u8]],
-    ) -> Result<(), QueueError> {
+    ) -> Result<Vec<Value>, QueueError> {
         let seq = lease.seq.to_string();
         let token = lease.token.to_string();
         let mut args: Vec<&[u8]> = vec![seq.as_bytes(), token.as_bytes()];
@@ -583,19 +593,26 @@ impl Inner {
         let mut pause = Duration::from_millis(50);
         let result = loop {
             match self.run(script, &args).await {
-                Ok(answer) => match text(&answer).as_deref() {
-                    Some("ok") => break Ok(()),
-                    Some("fenced") => {
-                        self.fenced.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            seq = lease.seq,
-                            event_id = lease.event.id(),
-                            "settle refused: the lease was taken over by another replica"
-                        );
-                        break Err(QueueError::Fenced(lease.seq));
+                Ok(answer) => {
+                    let parts = items(answer);
+                    match parts.first().and_then(text).as_deref() {
+                        Some("ok") => break Ok(parts),
+                        Some("fenced") => {
+                            self.fenced.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                seq = lease.seq,
+                                event_id = lease.event.id(),
+                                "settle refused: the lease was taken over by another replica"
+                            );
+                            break Err(QueueError::Fenced(lease.seq));
+                        }
+                        _ => {
+                            break Err(QueueError::Storage(format!(
+                                "unexpected answer from the settle script: {parts:?}"
+                            )));
+                        }
                     }
-                    _ => break Err(unexpected("settle", &answer)),
-                },
+                }
                 Err(QueueError::Unavailable(_)) if lease.is_held() => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
@@ -607,6 +624,42 @@ impl Inner {
         // event's lease expires and another replica takes it over).
         self.held().remove(&lease.seq);
         result
+    }
+
+    /// Acks `lease` with its dead letters; with `next`, leases this replica the next ready
+    /// event in the same script call.
+    async fn ack_leasing(
+        &self,
+        lease: &Lease,
+        letters: &[DeadLetter],
+        next: bool,
+    ) -> (Result<(), QueueError>, Option<Lease>) {
+        let encoded = match letters
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(encoded) => encoded,
+            Err(e) => return (Err(QueueError::Storage(e.to_string())), None),
+        };
+        let lease_ms = self.lease_ms();
+        let replica: &[u8] = if next { self.replica.as_bytes() } else { b"" };
+        let mut args: Vec<&[u8]> = vec![replica, lease_ms.as_bytes()];
+        args.extend(encoded.iter().map(Vec::as_slice));
+        let sent_at = Instant::now();
+        match self.settle(lease, &self.scripts.ack, &args).await {
+            Ok(parts) if parts.len() > 1 => match self.leased(&parts[1..], sent_at) {
+                Ok(Ok(next)) => (Ok(()), Some(next)),
+                Ok(Err(_)) => (Ok(()), None),
+                Err(e) => {
+                    // Acked all the same; the lease, if any, expires and is taken over.
+                    tracing::warn!(error = %e, "acked, but the next lease could not be read");
+                    (Ok(()), None)
+                }
+            },
+            Ok(_) => (Ok(()), None),
+            Err(e) => (Err(e), None),
+        }
     }
 
     async fn renewer(self: Arc<Self>) {
@@ -897,7 +950,7 @@ impl EventQueue for RedisQueue {
     }
 
     fn ack<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(self.inner.settle(lease, &self.inner.scripts.ack, &[]))
+        Box::pin(async move { self.inner.ack_leasing(lease, &[], false).await.0 })
     }
 
     fn retry_later<'a>(
@@ -910,6 +963,7 @@ impl EventQueue for RedisQueue {
             self.inner
                 .settle(lease, &self.inner.scripts.retry, &[delay.as_bytes()])
                 .await
+                .map(drop)
         })
     }
 
@@ -918,17 +972,16 @@ impl EventQueue for RedisQueue {
         lease: &'a Lease,
         letters: Vec<DeadLetter>,
     ) -> BoxFuture<'a, Result<(), QueueError>> {
-        Box::pin(async move {
-            let encoded = letters
-                .iter()
-                .map(serde_json::to_vec)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| QueueError::Storage(e.to_string()))?;
-            let args: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-            self.inner
-                .settle(lease, &self.inner.scripts.ack, &args)
-                .await
-        })
+        Box::pin(async move { self.inner.ack_leasing(lease, &letters, false).await.0 })
+    }
+
+    fn ack_and_lease_next<'a>(
+        &'a self,
+        lease: &'a Lease,
+        letters: Vec<DeadLetter>,
+    ) -> BoxFuture<'a, (Result<(), QueueError>, Option<Lease>)> {
+        let next = !self.inner.closed.load(Ordering::Relaxed);
+        Box::pin(async move { self.inner.ack_leasing(lease, &letters, next).await })
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<QueueGauges, QueueError>> {
