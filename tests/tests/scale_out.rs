@@ -1,5 +1,6 @@
 //! Several replicas share one queue on a real `redis-server` and one standalone built-in Port
-//! (`replica local-port`): chaos with `kill -9`, a frozen replica fenced, a long job kept, one
+//! (`replica local-port`): chaos with `kill -9`, a frozen replica fenced, a long job kept, SIGTERM
+//! giving leases back, one
 //! delivery id posted 50 times, Redis restarted under load, dead letters across replicas.
 //!
 //! The replicas are real processes of `src/bin/replica.rs`; each job reports its start to a
@@ -104,6 +105,8 @@ struct Cluster {
     recorder_url: String,
     replicas: Vec<Option<TestBinary>>,
     urls: Arc<RwLock<Vec<Option<String>>>>,
+    /// Lease time of the replicas started from now on, in seconds.
+    lease: &'static str,
     dir: PathBuf,
     http: reqwest::Client,
 }
@@ -140,6 +143,7 @@ impl Cluster {
             recorder_url,
             replicas: Vec::new(),
             urls: Arc::new(RwLock::new(Vec::new())),
+            lease: LEASE,
             dir,
             http: reqwest::Client::new(),
         };
@@ -158,7 +162,7 @@ impl Cluster {
         let vars = [
             ("OCEAN__QUEUE__BACKEND", "redis"),
             ("OCEAN__QUEUE__REDIS_URL", redis_url.as_str()),
-            ("OCEAN__QUEUE__LEASE_SECONDS", LEASE),
+            ("OCEAN__QUEUE__LEASE_SECONDS", self.lease),
             ("OCEAN__QUEUE__REAPER_SECONDS", "0.2"),
             ("OCEAN__PORT__CLIENT_ID", "replica"),
             ("OCEAN__PORT__CLIENT_SECRET", "replica"),
@@ -177,6 +181,15 @@ impl Cluster {
         let url = replica.ingress_url();
         self.replicas[i] = Some(replica);
         self.urls.write().unwrap()[i] = Some(url);
+    }
+
+    /// Starts one more replica; returns its index.
+    fn add_replica(&mut self) -> usize {
+        self.replicas.push(None);
+        self.urls.write().unwrap().push(None);
+        let i = self.replicas.len() - 1;
+        self.launch(i);
+        i
     }
 
     fn replica(&self, i: usize) -> &TestBinary {
@@ -505,6 +518,73 @@ async fn a_frozen_replica_is_fenced_and_a_long_job_is_not_taken_over() {
         1.0,
         "only the frozen job was taken over"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_a_replicas_leases_back_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(0, RedisServer::start().unwrap()).await;
+    // Leases far longer than the test: a takeover by expiry would come too late to pass.
+    cluster.lease = "60";
+    let a = cluster.add_replica();
+    let pid_a = u64::from(cluster.replica(a).pid());
+    let mut long = item("term", 0);
+    long["sleep_ms"] = json!(120_000);
+    deliver(&cluster.http, &cluster.urls, &long, "term-0").await;
+    eventually(
+        "the long job to start on the first replica",
+        WAIT,
+        || async {
+            let started = cluster.recorder.starts().iter().any(|s| s.pid == pid_a);
+            Ok::<_, ()>(started.then_some(()))
+        },
+    )
+    .await;
+    let b = cluster.add_replica();
+    let pid_b = u64::from(cluster.replica(b).pid());
+    // SIGTERM: its job gets OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN (2 s), is cancelled, and the
+    // lease goes back. The replica does not wait for the shared queue, which still holds the event.
+    cluster.urls.write().unwrap()[a] = None;
+    let stopping = Instant::now();
+    let status = cluster.replicas[a]
+        .as_mut()
+        .unwrap()
+        .signal_and_wait("-TERM")
+        .await
+        .unwrap();
+    let stopped_in = stopping.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        stopped_in < Duration::from_secs(15),
+        "stopped in {stopped_in:?}, not bounded by its own jobs"
+    );
+    let log = cluster.replicas[a].as_mut().unwrap().log().join("\n");
+    assert!(log.contains("leases given back"), "{log}");
+    eventually(
+        "the second replica to take the event up",
+        Duration::from_secs(20),
+        || async {
+            let started = cluster
+                .recorder
+                .starts()
+                .iter()
+                .any(|s| s.group == "term" && s.pid == pid_b);
+            Ok::<_, ()>(started.then_some(()))
+        },
+    )
+    .await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(30),
+        "taken up after {:?}: the lease expired instead of being given back",
+        stopping.elapsed()
+    );
+    let text = cluster.metrics(b).await;
+    assert_eq!(
+        metric(&text, "ocean_queue_takeovers_total"),
+        0.0,
+        "given back, not taken over"
+    );
+    assert_eq!(metric(&text, "ocean_queue_depth"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
