@@ -1,7 +1,7 @@
 //! Several replicas share one queue on a real `redis-server` and one standalone built-in Port
 //! (`replica local-port`): chaos with `kill -9`, a frozen replica fenced, a long job kept, SIGTERM
-//! giving leases back, one
-//! delivery id posted 50 times, Redis restarted under load, dead letters across replicas.
+//! giving leases back, one delivery id posted 50 times, Redis restarted under load, dead letters
+//! across replicas.
 //!
 //! The replicas are real processes of `src/bin/replica.rs`; each job reports its start to a
 //! recorder served here, which is how per-group order is checked across processes.
