@@ -18,7 +18,7 @@
 //! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
 //! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes), `memory` (fastest, lost on crash, as in Ocean) or `redis` (several replicas share one queue) |
-//! | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS |
+//! | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS; a Redis Cluster is found out by itself, and several comma-separated URLs give more seed nodes |
 //! | `OCEAN__QUEUE__REDIS_CA_FILE` | | with `rediss://`: PEM file of the authorities to trust instead of the public ones (a private CA) |
 //! | `OCEAN__QUEUE__LEASE_SECONDS` | `15` | with `redis`: lease time; a dead replica's events are taken over after at most this plus the reaper period |
 //! | `OCEAN__QUEUE__REAPER_SECONDS` | `1` | with `redis`: how often expired leases are looked for |
@@ -308,11 +308,16 @@ impl Config {
         };
         let redis_url = env.raw("OCEAN__QUEUE__REDIS_URL");
         match &redis_url {
-            Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+            Some(url)
+                if !url.split(',').all(|u| {
+                    let u = u.trim();
+                    u.starts_with("redis://") || u.starts_with("rediss://")
+                }) =>
+            {
                 return Err(ConfigError::Invalid {
                     var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
                     value: crate::queue::redact_url(url),
-                    reason: "expected a redis:// or rediss:// URL".to_owned(),
+                    reason: "expected a redis:// or rediss:// URL, or several separated by commas (the seed nodes of a Redis Cluster)".to_owned(),
                 });
             }
             None if queue_backend == QueueBackend::Redis => {
@@ -521,6 +526,26 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let e = config(&[("OCEAN__QUEUE__LEASE_SECONDS", "0.1")]).unwrap_err();
         assert!(e.to_string().contains("OCEAN__QUEUE__LEASE_SECONDS"), "{e}");
+        // The seed nodes of a cluster; each must be a Redis URL.
+        let c = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            (
+                "OCEAN__QUEUE__REDIS_URL",
+                "redis://10.0.0.1:6379, redis://10.0.0.2:6379",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.queue_backend, QueueBackend::Redis);
+        let e = config(&[
+            ("OCEAN__QUEUE__BACKEND", "redis"),
+            (
+                "OCEAN__QUEUE__REDIS_URL",
+                "redis://u:hunter2@10.0.0.1:6379,10.0.0.2:6379",
+            ),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().starts_with("OCEAN__QUEUE__REDIS_URL="), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         // A private authority only makes sense for TLS.
         let e = config(&[
             ("OCEAN__QUEUE__BACKEND", "redis"),

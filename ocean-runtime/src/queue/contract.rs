@@ -722,3 +722,106 @@ async fn an_ack_leases_the_next_event_in_the_same_call() {
     assert!(next.is_none());
     assert_eq!(depth(&q).await, 1);
 }
+
+/// A Redis Cluster of three primaries on loopback, each a `redis-server` with its own folder,
+/// joined with `redis-cli --cluster create`; returns once every node reports the cluster ok.
+fn redis_cluster() -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|_| {
+            RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .unwrap()
+        })
+        .collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for node in &nodes {
+        loop {
+            let info = std::process::Command::new("redis-cli")
+                .args(["-p", &node.port().to_string(), "CLUSTER", "INFO"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster never formed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_runs_unchanged_on_a_redis_cluster() {
+    let nodes = redis_cluster();
+    // One replica seeded by each node: at most one of them is the node that owns the
+    // integration's slot, so the others work only if calls are routed by the cluster.
+    let mut replicas = Vec::new();
+    for node in &nodes {
+        let mut options = redis_options(node, Duration::from_secs(5), true);
+        options.capacity = 1000;
+        replicas.push(RedisQueue::connect(options).await.unwrap());
+    }
+    let mut n = 0;
+    for (i, q) in replicas.iter().enumerate() {
+        for group in ["a", "b"] {
+            n += 1;
+            let mut e = event(n, &[group]);
+            e.set_delivery_key(Some(format!("d-{n}")));
+            assert_eq!(q.push(e).await.unwrap(), Pushed::Queued, "replica {i}");
+        }
+    }
+    // A redelivery through another seed is recognised.
+    let mut again = event(99, &["a"]);
+    again.set_delivery_key(Some("d-1".to_owned()));
+    assert_eq!(
+        replicas[2].push(again).await.unwrap(),
+        Pushed::Duplicate("e1".into())
+    );
+    // Group order across replicas: a, then b interleaved as pushed.
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let q = &replicas[i % 3];
+        let lease = pull_within(q, Duration::from_secs(5))
+            .await
+            .expect("an event is ready");
+        seen.push(lease.event.id().to_owned());
+        if i == 0 {
+            // A dead letter through one seed, listed and replayed through another.
+            q.ack_dead(&lease, vec![letter(&lease.event, "boom")])
+                .await
+                .unwrap();
+        } else {
+            q.ack(&lease).await.unwrap();
+        }
+    }
+    assert_eq!(seen, ["e1", "e2", "e3", "e4", "e5", "e6"]);
+    let letters = replicas[1].list().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].error, "boom");
+    assert!(
+        replicas[2]
+            .replay(letters[0].id, letters[0].to_event().unwrap())
+            .await
+            .unwrap()
+    );
+    let replayed = pull_within(&replicas[0], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(replayed.event.id(), "e1");
+    replicas[0].ack(&replayed).await.unwrap();
+    assert_eq!(depth(&replicas[1]).await, 0);
+    assert_eq!(replicas[2].purge().await.unwrap(), 0);
+}

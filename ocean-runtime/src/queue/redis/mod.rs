@@ -2,7 +2,8 @@
 //!
 //! Every state change is one Lua script (`lua/*.lua`, each with `lua/common.lua` in front), over
 //! keys that all carry the integration's hash tag, `{ocean:<identifier>}:…`, so the scripts are
-//! legal on Redis Cluster too. The scripts keep per-group order (a group's head is the first member
+//! legal on Redis Cluster too; a cluster is recognised when connecting, and calls then go through
+//! a cluster connection that routes them to the node owning the slot. The scripts keep per-group order (a group's head is the first member
 //! of a lexicographically sorted set; an event runs only when it heads all its groups), leases
 //! with fencing tokens and deadlines from Redis's clock, supersession, delivery-id dedup, dead
 //! letters and the counters of `/metrics`.
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -40,6 +43,42 @@ use super::{
 use crate::event::WebhookEvent;
 use crate::metrics::QueueGauges;
 use crate::processor::BoxFuture;
+
+/// The connection every call goes through: one server (reconnecting), or a Redis Cluster (routing
+/// each call to the node that owns the integration's hash slot, following its moves).
+#[derive(Clone)]
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// How idle workers look again at most this long after their last look, doorbell or not.
 const POLL: Duration = Duration::from_secs(1);
@@ -152,8 +191,15 @@ pub enum RedisQueueError {
     },
 }
 
-/// `url` without its password.
+/// `url` (or each of comma-separated URLs) without its password.
 pub(crate) fn redact(url: &str) -> String {
+    if url.contains(',') {
+        return url
+            .split(',')
+            .map(|u| redact(u.trim()))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
@@ -255,7 +301,7 @@ struct Held {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     client: redis::Client,
     keys: Vec<String>,
     bell: String,
@@ -341,58 +387,81 @@ impl RedisQueue {
     /// The URL is malformed, or Redis did not answer within the attempts.
     pub async fn connect(opts: RedisOptions) -> Result<Self, RedisQueueError> {
         let shown = redact(&opts.url);
-        let url_error = |e: redis::RedisError| RedisQueueError::Url {
+        let url_error = |reason: String| RedisQueueError::Url {
             url: shown.clone(),
-            reason: e.to_string(),
+            reason,
+        };
+        // Several comma-separated URLs are the seed nodes of a Redis Cluster; the first one also
+        // tells whether the server is a cluster at all.
+        let urls: Vec<&str> = opts
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let Some(first) = urls.first().copied() else {
+            return Err(url_error("no URL".to_owned()));
         };
         // The URL alone first, so that its mistakes are reported as the URL's.
-        let mut client = redis::Client::open(opts.url.as_str()).map_err(url_error)?;
-        if let Some(path) = &opts.ca_file {
-            let ca_error = |reason: String| RedisQueueError::CaFile {
-                path: path.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            client = redis::Client::build_with_tls(opts.url.as_str(), certificates)
-                .map_err(|e| ca_error(e.to_string()))?;
+        for url in &urls {
+            redis::Client::open(*url).map_err(|e| url_error(e.to_string()))?;
         }
+        let certificates = match &opts.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| RedisQueueError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+        };
+        let tls = |pem: &Vec<u8>| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        let client = match &certificates {
+            None => redis::Client::open(first),
+            Some(pem) => redis::Client::build_with_tls(first, tls(pem)),
+        }
+        .map_err(|e| RedisQueueError::CaFile {
+            path: opts
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
         let attempts = opts.connect_attempts.max(1);
+        let unreachable = |reason: String| RedisQueueError::Unreachable {
+            url: shown.clone(),
+            attempts,
+            reason,
+        };
         let mut attempt = 0;
-        let conn = loop {
+        let (node, cluster) = loop {
             attempt += 1;
             let tried = async {
                 let mut conn =
                     ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-                redis::cmd("PING")
+                // A user whose ACL forbids INFO is taken to be on a single server.
+                let info = match redis::cmd("INFO")
+                    .arg("cluster")
                     .query_async::<String>(&mut conn)
                     .await
-                    .map(|_| conn)
+                {
+                    Ok(info) => info,
+                    Err(e) if e.code() == Some("NOPERM") => String::new(),
+                    Err(e) => return Err(e),
+                };
+                Ok((conn, info.contains("cluster_enabled:1")))
             };
             match tokio::time::timeout(CONNECT_TIMEOUT * 4, tried).await {
-                Ok(Ok(conn)) => break conn,
-                Ok(Err(e)) if attempt >= attempts => {
-                    return Err(RedisQueueError::Unreachable {
-                        url: shown,
-                        attempts,
-                        reason: e.to_string(),
-                    });
-                }
-                Err(_) if attempt >= attempts => {
-                    return Err(RedisQueueError::Unreachable {
-                        url: shown,
-                        attempts,
-                        reason: "timed out".to_owned(),
-                    });
-                }
+                Ok(Ok(found)) => break found,
+                Ok(Err(e)) if attempt >= attempts => return Err(unreachable(e.to_string())),
+                Err(_) if attempt >= attempts => return Err(unreachable("timed out".to_owned())),
                 Ok(Err(e)) => {
                     tracing::warn!(url = %shown, attempt, error = %e, "Redis does not answer yet; trying again");
                 }
@@ -401,6 +470,25 @@ impl RedisQueue {
                 }
             }
             tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+        };
+        let conn = if cluster {
+            let mut builder = ClusterClient::builder(urls.iter().copied())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(3);
+            if let Some(pem) = &certificates {
+                builder = builder.certs(tls(pem));
+            }
+            let cluster = builder.build().map_err(|e| url_error(e.to_string()))?;
+            let connected =
+                tokio::time::timeout(CONNECT_TIMEOUT * 4, cluster.get_async_connection())
+                    .await
+                    .map_err(|_| unreachable("timed out joining the cluster".to_owned()))?
+                    .map_err(|e| unreachable(e.to_string()))?;
+            drop(node);
+            Conn::Cluster(connected)
+        } else {
+            Conn::Node(node)
         };
         let tag = opts.integration.replace(['{', '}'], "_");
         let keys = KEY_NAMES
@@ -429,6 +517,7 @@ impl RedisQueue {
                 replica = %inner.replica,
                 url = %shown,
                 lease_s = inner.opts.lease.as_secs_f64(),
+                cluster,
                 "event queue on Redis, shared with the other replicas"
             );
             vec![
