@@ -60,26 +60,7 @@ async fn run(index: usize, events: usize, connections: usize) -> Run {
         .unwrap();
     let url = format!("{}/integration/webhook", app.url());
     let started = Instant::now();
-    let senders: Vec<_> = (0..connections)
-        .map(|c| {
-            let (client, url, bodies) = (client.clone(), url.clone(), Arc::clone(&bodies));
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(c).step_by(connections) {
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                }
-            })
-        })
-        .collect();
-    for s in senders {
-        s.await.unwrap();
-    }
+    jira::post_all(&client, &[url], &bodies, connections).await;
     let accepted = started.elapsed();
     // Every event is acked only once Port confirmed its entity.
     let deadline = Instant::now() + Duration::from_secs(120);

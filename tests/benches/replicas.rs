@@ -151,27 +151,11 @@ async fn run(setup: Setup, index: usize, events: usize, connections: usize) -> M
     });
 
     let started = Instant::now();
-    let senders: Vec<_> = (0..connections)
-        .map(|c| {
-            let url = format!("{}/integration/webhook", urls[c % urls.len()]);
-            let (http, bodies) = (http.clone(), Arc::clone(&bodies));
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(c).step_by(connections) {
-                    let r = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                }
-            })
-        })
+    let webhooks: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{u}/integration/webhook"))
         .collect();
-    for s in senders {
-        s.await.unwrap();
-    }
+    jira::post_all(&http, &webhooks, &bodies, connections).await;
     let accepted = started.elapsed();
     // An event is acked only once Port confirmed its entity: an empty queue means every entity
     // is visible. Any replica reports the shared queue.

@@ -1,4 +1,7 @@
-//! The benchmarks' Jira-like workload: issue webhooks of about 2 KB and the example's mapping.
+//! The benchmarks' Jira-like workload: issue webhooks of about 2 KB, the example's mapping, and
+//! the senders that post them.
+
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -47,4 +50,35 @@ pub(crate) fn event(run: usize, n: usize) -> Vec<u8> {
         }}
     }))
     .unwrap()
+}
+
+/// Posts every body once with `connections` concurrent senders, sender `c` to `urls[c % n]`, and
+/// returns when all were answered (each must be 200).
+pub(crate) async fn post_all(
+    http: &reqwest::Client,
+    urls: &[String],
+    bodies: &Arc<Vec<Vec<u8>>>,
+    connections: usize,
+) {
+    let senders: Vec<_> = (0..connections)
+        .map(|c| {
+            let url = urls[c % urls.len()].clone();
+            let (http, bodies) = (http.clone(), Arc::clone(bodies));
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(c).step_by(connections) {
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
 }
