@@ -12,6 +12,37 @@ use crate::diag::Diag;
 
 /// Where a crate keeps its default mapping, as in Ocean.
 const DEFAULT_MAPPING: &str = ".port/resources/port-app-config.yml";
+/// Where a crate keeps its default blueprints, as in Ocean.
+const DEFAULT_BLUEPRINTS: &str = ".port/resources/blueprints.json";
+
+/// `include_str!` of the crate's default blueprints when it has them; a compile error at the
+/// `main!` call when the file is not JSON.
+fn default_blueprints() -> Result<TokenStream, syn::Error> {
+    let Some(path) = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(|dir| PathBuf::from(dir).join(DEFAULT_BLUEPRINTS))
+        .filter(|p| p.is_file())
+    else {
+        return Ok(quote!(::core::option::Option::None));
+    };
+    let refuse = |why: String| {
+        syn::Error::new(
+            proc_macro2::Span::call_site(),
+            format!("{}: {why}", path.display()),
+        )
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| refuse(e.to_string()))?;
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+        return Err(refuse(format!(
+            "not valid JSON ({e}); fix it, or remove it to create no blueprints"
+        )));
+    }
+    let path = path
+        .to_str()
+        .ok_or_else(|| refuse("the path is not UTF-8".to_owned()))?;
+    Ok(quote!(::core::option::Option::Some(
+        ::core::include_str!(#path)
+    )))
+}
 
 /// The keys `main!` takes.
 const KEYS: &[&str] = &["state"];
@@ -71,6 +102,16 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
         None => quote!(::core::option::Option::None),
     };
+    let default_blueprints = match default_blueprints() {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            let mut out = e.into_compile_error();
+            out.extend(quote!(
+                fn main() {}
+            ));
+            return out;
+        }
+    };
     let rt = quote!(::ocean_runtime::__private);
     let state_arg = match state {
         None => quote!(::core::option::Option::None),
@@ -88,6 +129,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                     name: ::core::env!("CARGO_PKG_NAME"),
                     version: ::core::env!("CARGO_PKG_VERSION"),
                     default_mapping: #default_mapping,
+                    default_blueprints: #default_blueprints,
                 },
                 #state_arg,
             )

@@ -16,6 +16,7 @@ use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
+use crate::provision::{Defaults, check_blueprints, provision};
 use crate::queue::{
     Backend, DiskQueue, DiskQueueError, MemoryQueue, RedisOptions, RedisQueue, RedisQueueError,
 };
@@ -43,6 +44,12 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// The default blueprints file is unreadable or invalid.
+    #[error("the default blueprints are invalid: {0}")]
+    DefaultBlueprints(String),
+    /// The built-in Port refused the integration's defaults.
+    #[error("the built-in Port refused the integration's defaults: {0}")]
+    Provision(PortError),
     /// The disk queue cannot be opened.
     #[error(transparent)]
     Queue(#[from] DiskQueueError),
@@ -98,6 +105,8 @@ pub struct RunningApp {
     ingress: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     refresher: JoinHandle<()>,
+    /// Provisioning of a real Port that failed at start-up and is being tried again.
+    provisioner: Option<JoinHandle<()>>,
     shutdown_wait: Duration,
     canceller: Canceller,
 }
@@ -111,36 +120,110 @@ impl std::fmt::Debug for RunningApp {
     }
 }
 
-async fn seed_local_port(config: &Config, local: &LocalPort) -> Result<(), StartError> {
+/// The default mapping as Port stores it (an integration record's `config`), if there is one.
+fn default_mapping(config: &Config) -> Result<Option<serde_json::Value>, StartError> {
     let path = config
         .resources_path
         .join("port-app-config.yml")
         .display()
         .to_string();
-    let text = config
-        .default_mapping_text()
-        .map_err(|e| StartError::DefaultMapping {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    let Some(text) = text else { return Ok(()) };
-    let mapping = PortAppConfig::from_yaml(&text).map_err(|e| StartError::DefaultMapping {
+    let invalid = |reason: String| StartError::DefaultMapping {
         path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let value = serde_json::to_value(&mapping).map_err(|e| StartError::DefaultMapping {
-        path,
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let Some(text) = config
+        .default_mapping_text()
+        .map_err(|e| invalid(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let mapping = PortAppConfig::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    serde_json::to_value(&mapping)
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// What the integration brings to Port: its record, default mapping and blueprints.
+fn defaults(config: &Config) -> Result<Defaults, StartError> {
+    let blueprints = match config
+        .default_blueprints_text()
+        .map_err(|e| StartError::DefaultBlueprints(e.to_string()))?
+    {
+        Some((path, text)) => {
+            check_blueprints(&path, &text).map_err(StartError::DefaultBlueprints)?
+        }
+        None => Vec::new(),
+    };
+    Ok(Defaults {
+        app_type: config.integration_type.clone(),
+        version: config.integration_version.clone(),
+        mapping: default_mapping(config)?,
+        blueprints,
+        initialize: config.initialize_port_resources,
+    })
+}
+
+/// The built-in Port always serves the default mapping of this build (a development loop edits
+/// it and restarts); a real Port's mapping is never overwritten (see [`provision`]).
+async fn seed_local_port(
+    config: &Config,
+    local: &LocalPort,
+    defaults: &Defaults,
+) -> Result<(), StartError> {
+    let Some(mapping) = defaults.mapping.clone() else {
+        return Ok(());
+    };
     local
         .seed_integration(
             &config.integration_identifier,
             &config.integration_type,
             &config.integration_version,
-            value,
+            mapping,
         )
         .await?;
     Ok(())
+}
+
+/// Says why provisioning failed; the caller tries again after `pause`.
+fn provision_failed(e: &PortError, pause: Duration) {
+    let hint = match e {
+        PortError::Status { status, .. }
+            if *status == reqwest::StatusCode::UNAUTHORIZED
+                || *status == reqwest::StatusCode::FORBIDDEN =>
+        {
+            " (check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET)"
+        }
+        _ => "",
+    };
+    tracing::warn!(
+        error = %e,
+        retry_in_s = pause.as_secs(),
+        "cannot set the integration up in Port yet{hint}; webhooks are accepted and kept meanwhile"
+    );
+}
+
+/// Provisions a real Port until it works, after a first attempt failed: webhooks are accepted and
+/// kept meanwhile, and readiness turns true once the mapping loads after it.
+async fn provision_until_done(
+    port: Arc<PortClient>,
+    defaults: Defaults,
+    mapping: Arc<MappingStore>,
+) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(60));
+        match provision(&port, &defaults).await {
+            Ok(()) => {
+                match mapping.reload().await {
+                    Ok(_) => tracing::info!("mapping loaded"),
+                    Err(e) => tracing::warn!(error = %e, "no mapping loaded yet"),
+                }
+                return;
+            }
+            Err(e) => provision_failed(&e, pause),
+        }
+    }
 }
 
 impl App {
@@ -211,6 +294,7 @@ impl App {
         let registry = Arc::new(self.registry);
         let extensions = Arc::new(self.extensions);
         let config = self.config;
+        let defaults = defaults(&config)?;
         let (local_port, base_url, client_id, client_secret) = match &config.credentials {
             Some(c) => (
                 None,
@@ -231,7 +315,7 @@ impl App {
                     local.base_url(),
                     config.local_port_data_dir.display()
                 );
-                if let Err(e) = seed_local_port(&config, &local).await {
+                if let Err(e) = seed_local_port(&config, &local, &defaults).await {
                     local.shutdown().await;
                     return Err(e);
                 }
@@ -260,6 +344,22 @@ impl App {
                 .with_check(mapping_check(Arc::clone(&registry)))
                 .with_metrics(Arc::clone(&metrics)),
         );
+        // Port gets the integration's defaults before the first mapping load: the built-in Port
+        // must take them (it is this process's own); a real Port that cannot yet is tried again in
+        // the background.
+        let mut provisioner = None;
+        if let Err(e) = provision(&port, &defaults).await {
+            if let Some(local) = local_port {
+                local.shutdown().await;
+                return Err(StartError::Provision(e));
+            }
+            provision_failed(&e, Duration::from_secs(1));
+            provisioner = Some(tokio::spawn(provision_until_done(
+                Arc::clone(&port),
+                defaults,
+                Arc::clone(&mapping),
+            )));
+        }
         match mapping.reload().await {
             Ok(_) => tracing::info!("mapping loaded"),
             Err(e) => {
@@ -269,6 +369,9 @@ impl App {
         let queue = match open_queue(&config).await {
             Ok(q) => q,
             Err(e) => {
+                if let Some(p) = &provisioner {
+                    p.abort();
+                }
                 if let Some(local) = local_port {
                     local.shutdown().await;
                 }
@@ -312,6 +415,9 @@ impl App {
             Ok(pair) => pair,
             Err(source) => {
                 refresher.abort();
+                if let Some(p) = &provisioner {
+                    p.abort();
+                }
                 queue.events.close();
                 queue.events.release().await;
                 if let Some(local) = local_port {
@@ -367,6 +473,7 @@ impl App {
             ingress,
             workers,
             refresher,
+            provisioner,
             shutdown_wait: config.shutdown_wait,
             canceller,
         })
@@ -444,6 +551,9 @@ impl RunningApp {
         }
         events.release().await;
         self.refresher.abort();
+        if let Some(p) = &self.provisioner {
+            p.abort();
+        }
         if let Some(local) = self.local_port {
             local.shutdown().await;
         }

@@ -13,7 +13,8 @@
 //! | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
-//! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` |
+//! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` and `blueprints.json` (else the ones compiled in) |
+//! | `OCEAN__INITIALIZE_PORT_RESOURCES` | `true` | create the default blueprints in Port at the first start, as Ocean does |
 //! | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
 //! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
@@ -84,6 +85,9 @@ pub struct IntegrationInfo {
     pub version: &'static str,
     /// The default mapping compiled into the binary, if the crate has `.port/resources/port-app-config.yml`.
     pub default_mapping: Option<&'static str>,
+    /// The default blueprints compiled into the binary, if the crate has
+    /// `.port/resources/blueprints.json` (checked to be JSON when compiled).
+    pub default_blueprints: Option<&'static str>,
 }
 
 /// Where queued events are kept.
@@ -156,6 +160,11 @@ pub struct Config {
     pub resources_path: PathBuf,
     /// The default mapping compiled into the binary.
     pub default_mapping: Option<&'static str>,
+    /// The default blueprints compiled in (see [`IntegrationInfo::default_blueprints`]).
+    pub default_blueprints: Option<&'static str>,
+    /// Whether the default blueprints are created in Port at the first start
+    /// (`OCEAN__INITIALIZE_PORT_RESOURCES`).
+    pub initialize_port_resources: bool,
     /// Bearer token of the admin endpoints.
     pub admin_token: Option<Secret>,
     /// Queue backend.
@@ -374,6 +383,12 @@ impl Config {
                 .raw("OCEAN__RESOURCES_PATH")
                 .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
+            default_blueprints: info.default_blueprints,
+            initialize_port_resources: env.parse(
+                "OCEAN__INITIALIZE_PORT_RESOURCES",
+                true,
+                "`true` or `false`",
+            )?,
             admin_token: env.raw("OCEAN__ADMIN__TOKEN").map(Secret),
             queue_backend,
             queue_path: env
@@ -428,6 +443,22 @@ impl Config {
         }
         Ok(self.default_mapping.map(str::to_owned))
     }
+
+    /// The default blueprints: `blueprints.json` in the resources folder when it exists, else the
+    /// ones compiled in; with the file's path for messages.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn default_blueprints_text(&self) -> std::io::Result<Option<(String, String)>> {
+        let path = self.resources_path.join("blueprints.json");
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)?;
+            return Ok(Some((path.display().to_string(), text)));
+        }
+        Ok(self
+            .default_blueprints
+            .map(|t| (".port/resources/blueprints.json".to_owned(), t.to_owned())))
+    }
 }
 
 #[cfg(test)]
@@ -438,6 +469,7 @@ mod tests {
         name: "Jira",
         version: "1.2.3",
         default_mapping: None,
+        default_blueprints: None,
     };
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod port;
 pub mod processor;
+mod provision;
 pub mod queue;
 pub mod registry;
 pub mod retry;

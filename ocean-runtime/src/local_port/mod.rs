@@ -269,22 +269,18 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// Creates (unless `create` is `None`: then it must exist) or edits integration `id` with `edit`,
-/// inside the store's write, so concurrent edits of one record do not lose each other; `create`
-/// is the base URL for a new record's ingest URLs.
+/// Edits existing integration `id` with `edit` inside the store's write, so concurrent edits of
+/// one record do not lose each other (404 when it does not exist).
 async fn write_integration(
     shared: &Shared,
     id: String,
-    create: Option<String>,
     edit: impl FnOnce(&mut serde_json::Map<String, Value>),
 ) -> Response {
     let result = shared
         .store
         .write(|s, changes| {
-            let mut record = match (s.integrations.get(&id), &create) {
-                (Some(r), _) => r.clone(),
-                (None, None) => return Ok(None),
-                (None, Some(base)) => new_integration(&id, base),
+            let Some(mut record) = s.integrations.get(&id).cloned() else {
+                return Ok(None);
             };
             if let Some(obj) = record.as_object_mut() {
                 edit(obj);
@@ -322,10 +318,33 @@ async fn create_integration(
             "`installationId` is required",
         );
     };
-    write_integration(&shared, id, Some(base_url(&headers)), |r| {
-        r.extend(fields);
-    })
-    .await
+    // As Port: creating an identifier that exists is a conflict and changes nothing (two replicas
+    // starting at once create one integration). Checked inside the write, so it is atomic.
+    let base = base_url(&headers);
+    let result = shared
+        .store
+        .write(|s, changes| {
+            if s.integrations.contains_key(&id) {
+                return Ok(None);
+            }
+            let mut record = new_integration(&id, &base);
+            if let Some(obj) = record.as_object_mut() {
+                obj.extend(fields);
+                obj.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
+            }
+            s.put_integration(&id, record.clone(), changes)
+                .map(|()| Some(record))
+        })
+        .await;
+    match result {
+        Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::CONFLICT,
+            "identifier_taken",
+            format!("an integration with identifier `{id}` already exists"),
+        ),
+        Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+    }
 }
 
 async fn patch_integration(
@@ -334,7 +353,7 @@ async fn patch_integration(
     body: Bytes,
 ) -> Response {
     match parse_object(&body) {
-        Ok(fields) => write_integration(&shared, id, None, |r| r.extend(fields)).await,
+        Ok(fields) => write_integration(&shared, id, |r| r.extend(fields)).await,
         Err(r) => *r,
     }
 }
@@ -355,7 +374,7 @@ async fn patch_integration_config(
             "`config` is required",
         );
     };
-    write_integration(&shared, id, None, |r| {
+    write_integration(&shared, id, |r| {
         r.insert("config".to_owned(), config);
     })
     .await
@@ -372,7 +391,7 @@ async fn patch_resync_state(
         Err(r) => return *r,
     };
     state.insert("updatedAt".to_owned(), Value::String(now_rfc3339()));
-    write_integration(&shared, id, None, |r| {
+    write_integration(&shared, id, |r| {
         r.insert("resyncState".to_owned(), Value::Object(state));
     })
     .await
@@ -412,7 +431,7 @@ async fn kind_examples(
             "`examples` must be an array",
         );
     };
-    write_integration(&shared, id, None, |r| {
+    write_integration(&shared, id, |r| {
         let all = r.entry("kindExamples").or_insert_with(|| json!({}));
         if let Some(all) = all.as_object_mut() {
             all.insert(kind, examples);

@@ -37,7 +37,7 @@ pub enum MappingLoadError {
     /// Port could not be asked.
     #[error("cannot fetch the mapping from Port: {0}")]
     Port(#[from] PortError),
-    /// Port has no integration record, or one without `config`.
+    /// Port has no integration record, or one with no or an empty `config`.
     #[error("Port has no mapping for this integration (no `config` in its integration record)")]
     NoConfig,
     /// Port's `config` is not a port app config.
@@ -134,9 +134,11 @@ impl MappingStore {
                     .integration()
                     .await?
                     .ok_or(MappingLoadError::NoConfig)?;
+                // An integration created without a default mapping has `config: {}` until
+                // someone writes one in Port: no mapping yet, not an empty one.
                 let config = record
                     .get("config")
-                    .filter(|c| c.is_object())
+                    .filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
                     .cloned()
                     .ok_or(MappingLoadError::NoConfig)?;
                 serde_json::from_value(config).map_err(MappingLoadError::Shape)

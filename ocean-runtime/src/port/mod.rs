@@ -90,6 +90,18 @@ pub enum PortError {
     Shared(Arc<PortError>),
 }
 
+/// A create call's result: created, or already there (409).
+fn created(result: Result<Value, PortError>) -> Result<bool, PortError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(PortError::Status {
+            status: StatusCode::CONFLICT,
+            ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 impl PortError {
     /// Whether trying again later may succeed (network failures, 408, 429 and 5xx).
     #[must_use]
@@ -324,6 +336,12 @@ impl PortClient {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// The integration's identifier in Port.
+    #[must_use]
+    pub fn integration_identifier(&self) -> &str {
+        &self.config.integration_identifier
     }
 
     /// The base URL in use.
@@ -598,6 +616,74 @@ impl PortClient {
             }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates the integration record (`POST /v1/integration`). `Ok(false)` when Port answers
+    /// 409: it exists already (another replica created it first).
+    ///
+    /// # Errors
+    /// Any other [`PortError`].
+    pub async fn create_integration(&self, record: &Value) -> Result<bool, PortError> {
+        created(
+            self.call(Method::POST, &["integration"], &[], Some(record), false)
+                .await,
+        )
+    }
+
+    /// Changes fields of the integration record (`PATCH /v1/integration/{identifier}`).
+    ///
+    /// # Errors
+    /// Any [`PortError`].
+    pub async fn patch_integration(&self, fields: &Value) -> Result<(), PortError> {
+        let id = self.config.integration_identifier.clone();
+        self.call(
+            Method::PATCH,
+            &["integration", &id],
+            &[],
+            Some(fields),
+            false,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Blueprint `id` (`GET /v1/blueprints/{id}`), or `None` when Port has none.
+    ///
+    /// # Errors
+    /// Any [`PortError`] except a 404.
+    pub async fn blueprint(&self, id: &str) -> Result<Option<Value>, PortError> {
+        match self
+            .call(Method::GET, &["blueprints", id], &[], None, false)
+            .await
+        {
+            Ok(v) => Ok(v.get("blueprint").cloned()),
+            Err(PortError::Status {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a blueprint (`POST /v1/blueprints`). `Ok(false)` when it exists already (409).
+    ///
+    /// # Errors
+    /// Any other [`PortError`].
+    pub async fn create_blueprint(&self, blueprint: &Value) -> Result<bool, PortError> {
+        created(
+            self.call(Method::POST, &["blueprints"], &[], Some(blueprint), false)
+                .await,
+        )
+    }
+
+    /// Changes fields of blueprint `id` (`PATCH /v1/blueprints/{id}`).
+    ///
+    /// # Errors
+    /// Any [`PortError`].
+    pub async fn patch_blueprint(&self, id: &str, fields: &Value) -> Result<(), PortError> {
+        self.call(Method::PATCH, &["blueprints", id], &[], Some(fields), false)
+            .await
+            .map(drop)
     }
 
     /// Upserts entities of one blueprint, at most [`UPSERT_BATCH_MAX`] entities and

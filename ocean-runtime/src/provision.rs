@@ -1,0 +1,231 @@
+//! The first start against Port, as Ocean's `initialize_defaults` does it: the integration record
+//! is created when absent (with the default mapping), its type and version are patched when they
+//! differ (its mapping never is), and, once per integration, the default blueprints are created:
+//! without their relations first, then with them.
+//!
+//! Every step is safe to run again and from several replicas at once: a create that Port answers
+//! 409 means another replica did it first, and Ocean's rule holds that blueprints already in Port
+//! are never changed.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::port::{PortClient, PortError};
+
+/// What a blueprint has that may point at other blueprints: created in a second step, once every
+/// default blueprint exists.
+const LINKED: [&str; 4] = [
+    "relations",
+    "mirrorProperties",
+    "calculationProperties",
+    "aggregationProperties",
+];
+
+/// What the integration brings to Port.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Defaults {
+    /// `installationAppType` (`OCEAN__INTEGRATION__TYPE`).
+    pub app_type: String,
+    /// The integration's version.
+    pub version: String,
+    /// The default mapping, as Port stores it (the record's `config`).
+    pub mapping: Option<Value>,
+    /// The default blueprints (see [`check_blueprints`]).
+    pub blueprints: Vec<Value>,
+    /// `OCEAN__INITIALIZE_PORT_RESOURCES`.
+    pub initialize: bool,
+}
+
+/// Reads a `blueprints.json`: an array of blueprints, each with an `identifier`, whose relations
+/// point at blueprints of the same file or at Port's own (`_user`, `_team`, …). `path` is for
+/// messages.
+pub(crate) fn check_blueprints(path: &str, text: &str) -> Result<Vec<Value>, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
+    let Value::Array(list) = value else {
+        return Err(format!("{path} must hold a JSON array of blueprints"));
+    };
+    let mut ids = BTreeSet::new();
+    for (i, bp) in list.iter().enumerate() {
+        let id = bp["identifier"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| format!("{path}: blueprint {i} has no `identifier`"))?;
+        if !ids.insert(id) {
+            return Err(format!("{path}: blueprint `{id}` is defined twice"));
+        }
+    }
+    let ids = &ids;
+    let unknown: Vec<String> = list
+        .iter()
+        .flat_map(|bp| {
+            let from = bp["identifier"].as_str().unwrap_or_default();
+            bp["relations"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(move |(name, relation)| {
+                    let target = relation["target"].as_str().unwrap_or_default();
+                    (!ids.contains(target) && !target.starts_with('_'))
+                        .then(|| format!("{from}.relations.{name} -> `{target}`"))
+                })
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(list)
+    } else {
+        Err(format!(
+            "{path}: relations point at blueprints it does not define: {}",
+            unknown.join(", ")
+        ))
+    }
+}
+
+/// Brings Port to the integration's defaults (see the module documentation).
+///
+/// # Errors
+/// The first call Port failed or refused; running again carries on where it stopped.
+pub(crate) async fn provision(port: &PortClient, defaults: &Defaults) -> Result<(), PortError> {
+    let record = match port.integration().await? {
+        Some(record) => {
+            tracing::info!("the integration exists in Port; its mapping is kept as it is");
+            record
+        }
+        None => {
+            let create = json!({
+                "installationId": port.integration_identifier(),
+                "installationAppType": defaults.app_type,
+                "version": defaults.version,
+                "config": defaults.mapping.clone().unwrap_or_else(|| json!({})),
+                "changelogDestination": {},
+            });
+            if port.create_integration(&create).await? {
+                tracing::info!(
+                    with_mapping = defaults.mapping.is_some(),
+                    "created the integration in Port"
+                );
+            } else {
+                tracing::info!("the integration was created meanwhile (by another replica)");
+            }
+            port.integration().await?.unwrap_or(Value::Null)
+        }
+    };
+    if record["installationAppType"] != defaults.app_type.as_str()
+        || record["version"] != defaults.version.as_str()
+    {
+        port.patch_integration(&json!({
+            "installationAppType": defaults.app_type,
+            "version": defaults.version,
+        }))
+        .await?;
+        tracing::info!(
+            app_type = defaults.app_type,
+            version = defaults.version,
+            "the integration's type and version were updated in Port"
+        );
+    }
+    if !defaults.initialize || defaults.blueprints.is_empty() {
+        return Ok(());
+    }
+    if record["arePortResourcesInitialized"] == true {
+        tracing::info!("Port resources were initialised before; blueprints are left as they are");
+        return Ok(());
+    }
+    create_blueprints(port, &defaults.blueprints).await
+}
+
+async fn create_blueprints(port: &PortClient, blueprints: &[Value]) -> Result<(), PortError> {
+    let id = |bp: &Value| bp["identifier"].as_str().unwrap_or_default().to_owned();
+    let mut present = Vec::new();
+    for bp in blueprints {
+        if port.blueprint(&id(bp)).await?.is_some() {
+            present.push(id(bp));
+        }
+    }
+    if present.len() == blueprints.len() {
+        tracing::info!(
+            blueprints = ?present,
+            "the default blueprints are in Port already; none is changed"
+        );
+        return port
+            .patch_integration(&json!({"arePortResourcesInitialized": true}))
+            .await;
+    }
+    if !present.is_empty() {
+        // Ocean's rule: existing blueprints are never changed, and a partial set is not completed
+        // over them. Another replica may be creating them right now; the next start looks again.
+        tracing::warn!(
+            present = ?present,
+            "some default blueprints are in Port already; none is created or changed"
+        );
+        return Ok(());
+    }
+    for bp in blueprints {
+        let mut bare = bp.clone();
+        if let Some(obj) = bare.as_object_mut() {
+            for key in LINKED {
+                obj.remove(key);
+            }
+        }
+        if port.create_blueprint(&bare).await? {
+            tracing::info!(blueprint = id(bp), "created blueprint");
+        } else {
+            tracing::info!(
+                blueprint = id(bp),
+                "blueprint created meanwhile (by another replica)"
+            );
+        }
+    }
+    for bp in blueprints {
+        let linked: Map<String, Value> = LINKED
+            .iter()
+            .filter_map(|key| bp.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+            .collect();
+        if !linked.is_empty() {
+            port.patch_blueprint(&id(bp), &Value::Object(linked))
+                .await?;
+        }
+    }
+    port.patch_integration(&json!({"arePortResourcesInitialized": true}))
+        .await?;
+    tracing::info!(
+        blueprints = blueprints.len(),
+        "default blueprints created; Port resources initialised"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blueprints_must_be_an_array_with_identifiers_and_known_relation_targets() {
+        let ok = r#"[{"identifier": "project"},
+            {"identifier": "issue", "relations": {"project": {"target": "project"},
+             "assignee": {"target": "_user"}}}]"#;
+        assert_eq!(check_blueprints("b.json", ok).map(|l| l.len()), Ok(2));
+        let unknown =
+            r#"[{"identifier": "issue", "relations": {"project": {"target": "project"}}}]"#;
+        assert_eq!(
+            check_blueprints("b.json", unknown),
+            Err("b.json: relations point at blueprints it does not define: issue.relations.project -> `project`".to_owned())
+        );
+        assert!(
+            check_blueprints("b.json", "{}")
+                .unwrap_err()
+                .contains("JSON array")
+        );
+        assert!(
+            check_blueprints("b.json", r#"[{"title": "x"}]"#)
+                .unwrap_err()
+                .contains("blueprint 0 has no `identifier`")
+        );
+        assert!(
+            check_blueprints("b.json", "[")
+                .unwrap_err()
+                .starts_with("b.json is not valid JSON")
+        );
+    }
+}
