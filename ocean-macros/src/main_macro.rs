@@ -17,9 +17,9 @@ const DEFAULT_BLUEPRINTS: &str = ".port/resources/blueprints.json";
 
 /// `include_str!` of the crate's default blueprints when it has them; a compile error at the
 /// `main!` call when the file is not JSON.
-fn default_blueprints() -> Result<TokenStream, syn::Error> {
-    let Some(path) = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(|dir| PathBuf::from(dir).join(DEFAULT_BLUEPRINTS))
+fn default_blueprints(crate_dir: Option<PathBuf>) -> Result<TokenStream, syn::Error> {
+    let Some(path) = crate_dir
+        .map(|dir| dir.join(DEFAULT_BLUEPRINTS))
         .filter(|p| p.is_file())
     else {
         return Ok(quote!(::core::option::Option::None));
@@ -102,7 +102,8 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
         None => quote!(::core::option::Option::None),
     };
-    let default_blueprints = match default_blueprints() {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let default_blueprints = match default_blueprints(crate_dir) {
         Ok(tokens) => tokens,
         Err(e) => {
             let mut out = e.into_compile_error();
@@ -140,6 +141,29 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_blueprints_are_compiled_in_once_they_parse() {
+        let dir = std::env::temp_dir().join(format!("ocean-macros-bp-{}", std::process::id()));
+        let resources = dir.join(".port/resources");
+        std::fs::create_dir_all(&resources).unwrap();
+        assert_eq!(
+            default_blueprints(Some(dir.clone())).unwrap().to_string(),
+            ":: core :: option :: Option :: None"
+        );
+        std::fs::write(resources.join("blueprints.json"), "[{\"identifier\": ").unwrap();
+        let refused = default_blueprints(Some(dir.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("blueprints.json: not valid JSON"),
+            "{refused}"
+        );
+        std::fs::write(resources.join("blueprints.json"), "[]").unwrap();
+        let included = default_blueprints(Some(dir.clone())).unwrap().to_string();
+        assert!(included.contains("include_str"), "{included}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn state_fn_is_passed_to_the_runtime() {

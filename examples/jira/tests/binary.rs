@@ -156,3 +156,136 @@ async fn dead_letters_are_listed_online_and_offline_from_the_cli() {
     assert_eq!(purged["purged"], 1);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `GET {port}/v1/{path}` with a token: the answer's JSON.
+async fn port_get(client: &reqwest::Client, port: &str, token: &str, path: &str) -> Value {
+    client
+        .get(format!("{port}/v1/{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the binary says it is ready.
+async fn ready(client: &reqwest::Client, ingress: &str) {
+    eventually("readiness", WAIT, || async {
+        let r = client.get(format!("{ingress}/health/ready")).send().await?;
+        Ok::<_, reqwest::Error>((r.status() == 200).then_some(()))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mapping() {
+    let data = std::env::temp_dir().join(format!(
+        "ocean-example-jira-provision-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&data);
+    // A standalone built-in Port with nothing of this integration in it, as a new user's Port.
+    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
+        env!("CARGO_BIN_EXE_ocean-example-jira"),
+        &["local-port"],
+        &data.join("port"),
+        &[],
+    )
+    .unwrap();
+    let port = standalone.port_url();
+    let vars = [
+        ("OCEAN__PORT__CLIENT_ID", "id"),
+        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
+        ("OCEAN__PORT__BASE_URL", port.as_str()),
+        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-provision"),
+    ];
+    let client = reqwest::Client::new();
+
+    // Two instances start at once: one integration is created.
+    let mut a = common::start_with(&data.join("a"), &vars);
+    let mut b = common::start_with(&data.join("b"), &vars);
+    let (ingress_a, ingress_b) = (a.ingress_url(), b.ingress_url());
+    ready(&client, &ingress_a).await;
+    ready(&client, &ingress_b).await;
+    let said = |binary: &mut ocean_runtime::testing::TestBinary, what: &str| {
+        binary.log().iter().filter(|l| l.contains(what)).count()
+    };
+    assert_eq!(
+        said(&mut a, "created the integration in Port")
+            + said(&mut b, "created the integration in Port"),
+        1,
+        "exactly one instance created the integration"
+    );
+
+    let token = token(&client, &port).await;
+    let record = port_get(&client, &port, &token, "integration/jira-provision").await;
+    let integration = &record["integration"];
+    assert_eq!(integration["installationAppType"], "ocean-example-jira");
+    assert_eq!(integration["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(integration["arePortResourcesInitialized"], true);
+    assert_eq!(integration["config"]["resources"][1]["kind"], "issue");
+    let issue_bp = port_get(&client, &port, &token, "blueprints/jiraIssue").await;
+    assert_eq!(
+        issue_bp["blueprint"]["relations"]["project"]["target"],
+        "jiraProject"
+    );
+    assert_eq!(
+        issue_bp["blueprint"]["schema"]["properties"]["labels"]["type"],
+        "array"
+    );
+
+    // An event is applied; the Port checked its entity against the blueprint on the way in.
+    let sample = include_str!("../samples/issue_created.json");
+    let accepted = client
+        .post(format!("{ingress_a}/integration/webhook"))
+        .header("content-type", "application/json")
+        .body(sample)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let entity = eventually("PROJ-1 in Port", WAIT, || {
+        common::entity(&client, &port, &token, "jiraIssue", "PROJ-1")
+    })
+    .await;
+    assert_eq!(entity["properties"]["status"], "To Do");
+    assert_eq!(entity["relations"]["project"], "PROJ");
+
+    // An operator edits the mapping in Port; a restart keeps it and changes nothing else.
+    let mut edited = integration["config"].clone();
+    edited["deleteDependentEntities"] = Value::Bool(false);
+    client
+        .patch(format!("{port}/v1/integration/jira-provision/config"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"config": edited}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let before = port_get(&client, &port, &token, "integration/jira-provision").await;
+    for binary in [&mut a, &mut b] {
+        assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
+    }
+    let mut c = common::start_with(&data.join("c"), &vars);
+    let ingress_c = c.ingress_url();
+    ready(&client, &ingress_c).await;
+    assert_eq!(said(&mut c, "its mapping is kept as it is"), 1);
+    assert_eq!(said(&mut c, "created"), 0, "nothing created on a restart");
+    let after = port_get(&client, &port, &token, "integration/jira-provision").await;
+    assert_eq!(
+        after, before,
+        "the record is untouched, edited mapping included"
+    );
+    assert_eq!(
+        port_get(&client, &port, &token, "blueprints/jiraIssue").await,
+        issue_bp,
+        "the blueprint is untouched"
+    );
+    assert!(c.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
