@@ -289,3 +289,64 @@ async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mappin
     assert!(c.signal_and_wait("-TERM").await.unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn webhooks_are_kept_while_port_cannot_be_reached_at_the_first_start() {
+    let data =
+        std::env::temp_dir().join(format!("ocean-example-jira-no-port-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    // A loopback port with nothing listening yet: the Port comes later.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let port = format!("http://127.0.0.1:{free}");
+    let vars = [
+        ("OCEAN__PORT__CLIENT_ID", "id"),
+        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
+        ("OCEAN__PORT__BASE_URL", port.as_str()),
+        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-late-port"),
+    ];
+    let client = reqwest::Client::new();
+    let mut app = common::start_with(&data.join("app"), &vars);
+    let ingress = app.ingress_url();
+    let said = app.line_with("cannot set the integration up in Port yet");
+    assert!(said.contains("webhooks are accepted and kept"), "{said}");
+    let not_ready = client
+        .get(format!("{ingress}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_ready.status(), 503);
+    let accepted = client
+        .post(format!("{ingress}/integration/webhook"))
+        .header("content-type", "application/json")
+        .body(include_str!("../samples/issue_created.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200, "accepted while Port is away");
+
+    // The Port comes up: the integration is set up, and the kept event is applied.
+    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
+        env!("CARGO_BIN_EXE_ocean-example-jira"),
+        &["local-port"],
+        &data.join("port"),
+        &[("OCEAN__LOCAL_PORT__PORT", free.as_str())],
+    )
+    .unwrap();
+    assert_eq!(standalone.port_url(), port);
+    ready(&client, &ingress).await;
+    let token = token(&client, &port).await;
+    let entity = eventually("PROJ-1 in Port", WAIT, || {
+        common::entity(&client, &port, &token, "jiraIssue", "PROJ-1")
+    })
+    .await;
+    assert_eq!(entity["properties"]["status"], "To Do");
+    let record = port_get(&client, &port, &token, "integration/jira-late-port").await;
+    assert_eq!(record["integration"]["arePortResourcesInitialized"], true);
+    assert!(app.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
