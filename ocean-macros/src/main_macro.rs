@@ -12,6 +12,8 @@ use crate::diag::Diag;
 
 /// Where a crate keeps its default mapping, as in Ocean.
 const DEFAULT_MAPPING: &str = ".port/resources/port-app-config.yml";
+/// Where a crate keeps Ocean's integration spec.
+const SPEC: &str = ".port/spec.yaml";
 /// Where a crate keeps its default blueprints, as in Ocean.
 const DEFAULT_BLUEPRINTS: &str = ".port/resources/blueprints.json";
 
@@ -103,6 +105,15 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let spec = match crate_dir
+        .as_ref()
+        .map(|dir| dir.join(SPEC))
+        .filter(|p| p.is_file())
+        .and_then(|p| p.to_str().map(str::to_owned))
+    {
+        Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
+        None => quote!(::core::option::Option::None),
+    };
     let default_blueprints = match default_blueprints(crate_dir) {
         Ok(tokens) => tokens,
         Err(e) => {
@@ -131,6 +142,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                     version: ::core::env!("CARGO_PKG_VERSION"),
                     default_mapping: #default_mapping,
                     default_blueprints: #default_blueprints,
+                    spec: #spec,
                 },
                 #state_arg,
             )

@@ -157,6 +157,7 @@ fn defaults(config: &Config) -> Result<Defaults, StartError> {
     Ok(Defaults {
         app_type: config.integration_type.clone(),
         version: config.integration_version.clone(),
+        title: config.integration_title.clone(),
         mapping: default_mapping(config)?,
         blueprints,
         initialize: config.initialize_port_resources,

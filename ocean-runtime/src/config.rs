@@ -8,7 +8,7 @@
 //! | `OCEAN__PORT__BASE_URL` | `https://api.getport.io` | Port's API (ignored with the built-in Port) |
 //! | `OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL` | `60` | seconds between mapping refreshes |
 //! | `OCEAN__INTEGRATION__IDENTIFIER` | `my-<type>-integration` | the integration's identifier in Port |
-//! | `OCEAN__INTEGRATION__TYPE` | the binary's package name | the integration type |
+//! | `OCEAN__INTEGRATION__TYPE` | `type` of `.port/spec.yaml`, else the binary's package name | the integration type |
 //! | `OCEAN__EVENT_WORKERS_COUNT` | `8` | concurrent event workers (Ocean: 1 per path) |
 //! | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
@@ -88,6 +88,8 @@ pub struct IntegrationInfo {
     /// The default blueprints compiled into the binary, if the crate has
     /// `.port/resources/blueprints.json` (checked to be JSON when compiled).
     pub default_blueprints: Option<&'static str>,
+    /// Ocean's integration spec compiled into the binary, if the crate has `.port/spec.yaml`.
+    pub spec: Option<&'static str>,
 }
 
 /// Where queued events are kept.
@@ -146,6 +148,8 @@ pub struct Config {
     pub integration_identifier: String,
     /// The integration type.
     pub integration_type: String,
+    /// The integration's title in Port (`title` of `.port/spec.yaml`).
+    pub integration_title: Option<String>,
     /// The integration's version.
     pub integration_version: String,
     /// Concurrent event workers.
@@ -264,6 +268,10 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let map: BTreeMap<&str, &str> = vars.into_iter().collect();
         let integration = IntegrationVars::from_vars(map.iter().map(|(k, v)| (*k, *v)));
+        let spec = match info.spec {
+            Some(text) => crate::spec::check(text, &integration)?,
+            None => crate::spec::Spec::default(),
+        };
         let env = Env(|k: &str| map.get(k).map(|v| (*v).to_owned()));
         let localhost = IpAddr::from([127, 0, 0, 1]);
         let client_id = env.raw("OCEAN__PORT__CLIENT_ID");
@@ -289,6 +297,7 @@ impl Config {
         };
         let integration_type = env
             .raw("OCEAN__INTEGRATION__TYPE")
+            .or_else(|| spec.kind.clone())
             .unwrap_or_else(|| info.name.to_ascii_lowercase());
         let integration_identifier = env
             .raw("OCEAN__INTEGRATION__IDENTIFIER")
@@ -373,6 +382,7 @@ impl Config {
             port_base_url,
             mapping_refresh: env.seconds("OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL", 60.0)?,
             integration_identifier,
+            integration_title: spec.title.clone(),
             integration_type,
             integration_version: info.version.to_owned(),
             workers: env.positive("OCEAN__EVENT_WORKERS_COUNT", 8)?,
@@ -470,6 +480,7 @@ mod tests {
         version: "1.2.3",
         default_mapping: None,
         default_blueprints: None,
+        spec: None,
     };
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -599,6 +610,41 @@ mod tests {
             c.redis_ca_file.as_deref(),
             Some(std::path::Path::new("/etc/ocean/ca.pem"))
         );
+    }
+
+    #[test]
+    fn the_spec_names_the_type_and_title_and_requires_its_settings() {
+        let info = IntegrationInfo {
+            spec: Some(
+                "type: jira\ntitle: Jira Cloud\nconfigurations:\n  - name: jiraHost\n    required: true\n",
+            ),
+            ..INFO
+        };
+        let e = Config::from_vars(info, []).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                var: "OCEAN__INTEGRATION__CONFIG__JIRA_HOST".to_owned(),
+                because: ".port/spec.yaml marks `jiraHost` required".to_owned()
+            }
+        );
+        let c = Config::from_vars(
+            info,
+            [("OCEAN__INTEGRATION__CONFIG__JIRA_HOST", "https://j")],
+        )
+        .unwrap();
+        assert_eq!(c.integration_type, "jira");
+        assert_eq!(c.integration_identifier, "my-jira-integration");
+        assert_eq!(c.integration_title.as_deref(), Some("Jira Cloud"));
+        let c = Config::from_vars(
+            info,
+            [
+                ("OCEAN__INTEGRATION__CONFIG__JIRA_HOST", "https://j"),
+                ("OCEAN__INTEGRATION__TYPE", "custom"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.integration_type, "custom", "the variable wins");
     }
 
     #[test]

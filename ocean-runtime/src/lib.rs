@@ -25,6 +25,7 @@ pub mod registry;
 pub mod retry;
 mod run;
 mod server;
+mod spec;
 pub mod state;
 pub mod testing;
 pub mod verify;

@@ -29,6 +29,8 @@ pub(crate) struct Defaults {
     pub app_type: String,
     /// The integration's version.
     pub version: String,
+    /// Its title in Port, from `.port/spec.yaml`.
+    pub title: Option<String>,
     /// The default mapping, as Port stores it (the record's `config`).
     pub mapping: Option<Value>,
     /// The default blueprints (see [`check_blueprints`]).
@@ -93,13 +95,16 @@ pub(crate) async fn provision(port: &PortClient, defaults: &Defaults) -> Result<
             record
         }
         None => {
-            let create = json!({
+            let mut create = json!({
                 "installationId": port.integration_identifier(),
                 "installationAppType": defaults.app_type,
                 "version": defaults.version,
                 "config": defaults.mapping.clone().unwrap_or_else(|| json!({})),
                 "changelogDestination": {},
             });
+            if let Some(title) = &defaults.title {
+                create["title"] = json!(title);
+            }
             if port.create_integration(&create).await? {
                 tracing::info!(
                     with_mapping = defaults.mapping.is_some(),

@@ -169,6 +169,7 @@ impl TestAppBuilder {
             version: "0.0.0",
             default_mapping: None,
             default_blueprints: None,
+            spec: None,
         };
         let config = Config::from_vars(info, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let registry = match (self.registry, &self.paths) {
