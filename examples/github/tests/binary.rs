@@ -185,3 +185,87 @@ async fn signed_github_deliveries_become_entities() {
     assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn a_first_start_against_a_port_creates_the_integration_and_its_blueprints() {
+    let data = std::env::temp_dir().join(format!(
+        "ocean-example-github-provision-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&data);
+    let bin = env!("CARGO_BIN_EXE_ocean-example-github");
+    // A standalone built-in Port with nothing of this integration in it.
+    let mut standalone =
+        TestBinary::start_args(bin, &["local-port"], &data.join("port"), &[]).unwrap();
+    let port = standalone.port_url();
+    let mut binary = TestBinary::start(
+        bin,
+        &data.join("app"),
+        &[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "secret"),
+            ("OCEAN__PORT__BASE_URL", port.as_str()),
+            ("OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET", SECRET),
+        ],
+    )
+    .unwrap();
+    let ingress = binary.ingress_url();
+    let http = reqwest::Client::new();
+    eventually("readiness", Duration::from_secs(30), || async {
+        let r = http.get(format!("{ingress}/health/ready")).send().await?;
+        Ok::<_, reqwest::Error>((r.status() == 200).then_some(()))
+    })
+    .await;
+    let token = local_port_token(&http, &port).await.unwrap();
+    let get = |path: String| {
+        let req = http.get(format!("{port}/v1/{path}")).bearer_auth(&token);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let integration = get("integration/my-ocean-example-github-integration".to_owned()).await;
+    assert_eq!(
+        integration["integration"]["arePortResourcesInitialized"], true,
+        "{integration}"
+    );
+    assert_eq!(
+        integration["integration"]["config"]["resources"][0]["kind"],
+        "repository"
+    );
+    for (blueprint, relation) in [
+        ("githubRepository", None),
+        ("githubPullRequest", Some("repository")),
+        ("githubIssue", Some("repository")),
+    ] {
+        let bp = get(format!("blueprints/{blueprint}")).await;
+        assert_eq!(bp["blueprint"]["identifier"], blueprint, "{bp}");
+        if let Some(relation) = relation {
+            assert_eq!(
+                bp["blueprint"]["relations"][relation]["target"],
+                "githubRepository"
+            );
+        }
+    }
+    // A delivery's entities pass the blueprints' schemas (the Port checks each upsert).
+    let example = Example {
+        http: http.clone(),
+        ingress,
+        port: port.clone(),
+        token: token.clone(),
+    };
+    let opened = include_bytes!("../samples/pull_request_opened.json");
+    assert_eq!(
+        example
+            .post("pull_request", "p-1", opened, Some(SECRET))
+            .await
+            .0,
+        200
+    );
+    let pr = example
+        .entity("githubPullRequest", "acme/checkout/pull/42", |e| {
+            !e.is_null()
+        })
+        .await;
+    assert_eq!(pr["properties"]["state"], "open");
+    assert_eq!(pr["relations"]["repository"], "acme/checkout");
+    assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
