@@ -1,7 +1,8 @@
 //! The first start against Port, as Ocean's `initialize_defaults` does it: the integration record
-//! is created when absent (with the default mapping), its type and version are patched when they
-//! differ (its mapping never is), and, once per integration, the default blueprints are created:
-//! without their relations first, then with them.
+//! is created when absent (with the default mapping), an empty mapping gets the default one, its
+//! type and version are patched when they differ (a mapping is never overwritten), and, once per
+//! integration, the default blueprints are created: without their relations first, then with them,
+//! then with the properties computed over relations.
 //!
 //! Every step is safe to run again and from several replicas at once: a create that Port answers
 //! 409 means another replica did it first, and Ocean's rule holds that blueprints already in Port
@@ -13,13 +14,16 @@ use serde_json::{Map, Value, json};
 
 use crate::port::{PortClient, PortError};
 
-/// What a blueprint has that may point at other blueprints: created in a second step, once every
-/// default blueprint exists.
-const LINKED: [&str; 4] = [
-    "relations",
-    "mirrorProperties",
-    "calculationProperties",
-    "aggregationProperties",
+/// What a blueprint has that points at other blueprints, in the order Ocean adds it: relations
+/// (with team inheritance and ownership, which follow relations) once every default blueprint
+/// exists, then the properties computed over relations.
+const STAGES: [&[&str]; 2] = [
+    &["relations", "teamInheritance", "ownership"],
+    &[
+        "mirrorProperties",
+        "calculationProperties",
+        "aggregationProperties",
+    ],
 ];
 
 /// What the integration brings to Port.
@@ -91,7 +95,18 @@ pub(crate) fn check_blueprints(path: &str, text: &str) -> Result<Vec<Value>, Str
 pub(crate) async fn provision(port: &PortClient, defaults: &Defaults) -> Result<(), PortError> {
     let record = match port.integration().await? {
         Some(record) => {
-            tracing::info!("the integration exists in Port; its mapping is kept as it is");
+            let empty = record["config"].as_object().is_none_or(Map::is_empty);
+            match &defaults.mapping {
+                // As Ocean: an integration whose mapping is empty gets the default one; any other
+                // mapping is the operator's and is never overwritten.
+                Some(mapping) if empty => {
+                    port.patch_config(mapping).await?;
+                    tracing::info!(
+                        "the integration in Port had no mapping; the default one is set"
+                    );
+                }
+                _ => tracing::info!("the integration exists in Port; its mapping is kept as it is"),
+            }
             record
         }
         None => {
@@ -169,8 +184,8 @@ async fn create_blueprints(port: &PortClient, blueprints: &[Value]) -> Result<()
     for bp in blueprints {
         let mut bare = bp.clone();
         if let Some(obj) = bare.as_object_mut() {
-            for key in LINKED {
-                obj.remove(key);
+            for key in STAGES.iter().flat_map(|stage| stage.iter()) {
+                obj.remove(*key);
             }
         }
         if port.create_blueprint(&bare).await? {
@@ -182,14 +197,16 @@ async fn create_blueprints(port: &PortClient, blueprints: &[Value]) -> Result<()
             );
         }
     }
-    for bp in blueprints {
-        let linked: Map<String, Value> = LINKED
-            .iter()
-            .filter_map(|key| bp.get(*key).map(|v| ((*key).to_owned(), v.clone())))
-            .collect();
-        if !linked.is_empty() {
-            port.patch_blueprint(&id(bp), &Value::Object(linked))
-                .await?;
+    for stage in STAGES {
+        for bp in blueprints {
+            let fields: Map<String, Value> = stage
+                .iter()
+                .filter_map(|key| bp.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+                .collect();
+            if !fields.is_empty() {
+                port.patch_blueprint(&id(bp), &Value::Object(fields))
+                    .await?;
+            }
         }
     }
     port.patch_integration(&json!({"arePortResourcesInitialized": true}))

@@ -350,3 +350,54 @@ async fn webhooks_are_kept_while_port_cannot_be_reached_at_the_first_start() {
     assert!(app.signal_and_wait("-TERM").await.unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn an_integration_with_an_empty_mapping_gets_the_default_one_and_its_version() {
+    let data =
+        std::env::temp_dir().join(format!("ocean-example-jira-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
+        env!("CARGO_BIN_EXE_ocean-example-jira"),
+        &["local-port"],
+        &data.join("port"),
+        &[],
+    )
+    .unwrap();
+    let port = standalone.port_url();
+    let client = reqwest::Client::new();
+    let token = token(&client, &port).await;
+    // Installed from Port's UI long ago: no mapping yet, an old version.
+    client
+        .post(format!("{port}/v1/integration"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({"installationId": "jira-empty", "version": "0.0.1", "config": {}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let vars = [
+        ("OCEAN__PORT__CLIENT_ID", "id"),
+        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
+        ("OCEAN__PORT__BASE_URL", port.as_str()),
+        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-empty"),
+    ];
+    let mut app = common::start_with(&data.join("app"), &vars);
+    let ingress = app.ingress_url();
+    ready(&client, &ingress).await;
+    assert!(
+        app.line_with("had no mapping")
+            .contains("the default one is set"),
+        "the log says so"
+    );
+    let record = port_get(&client, &port, &token, "integration/jira-empty").await;
+    assert_eq!(
+        record["integration"]["config"]["resources"][0]["kind"],
+        "project"
+    );
+    assert_eq!(record["integration"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(app.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}

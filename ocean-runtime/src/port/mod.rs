@@ -647,6 +647,24 @@ impl PortClient {
         .map(drop)
     }
 
+    /// Sets the integration's mapping (`PATCH /v1/integration/{identifier}/config`).
+    ///
+    /// # Errors
+    /// Any [`PortError`].
+    pub async fn patch_config(&self, config: &Value) -> Result<(), PortError> {
+        let id = self.config.integration_identifier.clone();
+        let body = serde_json::json!({ "config": config });
+        self.call(
+            Method::PATCH,
+            &["integration", &id, "config"],
+            &[],
+            Some(&body),
+            false,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Blueprint `id` (`GET /v1/blueprints/{id}`), or `None` when Port has none.
     ///
     /// # Errors
