@@ -14,36 +14,46 @@ use crate::diag::Diag;
 const DEFAULT_MAPPING: &str = ".port/resources/port-app-config.yml";
 /// Where a crate keeps Ocean's integration spec.
 const SPEC: &str = ".port/spec.yaml";
-/// Where a crate keeps its default blueprints, as in Ocean.
-const DEFAULT_BLUEPRINTS: &str = ".port/resources/blueprints.json";
+/// Where a crate keeps its default Port resources, as in Ocean.
+const RESOURCES: &str = ".port/resources";
+/// The JSON files of that folder that a first start creates in Port, in Ocean's order.
+const RESOURCE_FILES: [&str; 4] = [
+    "blueprints.json",
+    "actions.json",
+    "scorecards.json",
+    "pages.json",
+];
 
-/// `include_str!` of the crate's default blueprints when it has them; a compile error at the
-/// `main!` call when the file is not JSON.
-fn default_blueprints(crate_dir: Option<PathBuf>) -> Result<TokenStream, syn::Error> {
-    let Some(path) = crate_dir
-        .map(|dir| dir.join(DEFAULT_BLUEPRINTS))
-        .filter(|p| p.is_file())
-    else {
-        return Ok(quote!(::core::option::Option::None));
-    };
-    let refuse = |why: String| {
-        syn::Error::new(
-            proc_macro2::Span::call_site(),
-            format!("{}: {why}", path.display()),
-        )
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| refuse(e.to_string()))?;
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-        return Err(refuse(format!(
-            "not valid JSON ({e}); fix it, or remove it to create no blueprints"
-        )));
+/// `&[(file name, include_str!(file))]` for the crate's default Port resources that exist; a
+/// compile error at the `main!` call for one that is not JSON.
+fn default_resources(crate_dir: Option<PathBuf>) -> Result<TokenStream, syn::Error> {
+    let mut entries = Vec::new();
+    for name in RESOURCE_FILES {
+        let Some(path) = crate_dir
+            .as_ref()
+            .map(|dir| dir.join(RESOURCES).join(name))
+            .filter(|p| p.is_file())
+        else {
+            continue;
+        };
+        let refuse = |why: String| {
+            syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!("{}: {why}", path.display()),
+            )
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| refuse(e.to_string()))?;
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+            return Err(refuse(format!(
+                "not valid JSON ({e}); fix it, or remove it to create nothing from it"
+            )));
+        }
+        let path = path
+            .to_str()
+            .ok_or_else(|| refuse("the path is not UTF-8".to_owned()))?;
+        entries.push(quote!((#name, ::core::include_str!(#path))));
     }
-    let path = path
-        .to_str()
-        .ok_or_else(|| refuse("the path is not UTF-8".to_owned()))?;
-    Ok(quote!(::core::option::Option::Some(
-        ::core::include_str!(#path)
-    )))
+    Ok(quote!(&[#(#entries),*]))
 }
 
 /// The keys `main!` takes.
@@ -114,7 +124,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
         None => quote!(::core::option::Option::None),
     };
-    let default_blueprints = match default_blueprints(crate_dir) {
+    let default_resources = match default_resources(crate_dir) {
         Ok(tokens) => tokens,
         Err(e) => {
             let mut out = e.into_compile_error();
@@ -141,7 +151,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                     name: ::core::env!("CARGO_PKG_NAME"),
                     version: ::core::env!("CARGO_PKG_VERSION"),
                     default_mapping: #default_mapping,
-                    default_blueprints: #default_blueprints,
+                    default_resources: #default_resources,
                     spec: #spec,
                 },
                 #state_arg,
@@ -155,25 +165,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_blueprints_are_compiled_in_once_they_parse() {
-        let dir = std::env::temp_dir().join(format!("ocean-macros-bp-{}", std::process::id()));
+    fn default_resources_are_compiled_in_once_they_parse() {
+        let dir = std::env::temp_dir().join(format!("ocean-macros-res-{}", std::process::id()));
         let resources = dir.join(".port/resources");
         std::fs::create_dir_all(&resources).unwrap();
         assert_eq!(
-            default_blueprints(Some(dir.clone())).unwrap().to_string(),
-            ":: core :: option :: Option :: None"
-        );
-        std::fs::write(resources.join("blueprints.json"), "[{\"identifier\": ").unwrap();
-        let refused = default_blueprints(Some(dir.clone()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            refused.contains("blueprints.json: not valid JSON"),
-            "{refused}"
+            default_resources(Some(dir.clone())).unwrap().to_string(),
+            "& []"
         );
         std::fs::write(resources.join("blueprints.json"), "[]").unwrap();
-        let included = default_blueprints(Some(dir.clone())).unwrap().to_string();
-        assert!(included.contains("include_str"), "{included}");
+        std::fs::write(resources.join("pages.json"), "[{\"identifier\": ").unwrap();
+        let refused = default_resources(Some(dir.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("pages.json: not valid JSON"), "{refused}");
+        std::fs::write(resources.join("pages.json"), "[]").unwrap();
+        let included = default_resources(Some(dir.clone())).unwrap().to_string();
+        assert!(
+            included.contains("\"blueprints.json\"") && included.contains("\"pages.json\""),
+            "{included}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

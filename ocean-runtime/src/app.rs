@@ -16,7 +16,7 @@ use crate::mapping::{MappingCheck, MappingSource, MappingStore, PortAppConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Canceller, Pipeline};
 use crate::port::{PortClient, PortClientConfig, PortError};
-use crate::provision::{Defaults, check_blueprints, provision};
+use crate::provision::{Defaults, check_blueprints, check_list, check_scorecards, provision};
 use crate::queue::{
     Backend, DiskQueue, DiskQueueError, MemoryQueue, RedisOptions, RedisQueue, RedisQueueError,
 };
@@ -44,9 +44,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
-    /// The default blueprints file is unreadable or invalid.
-    #[error("the default blueprints are invalid: {0}")]
-    DefaultBlueprints(String),
+    /// A default Port resource file (`blueprints.json`, …) is unreadable or invalid.
+    #[error("the default Port resources are invalid: {0}")]
+    DefaultResources(String),
     /// The built-in Port refused the integration's defaults.
     #[error("the built-in Port refused the integration's defaults: {0}")]
     Provision(PortError),
@@ -143,14 +143,28 @@ fn default_mapping(config: &Config) -> Result<Option<serde_json::Value>, StartEr
         .map_err(|e| invalid(e.to_string()))
 }
 
-/// What the integration brings to Port: its record, default mapping and blueprints.
+/// What the integration brings to Port: its record, default mapping and resources.
 fn defaults(config: &Config) -> Result<Defaults, StartError> {
-    let blueprints = match config
-        .default_blueprints_text()
-        .map_err(|e| StartError::DefaultBlueprints(e.to_string()))?
-    {
+    let read = |name: &str| {
+        config
+            .default_resource_text(name)
+            .map_err(|e| StartError::DefaultResources(format!("{name}: {e}")))
+    };
+    let list = |name: &str| -> Result<Vec<serde_json::Value>, StartError> {
+        match read(name)? {
+            Some((path, text)) => check_list(&path, &text).map_err(StartError::DefaultResources),
+            None => Ok(Vec::new()),
+        }
+    };
+    let blueprints = match read("blueprints.json")? {
         Some((path, text)) => {
-            check_blueprints(&path, &text).map_err(StartError::DefaultBlueprints)?
+            check_blueprints(&path, &text).map_err(StartError::DefaultResources)?
+        }
+        None => Vec::new(),
+    };
+    let scorecards = match read("scorecards.json")? {
+        Some((path, text)) => {
+            check_scorecards(&path, &text, &blueprints).map_err(StartError::DefaultResources)?
         }
         None => Vec::new(),
     };
@@ -159,6 +173,9 @@ fn defaults(config: &Config) -> Result<Defaults, StartError> {
         version: config.integration_version.clone(),
         title: config.integration_title.clone(),
         mapping: default_mapping(config)?,
+        actions: list("actions.json")?,
+        scorecards,
+        pages: list("pages.json")?,
         blueprints,
         initialize: config.initialize_port_resources,
     })

@@ -85,9 +85,10 @@ pub struct IntegrationInfo {
     pub version: &'static str,
     /// The default mapping compiled into the binary, if the crate has `.port/resources/port-app-config.yml`.
     pub default_mapping: Option<&'static str>,
-    /// The default blueprints compiled into the binary, if the crate has
-    /// `.port/resources/blueprints.json` (checked to be JSON when compiled).
-    pub default_blueprints: Option<&'static str>,
+    /// The default Port resources compiled into the binary: (file name, contents) of the crate's
+    /// `.port/resources/{blueprints,actions,scorecards,pages}.json` that exist (checked to be
+    /// JSON when compiled).
+    pub default_resources: &'static [(&'static str, &'static str)],
     /// Ocean's integration spec compiled into the binary, if the crate has `.port/spec.yaml`.
     pub spec: Option<&'static str>,
 }
@@ -164,8 +165,8 @@ pub struct Config {
     pub resources_path: PathBuf,
     /// The default mapping compiled into the binary.
     pub default_mapping: Option<&'static str>,
-    /// The default blueprints compiled in (see [`IntegrationInfo::default_blueprints`]).
-    pub default_blueprints: Option<&'static str>,
+    /// The default Port resources compiled in (see [`IntegrationInfo::default_resources`]).
+    pub default_resources: &'static [(&'static str, &'static str)],
     /// Whether the default blueprints are created in Port at the first start
     /// (`OCEAN__INITIALIZE_PORT_RESOURCES`).
     pub initialize_port_resources: bool,
@@ -393,7 +394,7 @@ impl Config {
                 .raw("OCEAN__RESOURCES_PATH")
                 .map_or_else(|| PathBuf::from(".port/resources"), PathBuf::from),
             default_mapping: info.default_mapping,
-            default_blueprints: info.default_blueprints,
+            default_resources: info.default_resources,
             initialize_port_resources: env.parse(
                 "OCEAN__INITIALIZE_PORT_RESOURCES",
                 true,
@@ -454,20 +455,22 @@ impl Config {
         Ok(self.default_mapping.map(str::to_owned))
     }
 
-    /// The default blueprints: `blueprints.json` in the resources folder when it exists, else the
-    /// ones compiled in; with the file's path for messages.
+    /// A default Port resource file (`blueprints.json`, `actions.json`, …): the one in the
+    /// resources folder when it exists, else the one compiled in; with its path for messages.
     ///
     /// # Errors
     /// The file exists but cannot be read.
-    pub fn default_blueprints_text(&self) -> std::io::Result<Option<(String, String)>> {
-        let path = self.resources_path.join("blueprints.json");
+    pub fn default_resource_text(&self, name: &str) -> std::io::Result<Option<(String, String)>> {
+        let path = self.resources_path.join(name);
         if path.is_file() {
             let text = std::fs::read_to_string(&path)?;
             return Ok(Some((path.display().to_string(), text)));
         }
         Ok(self
-            .default_blueprints
-            .map(|t| (".port/resources/blueprints.json".to_owned(), t.to_owned())))
+            .default_resources
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|(_, text)| (format!(".port/resources/{name}"), (*text).to_owned())))
     }
 }
 
@@ -479,7 +482,7 @@ mod tests {
         name: "Jira",
         version: "1.2.3",
         default_mapping: None,
-        default_blueprints: None,
+        default_resources: &[],
         spec: None,
     };
 

@@ -39,29 +39,77 @@ pub(crate) struct Defaults {
     pub mapping: Option<Value>,
     /// The default blueprints (see [`check_blueprints`]).
     pub blueprints: Vec<Value>,
+    /// Actions, created after the blueprints (`actions.json`).
+    pub actions: Vec<Value>,
+    /// Scorecards by blueprint, created after the blueprints (`scorecards.json`).
+    pub scorecards: Vec<(String, Value)>,
+    /// Pages, created last (`pages.json`).
+    pub pages: Vec<Value>,
     /// `OCEAN__INITIALIZE_PORT_RESOURCES`.
     pub initialize: bool,
+}
+
+/// Reads `actions.json` or `pages.json` (or the start of `blueprints.json`): an array of objects,
+/// each with an `identifier` of its own. `path` is for messages.
+pub(crate) fn check_list(path: &str, text: &str) -> Result<Vec<Value>, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
+    let Value::Array(list) = value else {
+        return Err(format!("{path} must hold a JSON array"));
+    };
+    let mut ids = BTreeSet::new();
+    for (i, item) in list.iter().enumerate() {
+        let id = item["identifier"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| format!("{path}: item {i} has no `identifier`"))?;
+        if !ids.insert(id) {
+            return Err(format!("{path}: `{id}` is defined twice"));
+        }
+    }
+    Ok(list)
+}
+
+/// Reads `scorecards.json`: an array of `{"blueprint": …, "data": [scorecards]}`, each blueprint
+/// one of `blueprints`; returns (blueprint, scorecard) pairs.
+pub(crate) fn check_scorecards(
+    path: &str,
+    text: &str,
+    blueprints: &[Value],
+) -> Result<Vec<(String, Value)>, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
+    let Value::Array(groups) = value else {
+        return Err(format!("{path} must hold a JSON array"));
+    };
+    let mut out = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        let blueprint = group["blueprint"]
+            .as_str()
+            .ok_or_else(|| format!("{path}: item {i} has no `blueprint`"))?;
+        if !blueprints.iter().any(|bp| bp["identifier"] == blueprint) {
+            return Err(format!(
+                "{path}: scorecards of `{blueprint}`, which blueprints.json does not define"
+            ));
+        }
+        let data = serde_json::to_string(&group["data"]).map_err(|e| e.to_string())?;
+        let what = format!("{path} ({blueprint})");
+        for scorecard in check_list(&what, &data)? {
+            out.push((blueprint.to_owned(), scorecard));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a `blueprints.json`: an array of blueprints, each with an `identifier`, whose relations
 /// point at blueprints of the same file or at Port's own (`_user`, `_team`, …). `path` is for
 /// messages.
 pub(crate) fn check_blueprints(path: &str, text: &str) -> Result<Vec<Value>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
-    let Value::Array(list) = value else {
-        return Err(format!("{path} must hold a JSON array of blueprints"));
-    };
-    let mut ids = BTreeSet::new();
-    for (i, bp) in list.iter().enumerate() {
-        let id = bp["identifier"]
-            .as_str()
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| format!("{path}: blueprint {i} has no `identifier`"))?;
-        if !ids.insert(id) {
-            return Err(format!("{path}: blueprint `{id}` is defined twice"));
-        }
-    }
+    let list = check_list(path, text)?;
+    let ids: BTreeSet<&str> = list
+        .iter()
+        .filter_map(|bp| bp["identifier"].as_str())
+        .collect();
     let ids = &ids;
     let unknown: Vec<String> = list
         .iter()
@@ -152,10 +200,11 @@ pub(crate) async fn provision(port: &PortClient, defaults: &Defaults) -> Result<
         tracing::info!("Port resources were initialised before; blueprints are left as they are");
         return Ok(());
     }
-    create_blueprints(port, &defaults.blueprints).await
+    create_blueprints(port, defaults).await
 }
 
-async fn create_blueprints(port: &PortClient, blueprints: &[Value]) -> Result<(), PortError> {
+async fn create_blueprints(port: &PortClient, defaults: &Defaults) -> Result<(), PortError> {
+    let blueprints = &defaults.blueprints;
     let id = |bp: &Value| bp["identifier"].as_str().unwrap_or_default().to_owned();
     let mut present = Vec::new();
     for bp in blueprints {
@@ -209,13 +258,50 @@ async fn create_blueprints(port: &PortClient, blueprints: &[Value]) -> Result<()
             }
         }
     }
+    create_extras(port, defaults).await;
     port.patch_integration(&json!({"arePortResourcesInitialized": true}))
         .await?;
     tracing::info!(
         blueprints = blueprints.len(),
-        "default blueprints created; Port resources initialised"
+        actions = defaults.actions.len(),
+        scorecards = defaults.scorecards.len(),
+        pages = defaults.pages.len(),
+        "default Port resources created; Port resources initialised"
     );
     Ok(())
+}
+
+/// Actions, scorecards and pages, as Ocean creates them once the blueprints exist: one that Port
+/// refuses (or has already) is logged and the others go on.
+async fn create_extras(port: &PortClient, defaults: &Defaults) {
+    let id = |v: &Value| v["identifier"].as_str().unwrap_or_default().to_owned();
+    let mut made = Vec::new();
+    for action in &defaults.actions {
+        made.push((
+            format!("action {}", id(action)),
+            port.create_at(&["actions"], action).await,
+        ));
+    }
+    for (blueprint, scorecard) in &defaults.scorecards {
+        made.push((
+            format!("scorecard {blueprint}/{}", id(scorecard)),
+            port.create_at(&["blueprints", blueprint, "scorecards"], scorecard)
+                .await,
+        ));
+    }
+    for page in &defaults.pages {
+        made.push((
+            format!("page {}", id(page)),
+            port.create_at(&["pages"], page).await,
+        ));
+    }
+    for (what, result) in made {
+        match result {
+            Ok(true) => tracing::info!("created {what}"),
+            Ok(false) => tracing::info!("{what} exists already; left as it is"),
+            Err(e) => tracing::warn!(error = %e, "Port refused {what}; going on"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -237,17 +323,39 @@ mod tests {
         assert!(
             check_blueprints("b.json", "{}")
                 .unwrap_err()
-                .contains("JSON array")
+                .contains("must hold a JSON array")
         );
         assert!(
             check_blueprints("b.json", r#"[{"title": "x"}]"#)
                 .unwrap_err()
-                .contains("blueprint 0 has no `identifier`")
+                .contains("item 0 has no `identifier`")
         );
         assert!(
             check_blueprints("b.json", "[")
                 .unwrap_err()
                 .starts_with("b.json is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn scorecards_belong_to_default_blueprints() {
+        let blueprints = check_blueprints("b.json", r#"[{"identifier": "issue"}]"#).unwrap();
+        let ok = r#"[{"blueprint": "issue", "data": [{"identifier": "triage"}, {"identifier": "sla"}]}]"#;
+        let pairs = check_scorecards("s.json", ok, &blueprints).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[1].0, "issue");
+        let other = r#"[{"blueprint": "service", "data": []}]"#;
+        assert_eq!(
+            check_scorecards("s.json", other, &blueprints),
+            Err(
+                "s.json: scorecards of `service`, which blueprints.json does not define".to_owned()
+            )
+        );
+        let nameless = r#"[{"blueprint": "issue", "data": [{"title": "x"}]}]"#;
+        assert!(
+            check_scorecards("s.json", nameless, &blueprints)
+                .unwrap_err()
+                .contains("item 0 has no `identifier`")
         );
     }
 }

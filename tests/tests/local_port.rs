@@ -211,3 +211,52 @@ async fn datasource_entities_pages_through_what_one_integration_wrote() {
     assert_eq!(status, 422, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("before"));
 }
+
+#[tokio::test]
+async fn actions_scorecards_and_pages_are_kept_once_each_and_read_back() {
+    let port = Port::start("extras").await;
+    let get = |path: &'static str| port.send(reqwest::Method::GET, path, None);
+    let action =
+        json!({"identifier": "assign", "title": "Assign", "trigger": {"type": "self-service"}});
+    assert_eq!(port.post("/v1/actions", action.clone()).await.0, 200);
+    assert_eq!(
+        port.post("/v1/actions", action).await.0,
+        409,
+        "identifier taken"
+    );
+    let (status, read) = get("/v1/actions/assign").await;
+    assert_eq!((status, &read["action"]["title"]), (200, &json!("Assign")));
+    // A scorecard needs its blueprint.
+    let scorecard = json!({"identifier": "triage", "rules": []});
+    assert_eq!(
+        port.post("/v1/blueprints/ticket/scorecards", scorecard.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        port.post("/v1/blueprints", json!({"identifier": "ticket"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        port.post("/v1/blueprints/ticket/scorecards", scorecard)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get("/v1/blueprints/ticket/scorecards/triage").await.0, 200);
+    assert_eq!(
+        port.post("/v1/pages", json!({"title": "no id"})).await.0,
+        422
+    );
+    assert_eq!(
+        port.post("/v1/pages", json!({"identifier": "tickets"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get("/v1/pages/tickets").await.0, 200);
+    assert_eq!(get("/v1/pages/other").await.0, 404);
+}

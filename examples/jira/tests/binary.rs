@@ -237,6 +237,15 @@ async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mappin
         issue_bp["blueprint"]["schema"]["properties"]["labels"]["type"],
         "array"
     );
+    // The example's scorecard, created once its blueprint exists.
+    let triage = port_get(
+        &client,
+        &port,
+        &token,
+        "blueprints/jiraIssue/scorecards/triage",
+    )
+    .await;
+    assert_eq!(triage["scorecard"]["rules"][1]["identifier"], "hasPriority");
 
     // An event is applied; the Port checked its entity against the blueprint on the way in.
     let sample = include_str!("../samples/issue_created.json");

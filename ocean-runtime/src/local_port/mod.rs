@@ -13,6 +13,7 @@
 //! writer's `User-Agent`, as Port derives it.
 
 mod blueprints;
+mod extras;
 mod page;
 mod search;
 mod store;
@@ -834,6 +835,18 @@ fn router(shared: Arc<Shared>) -> Router {
             get(list_entities).post(single_upsert),
         )
         .route("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert))
+        .route("/v1/actions", post(extras::create_action))
+        .route("/v1/actions/{id}", get(extras::get_action))
+        .route(
+            "/v1/blueprints/{bp}/scorecards",
+            post(extras::create_scorecard),
+        )
+        .route(
+            "/v1/blueprints/{bp}/scorecards/{id}",
+            get(extras::get_scorecard),
+        )
+        .route("/v1/pages", post(extras::create_page))
+        .route("/v1/pages/{id}", get(extras::get_page))
         .route(
             "/v1/blueprints/{bp}/entities/{id}",
             get(get_entity).delete(delete_entity),

@@ -20,6 +20,7 @@ use crate::group_commit::GroupWriter;
 const ENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("entities");
 const INTEGRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("integrations");
 const BLUEPRINTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blueprints");
+const EXTRAS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("extras");
 
 /// An entity as stored: Port's JSON plus the datasource that wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub(crate) struct State {
     pub(crate) integrations: BTreeMap<String, Value>,
     /// Blueprints by identifier; while there are none, entities of any blueprint are accepted.
     pub(crate) blueprints: BTreeMap<String, Value>,
+    /// Actions, scorecards and pages, by `actions/<id>`, `scorecards/<blueprint>/<id>` and
+    /// `pages/<id>`: kept and served back, not run.
+    pub(crate) extras: BTreeMap<String, Value>,
 }
 
 pub(crate) enum Change {
@@ -43,6 +47,7 @@ pub(crate) enum Change {
     PutIntegration(String, Vec<u8>),
     PutBlueprint(String, Vec<u8>),
     DeleteBlueprint(String),
+    PutExtra(String, Vec<u8>),
 }
 
 /// A per-entity refusal, as Port reports it in a 207.
@@ -510,6 +515,16 @@ impl State {
         existed
     }
 
+    /// Stores an action, scorecard or page under its key (see [`State::extras`]).
+    pub(crate) fn put_extra(
+        &mut self,
+        key: &str,
+        record: Value,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), String> {
+        put_record(&mut self.extras, key, record, changes, Change::PutExtra)
+    }
+
     /// Stores an integration record.
     pub(crate) fn put_integration(
         &mut self,
@@ -616,6 +631,7 @@ fn commit(db: &Database, batches: &[Vec<Change>]) -> Result<(), redb::Error> {
         let mut entities = txn.open_table(ENTITIES)?;
         let mut integrations = txn.open_table(INTEGRATIONS)?;
         let mut blueprints = txn.open_table(BLUEPRINTS)?;
+        let mut extras = txn.open_table(EXTRAS)?;
         for change in batches.iter().flatten() {
             match change {
                 Change::PutEntity(k, v) => {
@@ -633,6 +649,9 @@ fn commit(db: &Database, batches: &[Vec<Change>]) -> Result<(), redb::Error> {
                 Change::DeleteBlueprint(k) => {
                     blueprints.remove(k.as_str())?;
                 }
+                Change::PutExtra(k, v) => {
+                    extras.insert(k.as_str(), v.as_slice())?;
+                }
             }
         }
     }
@@ -645,6 +664,7 @@ fn load(db: &Database) -> Result<State, redb::Error> {
     txn.open_table(ENTITIES)?;
     txn.open_table(INTEGRATIONS)?;
     txn.open_table(BLUEPRINTS)?;
+    txn.open_table(EXTRAS)?;
     txn.commit()?;
     let mut state = State::default();
     let read = db.begin_read()?;
@@ -673,6 +693,12 @@ fn load(db: &Database) -> Result<State, redb::Error> {
         let (k, v) = row?;
         if let Ok(record) = serde_json::from_slice(v.value()) {
             state.blueprints.insert(k.value().to_owned(), record);
+        }
+    }
+    for row in read.open_table(EXTRAS)?.iter()? {
+        let (k, v) = row?;
+        if let Ok(record) = serde_json::from_slice(v.value()) {
+            state.extras.insert(k.value().to_owned(), record);
         }
     }
     Ok(state)

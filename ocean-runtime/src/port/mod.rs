@@ -694,6 +694,22 @@ impl PortClient {
         )
     }
 
+    /// Creates what `POST /v1/<segments>` creates (an action, a scorecard, a page). `Ok(false)`
+    /// when it exists already (409).
+    ///
+    /// # Errors
+    /// Any other [`PortError`].
+    pub(crate) async fn create_at(
+        &self,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<bool, PortError> {
+        created(
+            self.call(Method::POST, segments, &[], Some(body), false)
+                .await,
+        )
+    }
+
     /// Changes fields of blueprint `id` (`PATCH /v1/blueprints/{id}`).
     ///
     /// # Errors

@@ -168,7 +168,7 @@ impl TestAppBuilder {
             name: "test",
             version: "0.0.0",
             default_mapping: None,
-            default_blueprints: None,
+            default_resources: &[],
             spec: None,
         };
         let config = Config::from_vars(info, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
