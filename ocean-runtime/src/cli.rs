@@ -46,6 +46,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// Whether `args` (without the program name) name an operator command rather than serving.
+pub(crate) fn is_command(args: &[String]) -> bool {
+    args.first()
+        .is_some_and(|a| a == "local-port" || a == "dead-letters")
+}
+
 /// Runs an operator command if `args` (without the program name) holds one; `None` means "serve".
 pub(crate) fn run(args: &[String], config: &Config) -> Option<ExitCode> {
     let first = args.first()?;

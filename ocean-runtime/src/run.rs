@@ -63,6 +63,13 @@ pub(crate) async fn stop_signal() {
 #[must_use]
 pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
     init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // An operator command does not run the integration: its spec's settings are not needed.
+    let info = if crate::cli::is_command(&args) {
+        IntegrationInfo { spec: None, ..info }
+    } else {
+        info
+    };
     let config = match Config::from_env(info) {
         Ok(c) => c,
         Err(e) => {
@@ -70,7 +77,6 @@ pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(code) = crate::cli::run(&args, &config) {
         return code;
     }

@@ -221,7 +221,13 @@ async fn a_first_start_against_a_port_creates_the_integration_and_its_blueprints
         let req = http.get(format!("{port}/v1/{path}")).bearer_auth(&token);
         async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let integration = get("integration/my-ocean-example-github-integration".to_owned()).await;
+    // `.port/spec.yaml` names the type (and so the default identifier) and the title.
+    let integration = get("integration/my-github-integration".to_owned()).await;
+    assert_eq!(integration["integration"]["installationAppType"], "github");
+    assert_eq!(
+        integration["integration"]["title"],
+        "GitHub (ocean-rs example)"
+    );
     assert_eq!(
         integration["integration"]["arePortResourcesInitialized"], true,
         "{integration}"
@@ -267,5 +273,45 @@ async fn a_first_start_against_a_port_creates_the_integration_and_its_blueprints
     assert_eq!(pr["properties"]["state"], "open");
     assert_eq!(pr["relations"]["repository"], "acme/checkout");
     assert!(binary.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn a_missing_required_spec_setting_stops_start_up_naming_its_variable() {
+    let data = std::env::temp_dir().join(format!(
+        "ocean-example-github-no-secret-{}",
+        std::process::id()
+    ));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocean-example-github"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OCEAN__APPLICATION__PORT", "0")
+        .env("OCEAN__LOCAL_PORT__PORT", "0")
+        .env("OCEAN__LOCAL_PORT__DATA_DIR", data.join("port"))
+        .env("OCEAN__QUEUE__PATH", data.join("queue"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("started without OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(
+            "OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET must be set because .port/spec.yaml marks `webhookSecret` required"
+        ),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }
