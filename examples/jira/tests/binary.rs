@@ -410,3 +410,54 @@ async fn an_integration_with_an_empty_mapping_gets_the_default_one_and_its_versi
     assert!(app.signal_and_wait("-TERM").await.unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn wrong_credentials_are_named_and_webhooks_are_still_kept() {
+    let data = std::env::temp_dir().join(format!("ocean-example-jira-401-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    // A standalone built-in Port that takes only its own credentials, as Port does.
+    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
+        env!("CARGO_BIN_EXE_ocean-example-jira"),
+        &["local-port"],
+        &data.join("port"),
+        &[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "right"),
+        ],
+    )
+    .unwrap();
+    let port = standalone.port_url();
+    let vars = [
+        ("OCEAN__PORT__CLIENT_ID", "id"),
+        ("OCEAN__PORT__CLIENT_SECRET", "n0t-the-s3cret"),
+        ("OCEAN__PORT__BASE_URL", port.as_str()),
+    ];
+    let mut app = common::start_with(&data.join("app"), &vars);
+    let ingress = app.ingress_url();
+    let said = app.line_with("cannot set the integration up in Port yet");
+    assert!(
+        said.contains("check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("n0t-the-s3cret"),
+        "the secret is not logged: {said}"
+    );
+    let client = reqwest::Client::new();
+    let accepted = client
+        .post(format!("{ingress}/integration/webhook"))
+        .header("content-type", "application/json")
+        .body(include_str!("../samples/issue_created.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let ready = client
+        .get(format!("{ingress}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(app.signal_and_wait("-TERM").await.unwrap().success());
+    let _ = std::fs::remove_dir_all(&data);
+}
