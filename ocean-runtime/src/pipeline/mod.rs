@@ -20,7 +20,7 @@ use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::metrics::Metrics;
 use crate::port::{PortClient, UpsertBatcher};
 use crate::processor::{JobContext, ProcessError, RawResults};
-use crate::queue::{DeadLetter, EventQueue, Lease, QueueError};
+use crate::queue::{DeadLetter, EventQueue, Lease, QueueError, ack_with};
 use crate::registry::{RegisteredProcessor, Registry};
 
 pub use apply::Applied;
@@ -132,7 +132,6 @@ fn dead_letter(
     }
 }
 
-/// Delay before an event that could not be applied is handed out again: 1 s doubling, at most 60 s.
 /// The message a panic carried, when it is text.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
@@ -142,6 +141,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(not text)")
 }
 
+/// Delay before an event that could not be applied is handed out again: 1 s doubling, at most 60 s.
 fn redelivery_delay(delivery: u32) -> Duration {
     Duration::from_secs(1u64 << delivery.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
@@ -432,18 +432,12 @@ impl Pipeline {
             panic = message,
             "the worker panicked on this event; it is kept as a dead letter"
         );
-        let letter = DeadLetter {
-            id: 0,
-            event_id: event.id().to_owned(),
-            path: event.path().to_owned(),
-            processor: String::new(),
-            resource: 0,
-            kind: String::new(),
-            error: format!("the worker panicked: {message}"),
-            attempts: lease.delivery,
-            failed_at_ms: crate::event::unix_ms(std::time::SystemTime::now()),
-            event: crate::queue::stored_json(event),
-        };
+        let letter = DeadLetter::of_event(
+            event,
+            format!("the worker panicked: {message}"),
+            lease.delivery,
+            crate::event::unix_ms(std::time::SystemTime::now()),
+        );
         self.metrics.dead_letters(1);
         if let Err(e) = queue.ack_dead(lease, vec![letter]).await {
             tracing::error!(error = %e, "queue refused to keep the event as a dead letter");
@@ -547,12 +541,7 @@ impl Pipeline {
                 self.metrics.dead_letters(dead_letters.len());
                 if *self.cancel.borrow() {
                     // Shutting down: nothing more is leased to this worker.
-                    let acked = if dead_letters.is_empty() {
-                        queue.ack(lease).await
-                    } else {
-                        queue.ack_dead(lease, dead_letters).await
-                    };
-                    (acked, None)
+                    (ack_with(queue, lease, dead_letters).await, None)
                 } else {
                     queue.ack_and_lease_next(lease, dead_letters).await
                 }

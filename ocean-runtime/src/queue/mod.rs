@@ -203,6 +203,19 @@ impl DeadLetter {
     }
 }
 
+/// Acks `lease`, storing its dead letters with it when there are any.
+pub(crate) async fn ack_with<Q: EventQueue + ?Sized>(
+    queue: &Q,
+    lease: &Lease,
+    letters: Vec<DeadLetter>,
+) -> Result<(), QueueError> {
+    if letters.is_empty() {
+        queue.ack(lease).await
+    } else {
+        queue.ack_dead(lease, letters).await
+    }
+}
+
 /// The event as [`DeadLetter::event`] holds it.
 pub(crate) fn stored_json(event: &WebhookEvent) -> serde_json::Value {
     event
@@ -282,14 +295,7 @@ pub trait EventQueue: Send + Sync + 'static {
         lease: &'a Lease,
         letters: Vec<DeadLetter>,
     ) -> BoxFuture<'a, (Result<(), QueueError>, Option<Lease>)> {
-        Box::pin(async move {
-            let acked = if letters.is_empty() {
-                self.ack(lease).await
-            } else {
-                self.ack_dead(lease, letters).await
-            };
-            (acked, None)
-        })
+        Box::pin(async move { (ack_with(self, lease, letters).await, None) })
     }
 
     /// Depth, oldest event's age and counters, as the backend sees them (for a shared backend,
