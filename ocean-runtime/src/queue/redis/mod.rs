@@ -3,10 +3,10 @@
 //! Every state change is one Lua script (`lua/*.lua`, each with `lua/common.lua` in front), over
 //! keys that all carry the integration's hash tag, `{ocean:<identifier>}:…`, so the scripts are
 //! legal on Redis Cluster too; a cluster is recognised when connecting, and calls then go through
-//! a cluster connection that routes them to the node owning the slot. The scripts keep per-group order (a group's head is the first member
-//! of a lexicographically sorted set; an event runs only when it heads all its groups), leases
-//! with fencing tokens and deadlines from Redis's clock, supersession, delivery-id dedup, dead
-//! letters and the counters of `/metrics`.
+//! a cluster connection that routes them to the node owning the slot. The scripts keep per-group
+//! order (a group's head is the first member of a lexicographically sorted set; an event runs only
+//! when it heads all its groups), leases with fencing tokens and deadlines from Redis's clock,
+//! supersession, delivery-id dedup, dead letters and the counters of `/metrics`.
 //!
 //! Pushes are batched: webhooks accepted while a push call is in flight are stored together by
 //! the next call (one round trip and one doorbell for all of them), and each is answered 200 only
@@ -406,29 +406,29 @@ impl RedisQueue {
         for url in &urls {
             redis::Client::open(*url).map_err(|e| url_error(e.to_string()))?;
         }
-        let certificates = match &opts.ca_file {
-            None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|e| RedisQueueError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?),
+        let ca_error = |path: &std::path::Path, reason: String| RedisQueueError::CaFile {
+            path: path.display().to_string(),
+            reason,
         };
+        // The private authority's file and its PEM, when one is set.
+        let certificates = opts
+            .ca_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read(path)
+                    .map(|pem| (path, pem))
+                    .map_err(|e| ca_error(path, e.to_string()))
+            })
+            .transpose()?;
         let tls = |pem: &Vec<u8>| redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(pem.clone()),
         };
         let client = match &certificates {
-            None => redis::Client::open(first),
-            Some(pem) => redis::Client::build_with_tls(first, tls(pem)),
-        }
-        .map_err(|e| RedisQueueError::CaFile {
-            path: opts
-                .ca_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
+            Some((path, pem)) => redis::Client::build_with_tls(first, tls(pem))
+                .map_err(|e| ca_error(path, e.to_string()))?,
+            None => redis::Client::open(first).map_err(|e| url_error(e.to_string()))?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -476,7 +476,7 @@ impl RedisQueue {
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(RESPONSE_TIMEOUT)
                 .retries(3);
-            if let Some(pem) = &certificates {
+            if let Some((_, pem)) = &certificates {
                 builder = builder.certs(tls(pem));
             }
             let cluster = builder.build().map_err(|e| url_error(e.to_string()))?;
@@ -695,11 +695,7 @@ impl Inner {
                             );
                             break Err(QueueError::Fenced(lease.seq));
                         }
-                        _ => {
-                            break Err(QueueError::Storage(format!(
-                                "unexpected answer from the settle script: {parts:?}"
-                            )));
-                        }
+                        _ => break Err(unexpected("settle", &Value::Array(parts))),
                     }
                 }
                 Err(QueueError::Unavailable(_)) if lease.is_held() => {
@@ -899,24 +895,22 @@ impl Inner {
             args.extend(r.args.iter().map(Vec::as_slice));
         }
         let answers = match self.run(&self.scripts.push, &args).await {
-            Ok(Value::Array(answers)) if answers.len() == batch.len() => answers,
-            Ok(other) => {
-                let e = unexpected("push", &other);
-                for r in batch {
-                    let _ = r.reply.send(Err(again(&e)));
+            Ok(Value::Array(answers)) if answers.len() == batch.len() => Ok(answers),
+            Ok(other) => Err(unexpected("push", &other)),
+            Err(e) => Err(e),
+        };
+        match answers {
+            Ok(answers) => {
+                for (r, answer) in batch.into_iter().zip(answers) {
+                    // A sender that went away (its client hung up) still had its event stored.
+                    let _ = r.reply.send(Ok(answer));
                 }
-                return;
             }
             Err(e) => {
                 for r in batch {
                     let _ = r.reply.send(Err(again(&e)));
                 }
-                return;
             }
-        };
-        for (r, answer) in batch.into_iter().zip(answers) {
-            // A sender that went away (its client hung up) still had its event stored.
-            let _ = r.reply.send(Ok(answer));
         }
     }
 
