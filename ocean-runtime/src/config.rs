@@ -13,8 +13,8 @@
 //! | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
-//! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml` and `blueprints.json` (else the ones compiled in) |
-//! | `OCEAN__INITIALIZE_PORT_RESOURCES` | `true` | create the default blueprints in Port at the first start, as Ocean does |
+//! | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml`, `blueprints.json`, `actions.json`, `scorecards.json` and `pages.json` (else the ones compiled in) |
+//! | `OCEAN__INITIALIZE_PORT_RESOURCES` | `true` | create the default blueprints, actions, scorecards and pages in Port at the first start, as Ocean does |
 //! | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
 //! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
 //! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
@@ -167,8 +167,8 @@ pub struct Config {
     pub default_mapping: Option<&'static str>,
     /// The default Port resources compiled in (see [`IntegrationInfo::default_resources`]).
     pub default_resources: &'static [(&'static str, &'static str)],
-    /// Whether the default blueprints are created in Port at the first start
-    /// (`OCEAN__INITIALIZE_PORT_RESOURCES`).
+    /// Whether the default Port resources (blueprints, actions, scorecards, pages) are created
+    /// in Port at the first start (`OCEAN__INITIALIZE_PORT_RESOURCES`).
     pub initialize_port_resources: bool,
     /// Bearer token of the admin endpoints.
     pub admin_token: Option<Secret>,

@@ -49,14 +49,16 @@ pub(crate) struct Defaults {
     pub initialize: bool,
 }
 
-/// Reads `actions.json` or `pages.json` (or the start of `blueprints.json`): an array of objects,
-/// each with an `identifier` of its own. `path` is for messages.
-pub(crate) fn check_list(path: &str, text: &str) -> Result<Vec<Value>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
-    let Value::Array(list) = value else {
-        return Err(format!("{path} must hold a JSON array"));
-    };
+/// The JSON array `text` holds. `path` is for messages.
+fn json_array(path: &str, text: &str) -> Result<Vec<Value>, String> {
+    match serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))? {
+        Value::Array(list) => Ok(list),
+        _ => Err(format!("{path} must hold a JSON array")),
+    }
+}
+
+/// Checks that each item has an `identifier` of its own. `path` is for messages.
+fn check_identifiers(path: &str, list: &[Value]) -> Result<(), String> {
     let mut ids = BTreeSet::new();
     for (i, item) in list.iter().enumerate() {
         let id = item["identifier"]
@@ -67,6 +69,14 @@ pub(crate) fn check_list(path: &str, text: &str) -> Result<Vec<Value>, String> {
             return Err(format!("{path}: `{id}` is defined twice"));
         }
     }
+    Ok(())
+}
+
+/// Reads `actions.json` or `pages.json` (or the start of `blueprints.json`): an array of objects,
+/// each with an `identifier` of its own. `path` is for messages.
+pub(crate) fn check_list(path: &str, text: &str) -> Result<Vec<Value>, String> {
+    let list = json_array(path, text)?;
+    check_identifiers(path, &list)?;
     Ok(list)
 }
 
@@ -77,26 +87,26 @@ pub(crate) fn check_scorecards(
     text: &str,
     blueprints: &[Value],
 ) -> Result<Vec<(String, Value)>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("{path} is not valid JSON: {e}"))?;
-    let Value::Array(groups) = value else {
-        return Err(format!("{path} must hold a JSON array"));
-    };
     let mut out = Vec::new();
-    for (i, group) in groups.iter().enumerate() {
+    for (i, group) in json_array(path, text)?.into_iter().enumerate() {
         let blueprint = group["blueprint"]
             .as_str()
-            .ok_or_else(|| format!("{path}: item {i} has no `blueprint`"))?;
-        if !blueprints.iter().any(|bp| bp["identifier"] == blueprint) {
+            .ok_or_else(|| format!("{path}: item {i} has no `blueprint`"))?
+            .to_owned();
+        if !blueprints
+            .iter()
+            .any(|bp| bp["identifier"] == blueprint.as_str())
+        {
             return Err(format!(
                 "{path}: scorecards of `{blueprint}`, which blueprints.json does not define"
             ));
         }
-        let data = serde_json::to_string(&group["data"]).map_err(|e| e.to_string())?;
         let what = format!("{path} ({blueprint})");
-        for scorecard in check_list(&what, &data)? {
-            out.push((blueprint.to_owned(), scorecard));
-        }
+        let Some(scorecards) = group["data"].as_array() else {
+            return Err(format!("{what} must hold a JSON array"));
+        };
+        check_identifiers(&what, scorecards)?;
+        out.extend(scorecards.iter().map(|sc| (blueprint.clone(), sc.clone())));
     }
     Ok(out)
 }
@@ -203,12 +213,16 @@ pub(crate) async fn provision(port: &PortClient, defaults: &Defaults) -> Result<
     create_blueprints(port, defaults).await
 }
 
+/// A resource's `identifier` (checked to be there when its file was read).
+fn id(resource: &Value) -> &str {
+    resource["identifier"].as_str().unwrap_or_default()
+}
+
 async fn create_blueprints(port: &PortClient, defaults: &Defaults) -> Result<(), PortError> {
     let blueprints = &defaults.blueprints;
-    let id = |bp: &Value| bp["identifier"].as_str().unwrap_or_default().to_owned();
     let mut present = Vec::new();
     for bp in blueprints {
-        if port.blueprint(&id(bp)).await?.is_some() {
+        if port.blueprint(id(bp)).await?.is_some() {
             present.push(id(bp));
         }
     }
@@ -253,8 +267,7 @@ async fn create_blueprints(port: &PortClient, defaults: &Defaults) -> Result<(),
                 .filter_map(|key| bp.get(*key).map(|v| ((*key).to_owned(), v.clone())))
                 .collect();
             if !fields.is_empty() {
-                port.patch_blueprint(&id(bp), &Value::Object(fields))
-                    .await?;
+                port.patch_blueprint(id(bp), &Value::Object(fields)).await?;
             }
         }
     }
@@ -274,7 +287,6 @@ async fn create_blueprints(port: &PortClient, defaults: &Defaults) -> Result<(),
 /// Actions, scorecards and pages, as Ocean creates them once the blueprints exist: one that Port
 /// refuses (or has already) is logged and the others go on.
 async fn create_extras(port: &PortClient, defaults: &Defaults) {
-    let id = |v: &Value| v["identifier"].as_str().unwrap_or_default().to_owned();
     let mut made = Vec::new();
     for action in &defaults.actions {
         made.push((

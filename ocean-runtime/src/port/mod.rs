@@ -90,18 +90,6 @@ pub enum PortError {
     Shared(Arc<PortError>),
 }
 
-/// A create call's result: created, or already there (409).
-fn created(result: Result<Value, PortError>) -> Result<bool, PortError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(PortError::Status {
-            status: StatusCode::CONFLICT,
-            ..
-        }) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 impl PortError {
     /// Whether trying again later may succeed (network failures, 408, 429 and 5xx).
     #[must_use]
@@ -605,11 +593,13 @@ impl PortClient {
     /// Any [`PortError`] except a 404.
     pub async fn integration(&self) -> Result<Option<Value>, PortError> {
         let id = self.config.integration_identifier.clone();
-        match self
-            .call(Method::GET, &["integration", &id], &[], None, false)
-            .await
-        {
-            Ok(v) => Ok(v.get("integration").cloned()),
+        self.get_field(&["integration", &id], "integration").await
+    }
+
+    /// `field` of what `GET /v1/<segments>` answers; `None` on a 404.
+    async fn get_field(&self, segments: &[&str], field: &str) -> Result<Option<Value>, PortError> {
+        match self.call(Method::GET, segments, &[], None, false).await {
+            Ok(v) => Ok(v.get(field).cloned()),
             Err(PortError::Status {
                 status: StatusCode::NOT_FOUND,
                 ..
@@ -624,10 +614,7 @@ impl PortClient {
     /// # Errors
     /// Any other [`PortError`].
     pub async fn create_integration(&self, record: &Value) -> Result<bool, PortError> {
-        created(
-            self.call(Method::POST, &["integration"], &[], Some(record), false)
-                .await,
-        )
+        self.create_at(&["integration"], record).await
     }
 
     /// Changes fields of the integration record (`PATCH /v1/integration/{identifier}`).
@@ -670,17 +657,7 @@ impl PortClient {
     /// # Errors
     /// Any [`PortError`] except a 404.
     pub async fn blueprint(&self, id: &str) -> Result<Option<Value>, PortError> {
-        match self
-            .call(Method::GET, &["blueprints", id], &[], None, false)
-            .await
-        {
-            Ok(v) => Ok(v.get("blueprint").cloned()),
-            Err(PortError::Status {
-                status: StatusCode::NOT_FOUND,
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_field(&["blueprints", id], "blueprint").await
     }
 
     /// Creates a blueprint (`POST /v1/blueprints`). `Ok(false)` when it exists already (409).
@@ -688,10 +665,7 @@ impl PortClient {
     /// # Errors
     /// Any other [`PortError`].
     pub async fn create_blueprint(&self, blueprint: &Value) -> Result<bool, PortError> {
-        created(
-            self.call(Method::POST, &["blueprints"], &[], Some(blueprint), false)
-                .await,
-        )
+        self.create_at(&["blueprints"], blueprint).await
     }
 
     /// Creates what `POST /v1/<segments>` creates (an action, a scorecard, a page). `Ok(false)`
@@ -704,10 +678,17 @@ impl PortClient {
         segments: &[&str],
         body: &Value,
     ) -> Result<bool, PortError> {
-        created(
-            self.call(Method::POST, segments, &[], Some(body), false)
-                .await,
-        )
+        match self
+            .call(Method::POST, segments, &[], Some(body), false)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(PortError::Status {
+                status: StatusCode::CONFLICT,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Changes fields of blueprint `id` (`PATCH /v1/blueprints/{id}`).
