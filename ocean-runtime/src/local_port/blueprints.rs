@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::store::now_rfc3339;
-use super::{Shared, error, parse_body, parse_object};
+use super::{Shared, error, identified, parse_object, taken};
 
 fn not_found(id: &str) -> Response {
     error(
@@ -43,21 +43,9 @@ pub(super) async fn get_one(State(shared): State<Arc<Shared>>, Path(id): Path<St
 }
 
 pub(super) async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let mut body = match parse_body(&body) {
-        Ok(b) => b,
+    let (mut body, id) = match identified(&body, "invalid_blueprint", "blueprint") {
+        Ok(found) => found,
         Err(r) => return *r,
-    };
-    let Some(id) = body
-        .get("identifier")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-    else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_blueprint",
-            "a blueprint needs an `identifier`",
-        );
     };
     if let Some(obj) = body.as_object_mut() {
         let now = Value::String(now_rfc3339());
@@ -69,11 +57,7 @@ pub(super) async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
             .store
             .write(|s, changes| {
                 if s.blueprints.contains_key(&id) {
-                    return Ok(error(
-                        StatusCode::CONFLICT,
-                        "identifier_taken",
-                        format!("a blueprint with identifier `{id}` already exists"),
-                    ));
+                    return Ok(taken("blueprint", &id));
                 }
                 s.put_blueprint(&id, body.clone(), changes)?;
                 Ok(Json(json!({"ok": true, "blueprint": body})).into_response())

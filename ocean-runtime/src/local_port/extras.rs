@@ -9,30 +9,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Shared, error, parse_body};
+use super::{Shared, error, identified, taken};
 
 /// Stores `body` under `prefix/<identifier>`; `field` is the answer's key (`action`, …).
 async fn create(shared: &Shared, prefix: String, field: &'static str, body: &Bytes) -> Response {
-    let body = match parse_body(body) {
-        Ok(b) => b,
+    let (body, id) = match identified(body, "invalid_body", field) {
+        Ok(found) => found,
         Err(r) => return *r,
-    };
-    let Some(id) = body
-        .get("identifier")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-    else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!(
-                "a{} {field} needs an `identifier`",
-                if field == "action" { "n" } else { "" }
-            ),
-        );
     };
     let key = format!("{prefix}/{id}");
     let result = shared
@@ -46,11 +31,7 @@ async fn create(shared: &Shared, prefix: String, field: &'static str, body: &Byt
         .await;
     match result {
         Ok(Ok(Some(()))) => Json(json!({"ok": true, field: body})).into_response(),
-        Ok(Ok(None)) => error(
-            StatusCode::CONFLICT,
-            "identifier_taken",
-            format!("a {field} with identifier `{id}` already exists"),
-        ),
+        Ok(Ok(None)) => taken(field, &id),
         Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }

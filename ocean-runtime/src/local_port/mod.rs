@@ -128,6 +128,42 @@ fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
     })
 }
 
+/// `what` with an article: "a blueprint", "an action".
+fn with_article(what: &str) -> String {
+    let vowel = what.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {what}", if vowel { "an" } else { "a" })
+}
+
+/// The body and its non-empty `identifier`: 400 when it is not JSON, 422 (`code`) without one.
+fn identified(body: &Bytes, code: &str, what: &str) -> Result<(Value, String), Box<Response>> {
+    let body = parse_body(body)?;
+    let id = body
+        .get("identifier")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!("{} needs an `identifier`", with_article(what)),
+            ))
+        })?;
+    Ok((body, id))
+}
+
+/// 409: creating `what` `id` again, which exists already, changes nothing.
+fn taken(what: &str, id: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "identifier_taken",
+        format!(
+            "{} with identifier `{id}` already exists",
+            with_article(what)
+        ),
+    )
+}
+
 /// The body as a JSON object: 400 when it is not JSON, 422 when it is not an object.
 fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     match parse_body(body)? {
@@ -339,11 +375,7 @@ async fn create_integration(
         .await;
     match result {
         Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
-        Ok(Ok(None)) => error(
-            StatusCode::CONFLICT,
-            "identifier_taken",
-            format!("an integration with identifier `{id}` already exists"),
-        ),
+        Ok(Ok(None)) => taken("integration", &id),
         Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
     }
 }
