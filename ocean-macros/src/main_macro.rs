@@ -91,6 +91,27 @@ fn parse(input: ParseStream<'_>, diag: &mut Diag) -> syn::Result<Option<syn::Pat
     Ok(state)
 }
 
+/// The error, with a `main` stub that keeps rustc from adding "`main` function not found" to it.
+fn with_main_stub(e: syn::Error) -> TokenStream {
+    let mut out = e.into_compile_error();
+    out.extend(quote!(
+        fn main() {}
+    ));
+    out
+}
+
+/// `Some(include_str!(file))` when the crate has `file` (relative to its folder), else `None`.
+fn include_if_present(crate_dir: Option<&PathBuf>, file: &str) -> TokenStream {
+    match crate_dir
+        .map(|dir| dir.join(file))
+        .filter(|p| p.is_file())
+        .and_then(|p| p.to_str().map(str::to_owned))
+    {
+        Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
 /// Expands `main!(...)`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let mut diag = Diag::default();
@@ -99,40 +120,14 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Err(e) => return e.into_compile_error(),
     };
     if let Err(e) = diag.finish(()) {
-        // A `main` stub keeps rustc from adding "`main` function not found" to the real error.
-        let mut out = e.into_compile_error();
-        out.extend(quote!(
-            fn main() {}
-        ));
-        return out;
+        return with_main_stub(e);
     }
-    let mapping = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(|dir| PathBuf::from(dir).join(DEFAULT_MAPPING))
-        .filter(|p| p.is_file())
-        .and_then(|p| p.to_str().map(str::to_owned));
-    let default_mapping = match mapping {
-        Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
-        None => quote!(::core::option::Option::None),
-    };
     let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    let spec = match crate_dir
-        .as_ref()
-        .map(|dir| dir.join(SPEC))
-        .filter(|p| p.is_file())
-        .and_then(|p| p.to_str().map(str::to_owned))
-    {
-        Some(path) => quote!(::core::option::Option::Some(::core::include_str!(#path))),
-        None => quote!(::core::option::Option::None),
-    };
+    let default_mapping = include_if_present(crate_dir.as_ref(), DEFAULT_MAPPING);
+    let spec = include_if_present(crate_dir.as_ref(), SPEC);
     let default_resources = match default_resources(crate_dir) {
         Ok(tokens) => tokens,
-        Err(e) => {
-            let mut out = e.into_compile_error();
-            out.extend(quote!(
-                fn main() {}
-            ));
-            return out;
-        }
+        Err(e) => return with_main_stub(e),
     };
     let rt = quote!(::ocean_runtime::__private);
     let state_arg = match state {
