@@ -147,10 +147,8 @@ impl Cluster {
             dir,
             http: reqwest::Client::new(),
         };
-        for i in 0..replicas {
-            cluster.replicas.push(None);
-            cluster.urls.write().unwrap().push(None);
-            cluster.launch(i);
+        for _ in 0..replicas {
+            cluster.add_replica();
         }
         cluster
     }
@@ -244,7 +242,6 @@ impl Cluster {
             .collect())
     }
 
-    /// Waits until the shared queue is empty (as any live replica reports it).
     /// Waits until the shared queue is empty (as replica `live` reports it); on time-out, prints
     /// what Redis holds and the replicas' warnings before failing.
     async fn drained(&mut self, live: usize) {
@@ -461,9 +458,7 @@ async fn a_frozen_replica_is_fenced_and_a_long_job_is_not_taken_over() {
     })
     .await;
     cluster.replica(0).signal("-STOP").unwrap();
-    cluster.replicas.push(None);
-    cluster.urls.write().unwrap().push(None);
-    cluster.launch(1);
+    cluster.add_replica();
     let b = u64::from(cluster.replica(1).pid());
     eventually(
         "the second replica to take f over and finish it",

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::token;
-use ocean_runtime::testing::{eventually, url_after};
+use ocean_runtime::testing::{TestBinary, eventually, url_after};
 use serde_json::Value;
 
 /// How long the binary gets to process a webhook.
@@ -157,6 +157,58 @@ async fn dead_letters_are_listed_online_and_offline_from_the_cli() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// A fresh data folder for one test.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let data =
+        std::env::temp_dir().join(format!("ocean-example-jira-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    data
+}
+
+/// The example's binary serving only its built-in Port (`local-port`), as a Port of its own
+/// would be, with its data under `data/port`.
+fn standalone_port(data: &std::path::Path, vars: &[(&str, &str)]) -> TestBinary {
+    TestBinary::start_args(
+        env!("CARGO_BIN_EXE_ocean-example-jira"),
+        &["local-port"],
+        &data.join("port"),
+        vars,
+    )
+    .unwrap()
+}
+
+/// The variables that point the example at `port` with credentials, as `identifier`.
+fn against<'a>(port: &'a str, secret: &'a str, identifier: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("OCEAN__PORT__CLIENT_ID", "id"),
+        ("OCEAN__PORT__CLIENT_SECRET", secret),
+        ("OCEAN__PORT__BASE_URL", port),
+        ("OCEAN__INTEGRATION__IDENTIFIER", identifier),
+    ]
+}
+
+/// Posts the `issue_created` sample; the answer's status.
+async fn post_sample(client: &reqwest::Client, ingress: &str) -> reqwest::StatusCode {
+    client
+        .post(format!("{ingress}/integration/webhook"))
+        .header("content-type", "application/json")
+        .body(include_str!("../samples/issue_created.json"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The status of `/health/ready`.
+async fn readiness(client: &reqwest::Client, ingress: &str) -> reqwest::StatusCode {
+    client
+        .get(format!("{ingress}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// `GET {port}/v1/{path}` with a token: the answer's JSON.
 async fn port_get(client: &reqwest::Client, port: &str, token: &str, path: &str) -> Value {
     client
@@ -175,34 +227,18 @@ async fn port_get(client: &reqwest::Client, port: &str, token: &str, path: &str)
 /// Waits until the binary says it is ready.
 async fn ready(client: &reqwest::Client, ingress: &str) {
     eventually("readiness", WAIT, || async {
-        let r = client.get(format!("{ingress}/health/ready")).send().await?;
-        Ok::<_, reqwest::Error>((r.status() == 200).then_some(()))
+        Ok::<_, ()>((readiness(client, ingress).await == 200).then_some(()))
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mapping() {
-    let data = std::env::temp_dir().join(format!(
-        "ocean-example-jira-provision-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = fresh_dir("provision");
     // A standalone built-in Port with nothing of this integration in it, as a new user's Port.
-    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
-        env!("CARGO_BIN_EXE_ocean-example-jira"),
-        &["local-port"],
-        &data.join("port"),
-        &[],
-    )
-    .unwrap();
+    let mut standalone = standalone_port(&data, &[]);
     let port = standalone.port_url();
-    let vars = [
-        ("OCEAN__PORT__CLIENT_ID", "id"),
-        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
-        ("OCEAN__PORT__BASE_URL", port.as_str()),
-        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-provision"),
-    ];
+    let vars = against(&port, "secret", "jira-provision");
     let client = reqwest::Client::new();
 
     // Two instances start at once: one integration is created.
@@ -211,7 +247,7 @@ async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mappin
     let (ingress_a, ingress_b) = (a.ingress_url(), b.ingress_url());
     ready(&client, &ingress_a).await;
     ready(&client, &ingress_b).await;
-    let said = |binary: &mut ocean_runtime::testing::TestBinary, what: &str| {
+    let said = |binary: &mut TestBinary, what: &str| {
         binary.log().iter().filter(|l| l.contains(what)).count()
     };
     assert_eq!(
@@ -248,15 +284,7 @@ async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mappin
     assert_eq!(triage["scorecard"]["rules"][1]["identifier"], "hasPriority");
 
     // An event is applied; the Port checked its entity against the blueprint on the way in.
-    let sample = include_str!("../samples/issue_created.json");
-    let accepted = client
-        .post(format!("{ingress_a}/integration/webhook"))
-        .header("content-type", "application/json")
-        .body(sample)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200);
+    assert_eq!(post_sample(&client, &ingress_a).await, 200);
     let entity = eventually("PROJ-1 in Port", WAIT, || {
         common::entity(&client, &port, &token, "jiraIssue", "PROJ-1")
     })
@@ -301,9 +329,7 @@ async fn a_first_start_provisions_port_once_and_a_restart_keeps_an_edited_mappin
 
 #[tokio::test]
 async fn webhooks_are_kept_while_port_cannot_be_reached_at_the_first_start() {
-    let data =
-        std::env::temp_dir().join(format!("ocean-example-jira-no-port-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = fresh_dir("no-port");
     // A loopback port with nothing listening yet: the Port comes later.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -312,40 +338,21 @@ async fn webhooks_are_kept_while_port_cannot_be_reached_at_the_first_start() {
         .port()
         .to_string();
     let port = format!("http://127.0.0.1:{free}");
-    let vars = [
-        ("OCEAN__PORT__CLIENT_ID", "id"),
-        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
-        ("OCEAN__PORT__BASE_URL", port.as_str()),
-        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-late-port"),
-    ];
+    let vars = against(&port, "secret", "jira-late-port");
     let client = reqwest::Client::new();
     let mut app = common::start_with(&data.join("app"), &vars);
     let ingress = app.ingress_url();
     let said = app.line_with("cannot set the integration up in Port yet");
     assert!(said.contains("webhooks are accepted and kept"), "{said}");
-    let not_ready = client
-        .get(format!("{ingress}/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(not_ready.status(), 503);
-    let accepted = client
-        .post(format!("{ingress}/integration/webhook"))
-        .header("content-type", "application/json")
-        .body(include_str!("../samples/issue_created.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200, "accepted while Port is away");
+    assert_eq!(readiness(&client, &ingress).await, 503);
+    assert_eq!(
+        post_sample(&client, &ingress).await,
+        200,
+        "accepted while Port is away"
+    );
 
     // The Port comes up: the integration is set up, and the kept event is applied.
-    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
-        env!("CARGO_BIN_EXE_ocean-example-jira"),
-        &["local-port"],
-        &data.join("port"),
-        &[("OCEAN__LOCAL_PORT__PORT", free.as_str())],
-    )
-    .unwrap();
+    let mut standalone = standalone_port(&data, &[("OCEAN__LOCAL_PORT__PORT", free.as_str())]);
     assert_eq!(standalone.port_url(), port);
     ready(&client, &ingress).await;
     let token = token(&client, &port).await;
@@ -362,16 +369,8 @@ async fn webhooks_are_kept_while_port_cannot_be_reached_at_the_first_start() {
 
 #[tokio::test]
 async fn an_integration_with_an_empty_mapping_gets_the_default_one_and_its_version() {
-    let data =
-        std::env::temp_dir().join(format!("ocean-example-jira-empty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
-        env!("CARGO_BIN_EXE_ocean-example-jira"),
-        &["local-port"],
-        &data.join("port"),
-        &[],
-    )
-    .unwrap();
+    let data = fresh_dir("empty");
+    let mut standalone = standalone_port(&data, &[]);
     let port = standalone.port_url();
     let client = reqwest::Client::new();
     let token = token(&client, &port).await;
@@ -387,12 +386,7 @@ async fn an_integration_with_an_empty_mapping_gets_the_default_one_and_its_versi
         .unwrap()
         .error_for_status()
         .unwrap();
-    let vars = [
-        ("OCEAN__PORT__CLIENT_ID", "id"),
-        ("OCEAN__PORT__CLIENT_SECRET", "secret"),
-        ("OCEAN__PORT__BASE_URL", port.as_str()),
-        ("OCEAN__INTEGRATION__IDENTIFIER", "jira-empty"),
-    ];
+    let vars = against(&port, "secret", "jira-empty");
     let mut app = common::start_with(&data.join("app"), &vars);
     let ingress = app.ingress_url();
     ready(&client, &ingress).await;
@@ -413,25 +407,17 @@ async fn an_integration_with_an_empty_mapping_gets_the_default_one_and_its_versi
 
 #[tokio::test]
 async fn wrong_credentials_are_named_and_webhooks_are_still_kept() {
-    let data = std::env::temp_dir().join(format!("ocean-example-jira-401-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = fresh_dir("401");
     // A standalone built-in Port that takes only its own credentials, as Port does.
-    let mut standalone = ocean_runtime::testing::TestBinary::start_args(
-        env!("CARGO_BIN_EXE_ocean-example-jira"),
-        &["local-port"],
-        &data.join("port"),
+    let mut standalone = standalone_port(
+        &data,
         &[
             ("OCEAN__PORT__CLIENT_ID", "id"),
             ("OCEAN__PORT__CLIENT_SECRET", "right"),
         ],
-    )
-    .unwrap();
+    );
     let port = standalone.port_url();
-    let vars = [
-        ("OCEAN__PORT__CLIENT_ID", "id"),
-        ("OCEAN__PORT__CLIENT_SECRET", "n0t-the-s3cret"),
-        ("OCEAN__PORT__BASE_URL", port.as_str()),
-    ];
+    let vars = against(&port, "n0t-the-s3cret", "jira-401");
     let mut app = common::start_with(&data.join("app"), &vars);
     let ingress = app.ingress_url();
     let said = app.line_with("cannot set the integration up in Port yet");
@@ -444,20 +430,8 @@ async fn wrong_credentials_are_named_and_webhooks_are_still_kept() {
         "the secret is not logged: {said}"
     );
     let client = reqwest::Client::new();
-    let accepted = client
-        .post(format!("{ingress}/integration/webhook"))
-        .header("content-type", "application/json")
-        .body(include_str!("../samples/issue_created.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200);
-    let ready = client
-        .get(format!("{ingress}/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(post_sample(&client, &ingress).await, 200);
+    assert_eq!(readiness(&client, &ingress).await, 503);
     assert!(app.signal_and_wait("-TERM").await.unwrap().success());
     let _ = std::fs::remove_dir_all(&data);
 }
