@@ -13,7 +13,9 @@ version=${PORT_OCEAN:-0.56.2}
 lport=${LOCAL_PORT:-5111}
 pyport=${PY_PORT:-8011}
 work=$(mktemp -d)
-trap 'kill "${rs:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Only the server this script started is stopped; before it starts there is nothing to stop (a bare
+# `kill 0` would signal the caller's whole process group).
+trap 'if [ -n "${rs:-}" ]; then kill "$rs" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 "$python" -m venv "$work/venv"
 pip=$work/venv/bin/pip
