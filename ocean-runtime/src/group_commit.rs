@@ -14,6 +14,13 @@ const MAX_GROUP: usize = 4096;
 /// Tells the waiting writer how its group's commit went.
 pub(crate) type Committed = oneshot::Receiver<Result<(), String>>;
 
+/// Called by the writer thread after a failed commit, for an owner that applied the operations
+/// to a copy in memory before submitting them: it gets the database (holding what was committed)
+/// and a function that fails every operation still queued, so that it can bring its copy back to
+/// the database's state with nothing in between (it should call the function while holding the
+/// lock under which it submits).
+pub(crate) type Recover = Box<dyn Fn(&Database, &mut dyn FnMut()) + Send>;
+
 /// An empty commit with full durability.
 fn flush(db: &Database) -> Result<(), redb::Error> {
     db.begin_write()?.commit()?;
@@ -56,6 +63,16 @@ impl<Op: Send + 'static> GroupWriter<Op> {
         db: Arc<Database>,
         commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
     ) -> std::io::Result<Self> {
+        Self::spawn_with(what, db, commit, None)
+    }
+
+    /// [`spawn`](Self::spawn), with `recover` called after every failed commit (see [`Recover`]).
+    pub(crate) fn spawn_with(
+        what: &'static str,
+        db: Arc<Database>,
+        commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
+        recover: Option<Recover>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Pending<Op>>();
         let thread = std::thread::Builder::new()
             .name(format!("{what} writer"))
@@ -76,6 +93,18 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                     }
                     for done in dones.into_iter().flatten() {
                         let _ = done.send(result.clone());
+                    }
+                    if let (Err(e), Some(recover)) = (&result, &recover) {
+                        let mut fail_queued = || {
+                            while let Ok(p) = rx.try_recv() {
+                                if let Some(done) = p.done {
+                                    let _ = done.send(Err(format!(
+                                        "not committed: an earlier commit failed ({e})"
+                                    )));
+                                }
+                            }
+                        };
+                        recover(&db, &mut fail_queued);
                     }
                 }
                 if let Err(e) = flush(&db) {
@@ -128,5 +157,57 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     /// The commit failed or the writer thread has stopped.
     pub(crate) async fn write(&self, op: Op) -> Result<(), String> {
         self.submit(op)?.await.map_err(|_| self.stopped())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Mutex;
+
+    fn commit(_: &Database, ops: &[&'static str]) -> Result<(), redb::Error> {
+        if ops.contains(&"fail") {
+            return Err(redb::Error::Corrupted("refused for the test".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// After a failed commit, the operations queued behind it fail too (none commits after the
+    /// owner restored its copy), and the owner's recovery runs once.
+    #[tokio::test]
+    async fn a_failed_commit_fails_what_was_queued_behind_it_and_recovers() {
+        let dir = std::env::temp_dir().join(format!("ocean-gc-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Arc::new(Database::create(dir.join("t.redb")).unwrap());
+        let recovered = Arc::new(Mutex::new(0));
+        // Held while submitting, as the built-in Port's state lock is.
+        let lock = Arc::new(Mutex::new(()));
+        let recover: Recover = {
+            let (recovered, lock) = (Arc::clone(&recovered), Arc::clone(&lock));
+            Box::new(move |_, fail_queued| {
+                let _held = lock.lock().unwrap();
+                fail_queued();
+                *recovered.lock().unwrap() += 1;
+            })
+        };
+        let writer = GroupWriter::spawn_with("test", db, commit, Some(recover)).unwrap();
+        let (a, b, c) = {
+            let _held = lock.lock().unwrap();
+            (
+                writer.submit("fail").unwrap(),
+                writer.submit("after").unwrap(),
+                writer.submit("after").unwrap(),
+            )
+        };
+        let results = [a.await.unwrap(), b.await.unwrap(), c.await.unwrap()];
+        assert!(
+            results.iter().all(Result::is_err),
+            "every write in or behind the failed commit fails: {results:?}"
+        );
+        assert_eq!(*recovered.lock().unwrap(), 1);
+        assert_eq!(writer.write("later").await, Ok(()), "later writes commit");
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -621,7 +621,9 @@ fn refusal(status: u16, error: &'static str, message: String) -> EntityRefusal {
 
 /// The state plus its persistence.
 pub(crate) struct Store {
-    state: Mutex<State>,
+    /// Changed before its changes are committed; a failed commit reloads it from the database
+    /// (see `Store::open`), so that memory never holds what the disk does not.
+    state: std::sync::Arc<Mutex<State>>,
     writer: GroupWriter<Vec<Change>>,
 }
 
@@ -724,16 +726,37 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let writer = GroupWriter::spawn("built-in Port", std::sync::Arc::new(db), commit).map_err(
-            |source| LocalPortError::DataDir {
-                path: dir.to_owned(),
-                source,
-            },
-        )?;
-        Ok(Self {
-            state: Mutex::new(state),
-            writer,
-        })
+        let state = std::sync::Arc::new(Mutex::new(state));
+        let recover: crate::group_commit::Recover = {
+            let state = std::sync::Arc::clone(&state);
+            Box::new(move |db, fail_queued| {
+                // Writes submit under this lock: nothing new is queued or applied meanwhile.
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                fail_queued();
+                match load(db) {
+                    Ok(committed) => {
+                        *state = committed;
+                        tracing::warn!(
+                            "built-in Port: a commit failed; its state is back to what is on disk"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "built-in Port: a commit failed and the committed state cannot be read back")
+                    }
+                }
+            })
+        };
+        let writer = GroupWriter::spawn_with(
+            "built-in Port",
+            std::sync::Arc::new(db),
+            commit,
+            Some(recover),
+        )
+        .map_err(|source| LocalPortError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Self { state, writer })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
