@@ -342,17 +342,24 @@ impl App {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        let port = Arc::new(
-            PortClient::new(PortClientConfig {
-                base_url: base_url.clone(),
-                client_id,
-                client_secret,
-                integration_identifier: config.integration_identifier.clone(),
-                integration_type: config.integration_type.clone(),
-                integration_version: config.integration_version.clone(),
-            })?
-            .with_metrics(Arc::clone(&metrics)),
-        );
+        let client = PortClient::new(PortClientConfig {
+            base_url: base_url.clone(),
+            client_id,
+            client_secret,
+            integration_identifier: config.integration_identifier.clone(),
+            integration_type: config.integration_type.clone(),
+            integration_version: config.integration_version.clone(),
+        });
+        let port = match client {
+            Ok(client) => Arc::new(client.with_metrics(Arc::clone(&metrics))),
+            Err(e) => {
+                // Every failure after the built-in Port started stops it again.
+                if let Some(local) = local_port {
+                    local.shutdown().await;
+                }
+                return Err(e.into());
+            }
+        };
         let source = match &config.mapping_file {
             Some(path) => MappingSource::File(path.clone()),
             None => MappingSource::Port(Arc::clone(&port)),
@@ -399,7 +406,7 @@ impl App {
         let (pipeline, canceller) = Pipeline::new(
             Arc::clone(&registry),
             Arc::clone(&mapping),
-            port,
+            Arc::clone(&port),
             config.job_timeout,
             extensions,
             Arc::clone(&metrics),
@@ -460,18 +467,21 @@ impl App {
             mapping,
             body_limit: config.body_limit,
             admin_token: config.admin_token.as_ref().map(|s| s.0.clone()),
+            admin_enabled: config.admin_enabled,
+            body_timeout: config.ingress.body_timeout,
+            in_flight: tokio::sync::Semaphore::new(config.ingress.max_in_flight),
             dedup,
             metrics,
+            port,
         });
         let (stop_ingress, stopped) = oneshot::channel::<()>();
         let app = router(ingress);
+        let limits = config.ingress;
         let ingress = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            crate::server::serve(listener, app, limits, async {
                 let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "webhook server stopped");
-            }
+            })
+            .await;
         });
         let paths: Vec<String> = registry
             .paths()

@@ -17,7 +17,8 @@
 //! | `OCEAN__INITIALIZE_PORT_RESOURCES` | `true` | create the default blueprints, actions, scorecards and pages in Port at the first start, as Ocean does |
 //! | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
 //! | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
-//! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints (unset: open, for loopback use) |
+//! | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints; unset, they answer only clients on a loopback address, and a non-loopback `OCEAN__APPLICATION__HOST` is refused at start-up |
+//! | `OCEAN__ADMIN__ENABLED` | `true` | `false` serves no `/admin/…` endpoint at all (then no token is needed on any host) |
 //! | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes), `memory` (fastest, lost on crash, as in Ocean) or `redis` (several replicas share one queue) |
 //! | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS; a Redis Cluster is found out by itself, and several comma-separated URLs give more seed nodes |
 //! | `OCEAN__QUEUE__REDIS_CA_FILE` | | with `rediss://`: PEM file of the authorities to trust instead of the public ones (a private CA) |
@@ -27,6 +28,11 @@
 //! | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
 //! | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
 //! | `OCEAN__INGRESS__BODY_LIMIT_BYTES` | `1048576` | largest webhook body accepted (413 above) |
+//! | `OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS` | `10` | a connection that has not sent a whole request head this long after it opened (or after its last answer) is closed |
+//! | `OCEAN__INGRESS__BODY_TIMEOUT_SECONDS` | `30` | a request whose body is not all read this long after its head is answered 408 |
+//! | `OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS` | `60` | a connection that moved no byte this long is closed (idle keep-alive, a stalled body) |
+//! | `OCEAN__INGRESS__MAX_CONNECTIONS` | `4096` | open connections at most; one more is answered 503 and closed |
+//! | `OCEAN__INGRESS__MAX_IN_FLIGHT` | `1024` | webhooks being accepted at once at most; one more is answered 503 with `Retry-After` |
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
 //! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
 //! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
@@ -72,6 +78,17 @@ impl ConfigError {
         Self::Missing {
             var: "OCEAN__QUEUE__REDIS_URL".to_owned(),
             because: "OCEAN__QUEUE__BACKEND is `redis`".to_owned(),
+        }
+    }
+}
+
+/// Whether `ip` only reaches this machine (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`).
+#[must_use]
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }
@@ -132,6 +149,33 @@ impl std::fmt::Debug for PortCredentials {
     }
 }
 
+/// What the webhook server allows its clients (the `OCEAN__INGRESS__…` limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngressLimits {
+    /// Time for a whole request head, from the connection's opening or its last answer.
+    pub header_timeout: Duration,
+    /// Time for a whole request body, from the end of its head.
+    pub body_timeout: Duration,
+    /// Time a connection may move no byte at all.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Webhooks being accepted (read, checked, stored) at once at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for IngressLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_in_flight: 1024,
+        }
+    }
+}
+
 /// Every setting of the runtime.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -172,6 +216,10 @@ pub struct Config {
     pub initialize_port_resources: bool,
     /// Bearer token of the admin endpoints.
     pub admin_token: Option<Secret>,
+    /// Whether the admin endpoints are served (`OCEAN__ADMIN__ENABLED`).
+    pub admin_enabled: bool,
+    /// Limits on the webhook server's clients.
+    pub ingress: IngressLimits,
     /// Queue backend.
     pub queue_backend: QueueBackend,
     /// Folder of the disk queue.
@@ -232,6 +280,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             value: secs.to_string(),
             reason: "expected a non-negative number of seconds".to_owned(),
         })
+    }
+
+    /// A number of seconds that must be more than zero.
+    fn timeout(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let d = self.seconds(var, default.as_secs_f64())?;
+        if d.is_zero() {
+            return Err(ConfigError::Invalid {
+                var: var.to_owned(),
+                value: "0".to_owned(),
+                reason: "must be more than 0 seconds".to_owned(),
+            });
+        }
+        Ok(d)
     }
 
     fn positive(&self, var: &str, default: usize) -> Result<usize, ConfigError> {
@@ -372,8 +433,37 @@ impl Config {
                 reason: "must be at least 0.01 seconds".to_owned(),
             });
         }
+        let host: IpAddr = env.parse("OCEAN__APPLICATION__HOST", localhost, "an IP address")?;
+        let admin_token = env.raw("OCEAN__ADMIN__TOKEN").map(Secret);
+        let admin_enabled = env.parse("OCEAN__ADMIN__ENABLED", true, "`true` or `false`")?;
+        if admin_enabled && admin_token.is_none() && !is_loopback(host) {
+            return Err(ConfigError::Missing {
+                var: "OCEAN__ADMIN__TOKEN".to_owned(),
+                because: format!(
+                    "OCEAN__APPLICATION__HOST={host} is not a loopback address and the /admin/… endpoints (dead letters with their headers, replay, purge) must not be open to the network; or set OCEAN__ADMIN__ENABLED=false to serve none"
+                ),
+            });
+        }
+        let defaults = IngressLimits::default();
+        let ingress = IngressLimits {
+            header_timeout: env.timeout(
+                "OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS",
+                defaults.header_timeout,
+            )?,
+            body_timeout: env.timeout(
+                "OCEAN__INGRESS__BODY_TIMEOUT_SECONDS",
+                defaults.body_timeout,
+            )?,
+            idle_timeout: env.timeout(
+                "OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS",
+                defaults.idle_timeout,
+            )?,
+            max_connections: env
+                .positive("OCEAN__INGRESS__MAX_CONNECTIONS", defaults.max_connections)?,
+            max_in_flight: env.positive("OCEAN__INGRESS__MAX_IN_FLIGHT", defaults.max_in_flight)?,
+        };
         Ok(Self {
-            host: env.parse("OCEAN__APPLICATION__HOST", localhost, "an IP address")?,
+            host,
             port: env.parse(
                 "OCEAN__APPLICATION__PORT",
                 8000,
@@ -400,7 +490,9 @@ impl Config {
                 true,
                 "`true` or `false`",
             )?,
-            admin_token: env.raw("OCEAN__ADMIN__TOKEN").map(Secret),
+            admin_token,
+            admin_enabled,
+            ingress,
             queue_backend,
             queue_path: env
                 .raw("OCEAN__QUEUE__PATH")
@@ -476,6 +568,41 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_network_address_without_an_admin_token_is_refused_naming_both_variables() {
+        let vars = |extra: &[(&'static str, &'static str)]| {
+            let mut v = vec![("OCEAN__APPLICATION__HOST", "0.0.0.0")];
+            v.extend_from_slice(extra);
+            v
+        };
+        let err = Config::from_vars(INFO, vars(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("OCEAN__ADMIN__TOKEN") && err.contains("OCEAN__APPLICATION__HOST=0.0.0.0"),
+            "{err}"
+        );
+        assert!(err.contains("OCEAN__ADMIN__ENABLED=false"), "{err}");
+        let with_token = Config::from_vars(INFO, vars(&[("OCEAN__ADMIN__TOKEN", "t")]));
+        assert!(with_token.is_ok());
+        let without_admin = Config::from_vars(INFO, vars(&[("OCEAN__ADMIN__ENABLED", "false")]));
+        assert!(without_admin.is_ok_and(|c| !c.admin_enabled));
+        let loopback = Config::from_vars(INFO, [("OCEAN__APPLICATION__HOST", "::1")]);
+        assert!(loopback.is_ok());
+    }
+
+    #[test]
+    fn ingress_timeouts_must_be_positive() {
+        let err = Config::from_vars(INFO, [("OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+        let c = Config::from_vars(INFO, [("OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS", "2.5")]).unwrap();
+        assert_eq!(c.ingress.idle_timeout, Duration::from_millis(2500));
+        assert_eq!(c.ingress.header_timeout, Duration::from_secs(10));
+    }
+
     use super::*;
 
     const INFO: IntegrationInfo = IntegrationInfo {

@@ -127,14 +127,15 @@ impl std::error::Error for ProcessError {
 }
 
 impl From<reqwest::Error> for ProcessError {
-    /// Network failures, timeouts and upstream 408/429/5xx statuses are retryable; anything else is not.
+    /// Network failures, timeouts and the upstream statuses of
+    /// [`is_retryable_status`](crate::retry::is_retryable_status) are retryable; anything else is not.
     fn from(err: reqwest::Error) -> Self {
         let retryable = err.is_timeout()
             || err.is_connect()
             || err.is_request()
             || err
                 .status()
-                .is_some_and(|s| s.as_u16() == 408 || s.as_u16() == 429 || s.is_server_error());
+                .is_some_and(|s| crate::retry::is_retryable_status(s.as_u16()));
         let base = if retryable {
             Self::retryable("upstream request failed")
         } else {

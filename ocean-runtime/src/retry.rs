@@ -1,6 +1,22 @@
-//! The retry policy of a processor's handler.
+//! The retry policy of a processor's handler, and the one rule for which HTTP statuses are worth
+//! trying again (used by the Port client, the pipeline and processors' upstream errors alike).
 
 use std::time::Duration;
+
+/// Whether an HTTP answer with this status may succeed when the same request is sent again: 408
+/// (request timeout), 429 (rate limited) and every 5xx except 501 (not implemented) and 505
+/// (version not supported). The Port client retries these within a call; an event whose Port write
+/// still ends on one waits in the queue; a processor's upstream error with one is retryable.
+///
+/// ```
+/// use ocean_runtime::retry::is_retryable_status;
+/// assert!(is_retryable_status(503) && is_retryable_status(429));
+/// assert!(!is_retryable_status(404) && !is_retryable_status(501));
+/// ```
+#[must_use]
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429) || ((500..600).contains(&status) && !matches!(status, 501 | 505))
+}
 
 /// How a failed handler is retried: exponential backoff with a cap, for retryable errors only.
 ///

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 
 use crate::port::{PortError, UpsertBatcher, UpsertOptions};
 use crate::processor::RawResults;
-use crate::queue::DeadLetter;
+use crate::queue::{DeadLetter, RefusedEntity};
 
 /// What one event changed in Port.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -24,6 +24,54 @@ pub struct Applied {
     pub failed: usize,
     /// Jobs that failed for good, to be kept as dead letters.
     pub dead_letters: Vec<DeadLetter>,
+    /// Entities Port refused for good (one by one, or with the whole request): kept in one dead
+    /// letter of the event, whose replay writes them again.
+    pub refused: Vec<RefusedEntity>,
+}
+
+/// `Err` when `error` should make the event wait (Port unreachable or throttled, or the
+/// credentials refused); otherwise the refusal of every one of `identifiers`, with Port's status
+/// and answer.
+fn refusal(
+    error: PortError,
+    blueprint: &str,
+    operation: &'static str,
+    identifiers: impl IntoIterator<Item = Value>,
+) -> Result<Vec<RefusedEntity>, PortError> {
+    if error.is_transient() || error.is_credentials() {
+        return Err(error);
+    }
+    tracing::error!(blueprint, operation, error = %error, "Port refused the request for good; its entities go to the event's dead letter");
+    let status = error.status();
+    let reason = error.to_string();
+    Ok(identifiers
+        .into_iter()
+        .map(|identifier| RefusedEntity {
+            blueprint: blueprint.to_owned(),
+            identifier,
+            operation: operation.to_owned(),
+            status,
+            reason: reason.clone(),
+        })
+        .collect())
+}
+
+/// Entities Port refused one by one in an answer it otherwise accepted.
+fn one_by_one(
+    failures: Vec<crate::port::EntityFailure>,
+    blueprint: &str,
+    operation: &'static str,
+) -> impl Iterator<Item = RefusedEntity> {
+    failures.into_iter().map(move |f| {
+        tracing::warn!(blueprint, operation, identifier = %f.identifier, reason = f.message, "Port refused an entity");
+        RefusedEntity {
+            blueprint: blueprint.to_owned(),
+            identifier: f.identifier,
+            operation: operation.to_owned(),
+            status: f.status,
+            reason: f.message,
+        }
+    })
 }
 
 /// How often one kind of mapping issue (blueprint, field, kind) is logged at most; every occurrence
@@ -130,6 +178,13 @@ impl IssueLog {
 
 /// Maps every job's results with its resource and writes them: upserts per blueprint, then deletes
 /// of the entities this integration owns, except those upserted by the same event.
+///
+/// What Port refuses for good (a whole request, e.g. an unknown blueprint or a 422, or single
+/// entities of a partial answer) is listed in [`Applied::refused`] and the rest is still written.
+///
+/// # Errors
+/// Port is unreachable, throttling, failing with a 5xx, or refusing the credentials: the event
+/// should wait and be processed again.
 pub(super) async fn apply(
     batcher: &Arc<UpsertBatcher>,
     mapping: &CompiledMapping,
@@ -185,36 +240,63 @@ pub(super) async fn apply(
     for (blueprint, entities) in upserts {
         let bodies: Vec<Value> = entities.into_values().collect();
         let sent = bodies.len();
-        let failures = batcher
-            .upsert(&blueprint, bodies, options)
-            .await
-            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(PortError::Shared))?;
-        for f in &failures {
-            tracing::warn!(blueprint, identifier = %f.identifier, reason = f.message, "Port refused an entity");
+        let identifiers: Vec<Value> = bodies
+            .iter()
+            .map(|b| b.get("identifier").cloned().unwrap_or(Value::Null))
+            .collect();
+        match batcher.upsert(&blueprint, bodies, options).await {
+            Ok(failures) => {
+                applied.failed += failures.len();
+                applied.upserted += sent - failures.len();
+                applied
+                    .refused
+                    .extend(one_by_one(failures, &blueprint, "upsert"));
+            }
+            Err(e) => {
+                let e = Arc::try_unwrap(e).unwrap_or_else(PortError::Shared);
+                let refused = refusal(e, &blueprint, "upsert", identifiers)?;
+                applied.failed += refused.len();
+                applied.refused.extend(refused);
+            }
         }
-        applied.failed += failures.len();
-        applied.upserted += sent - failures.len();
     }
     // Only what this integration owns is deleted; the order is worked out for those blueprints.
     let mut owned = BTreeMap::new();
+    let as_values = |ids: &[String]| ids.iter().cloned().map(Value::String).collect::<Vec<_>>();
     for (blueprint, ids) in &deletes {
         let ids: Vec<String> = ids.iter().cloned().collect();
-        let found = port.search_owned(blueprint, &ids).await?;
-        if !found.is_empty() {
-            owned.insert(blueprint.clone(), found);
+        match port.search_owned(blueprint, &ids).await {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                owned.insert(blueprint.clone(), found);
+            }
+            Err(e) => {
+                let refused = refusal(e, blueprint, "delete", as_values(&ids))?;
+                applied.failed += refused.len();
+                applied.refused.extend(refused);
+            }
         }
     }
     let delete_dependents = mapping.config().delete_dependent_entities;
     for blueprint in delete_order(port, owned.keys().cloned().collect()).await {
         let ids = owned.get(&blueprint).map_or(&[][..], Vec::as_slice);
-        let (deleted, refused) = port
+        match port
             .delete_entities(&blueprint, ids, delete_dependents)
-            .await?;
-        for f in &refused {
-            tracing::warn!(blueprint, identifier = %f.identifier, reason = f.message, "Port refused to delete an entity");
+            .await
+        {
+            Ok((deleted, refused)) => {
+                applied.failed += refused.len();
+                applied.deleted += deleted.len();
+                applied
+                    .refused
+                    .extend(one_by_one(refused, &blueprint, "delete"));
+            }
+            Err(e) => {
+                let refused = refusal(e, &blueprint, "delete", as_values(ids))?;
+                applied.failed += refused.len();
+                applied.refused.extend(refused);
+            }
         }
-        applied.failed += refused.len();
-        applied.deleted += deleted.len();
     }
     Ok(applied)
 }

@@ -129,7 +129,36 @@ fn dead_letter(
         attempts,
         failed_at_ms: crate::event::unix_ms(std::time::SystemTime::now()),
         event: stored,
+        refused: Vec::new(),
     }
+}
+
+/// The one dead letter of an event some of whose entities Port refused for good: it lists them with
+/// Port's answers; replaying it runs the event again, which writes them.
+fn refused_letter(event: &WebhookEvent, delivery: u32, applied: &Applied) -> DeadLetter {
+    let first = &applied.refused[0];
+    let more = match applied.refused.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let mut letter = DeadLetter::of_event(
+        event,
+        format!(
+            "Port refused {} of the event's entities: {} `{}` of {}: {}{more}",
+            applied.refused.len(),
+            first.operation,
+            first
+                .identifier
+                .as_str()
+                .map_or_else(|| first.identifier.to_string(), str::to_owned),
+            first.blueprint,
+            first.reason
+        ),
+        delivery,
+        crate::event::unix_ms(std::time::SystemTime::now()),
+    );
+    letter.refused.clone_from(&applied.refused);
+    letter
 }
 
 /// The message a panic carried, when it is text.
@@ -376,18 +405,16 @@ impl Pipeline {
         )
         .await
         {
-            Ok(applied) => Outcome::Applied(Applied {
-                dead_letters,
-                ..applied
-            }),
-            Err(e) if e.is_transient() => Outcome::PortUnavailable(e.to_string()),
-            Err(e) => {
-                tracing::error!(error = %e, "Port refused the event's changes");
-                Outcome::Applied(Applied {
-                    dead_letters,
-                    ..Applied::default()
-                })
+            Ok(mut applied) => {
+                if !applied.refused.is_empty() {
+                    dead_letters.push(refused_letter(event, lease.delivery, &applied));
+                }
+                applied.dead_letters = dead_letters;
+                Outcome::Applied(applied)
             }
+            // Unreachable, throttled, failing or refusing the credentials (which the client logs
+            // with the variables to check): the event waits, and the workers pause.
+            Err(e) => Outcome::PortUnavailable(e.to_string()),
         }
     }
 

@@ -2,7 +2,10 @@
 //!
 //! One pooled HTTP client per process. The access token is fetched lazily, reused until shortly
 //! before it expires, and refreshed once when Port answers 401. Transient failures (connection
-//! errors, 408, 429, 502, 503, 504) are retried with exponential backoff that honours `Retry-After`.
+//! errors and the statuses of [`is_retryable_status`](crate::retry::is_retryable_status)) are
+//! retried with exponential backoff that honours `Retry-After`. Credentials Port refuses (a 401
+//! that survives a token refresh, a 403, a refused token request) are remembered until a call
+//! succeeds again; see [`PortClient::credentials_refused`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -91,21 +94,46 @@ pub enum PortError {
 }
 
 impl PortError {
-    /// Whether trying again later may succeed (network failures, 408, 429 and 5xx).
+    /// Whether trying again later may succeed: network failures and the statuses of
+    /// [`is_retryable_status`](crate::retry::is_retryable_status).
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transport { .. } => true,
-            Self::Status { status, .. } => retryable_status(*status) || status.is_server_error(),
+            Self::Status { status, .. } => crate::retry::is_retryable_status(status.as_u16()),
             Self::Decode { .. } | Self::BaseUrl(_) => false,
             Self::Shared(e) => e.is_transient(),
         }
     }
+
+    /// Whether Port refused this integration's credentials or their rights (a 401 that a fresh
+    /// token did not cure, a 403, or a refused token request): an operator's problem, not the
+    /// event's.
+    #[must_use]
+    pub fn is_credentials(&self) -> bool {
+        match self {
+            Self::Status { status, path, .. } => {
+                matches!(status.as_u16(), 401 | 403)
+                    || (path.ends_with(TOKEN_PATH) && status.is_client_error())
+            }
+            Self::Shared(e) => e.is_credentials(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status Port answered, if it answered.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(status.as_u16()),
+            Self::Shared(e) => e.status(),
+            _ => None,
+        }
+    }
 }
 
-fn retryable_status(s: StatusCode) -> bool {
-    matches!(s.as_u16(), 408 | 429 | 502 | 503 | 504)
-}
+/// Where access tokens come from.
+const TOKEN_PATH: &str = "/v1/auth/access_token";
 
 /// Where Port is and who this integration is.
 #[derive(Debug, Clone)]
@@ -140,6 +168,30 @@ pub struct EntityFailure {
     pub identifier: Value,
     /// Port's reason.
     pub message: String,
+    /// The status Port gave for this entity (`statusCode` of its error), when it gave one.
+    pub status: Option<u16>,
+}
+
+impl EntityFailure {
+    /// The failure one element of `errors` in a bulk answer describes; `identifier` when the
+    /// element does not name its entity.
+    fn from_answer(err: &Value, identifier: Option<Value>) -> Self {
+        Self {
+            identifier: identifier
+                .or_else(|| err.get("identifier").cloned())
+                .unwrap_or(Value::Null),
+            message: err
+                .get("message")
+                .or_else(|| err.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("refused")
+                .to_owned(),
+            status: err
+                .get("statusCode")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok()),
+        }
+    }
 }
 
 struct Token {
@@ -172,6 +224,9 @@ pub struct PortClient {
     throttled_until: std::sync::Mutex<Option<Instant>>,
     /// What each blueprint requires and relates to, and when that was read.
     blueprints: Mutex<HashMap<String, (Instant, Arc<BlueprintFacts>)>>,
+    /// Why Port refused the credentials, and whether for an entity operation; until a call of
+    /// the same class succeeds (a mapping read that works does not clear a refused write).
+    refused: std::sync::Mutex<Option<(String, bool)>>,
 }
 
 /// What the pipeline needs to know of a blueprint.
@@ -316,6 +371,7 @@ impl PortClient {
             metrics: None,
             throttled_until: std::sync::Mutex::new(None),
             blueprints: Mutex::new(HashMap::new()),
+            refused: std::sync::Mutex::new(None),
         })
     }
 
@@ -376,7 +432,7 @@ impl PortClient {
             )
             .await?;
         let t: TokenResponse = serde_json::from_value(value).map_err(|e| PortError::Decode {
-            path: "/v1/auth/access_token".to_owned(),
+            path: TOKEN_PATH.to_owned(),
             reason: e.to_string(),
         })?;
         let life = Duration::from_secs(t.expires_in);
@@ -388,8 +444,59 @@ impl PortClient {
         Ok(header)
     }
 
+    /// Why Port refuses this integration's credentials, when its last answer did (see
+    /// [`PortError::is_credentials`]); `None` once a call succeeds again. Readiness is false
+    /// meanwhile, and the pipeline's workers pause with the events left queued.
+    #[must_use]
+    pub fn credentials_refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(why, _)| why.clone())
+    }
+
+    /// Records how the last authenticated call ended, for [`credentials_refused`](Self::credentials_refused).
+    fn note_credentials(&self, result: &Result<Value, PortError>, entity_op: bool) {
+        let mut slot = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let refusal = match result {
+            Ok(_) if slot.as_ref().is_some_and(|(_, op)| *op != entity_op) => return,
+            Ok(_) => None,
+            Err(e) if e.is_credentials() => Some(format!(
+                "Port refuses this integration's credentials ({e}); check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET, and that they may write to OCEAN__PORT__BASE_URL ({})",
+                self.base_url()
+            )),
+            // Any other failure says nothing new about the credentials.
+            Err(_) => return,
+        };
+        match (&*slot, &refusal) {
+            (None, Some(why)) => tracing::error!("{why}"),
+            (Some(_), None) => tracing::info!("Port accepts the credentials again"),
+            _ => {}
+        }
+        *slot = refusal.map(|why| (why, entity_op));
+    }
+
     /// One authenticated call with retries and one token refresh on 401.
     async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        entity_op: bool,
+    ) -> Result<Value, PortError> {
+        let result = self
+            .call_once(method, segments, query, body, entity_op)
+            .await;
+        self.note_credentials(&result, entity_op);
+        result
+    }
+
+    async fn call_once(
         &self,
         method: Method,
         segments: &[&str],
@@ -504,11 +611,7 @@ impl PortClient {
                     None,
                 ),
             };
-            let retry = match &error {
-                PortError::Transport { .. } => true,
-                PortError::Status { status, .. } => retryable_status(*status),
-                _ => false,
-            };
+            let retry = error.is_transient();
             if !retry || attempt >= RETRIES {
                 return Err(error);
             }
@@ -755,6 +858,7 @@ impl PortClient {
                     failures.push(EntityFailure {
                         identifier: chunk[0].get("identifier").cloned().unwrap_or(Value::Null),
                         message: "the entity is too large for Port (413)".to_owned(),
+                        status: Some(413),
                     });
                     continue;
                 }
@@ -772,19 +876,8 @@ impl PortClient {
                     .and_then(|i| usize::try_from(i).ok());
                 let identifier = index
                     .and_then(|i| chunk.get(i))
-                    .and_then(|e| e.get("identifier").cloned())
-                    .or_else(|| err.get("identifier").cloned())
-                    .unwrap_or(Value::Null);
-                let message = err
-                    .get("message")
-                    .or_else(|| err.get("error"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("refused")
-                    .to_owned();
-                failures.push(EntityFailure {
-                    identifier,
-                    message,
-                });
+                    .and_then(|e| e.get("identifier").cloned());
+                failures.push(EntityFailure::from_answer(err, identifier));
             }
         }
         Ok(failures)
@@ -887,15 +980,7 @@ impl PortClient {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .map(|err| EntityFailure {
-                        identifier: err.get("identifier").cloned().unwrap_or(Value::Null),
-                        message: err
-                            .get("message")
-                            .or_else(|| err.get("error"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("refused")
-                            .to_owned(),
-                    }),
+                    .map(|err| EntityFailure::from_answer(err, None)),
             );
         }
         Ok((deleted, refused))
@@ -1093,8 +1178,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn client_errors_and_500_are_not_retried() {
-        for status in [400, 404, 422, 500] {
+    async fn client_errors_are_not_retried() {
+        // 500 is retried like every 5xx but 501 and 505 (`retry::is_retryable_status`).
+        for status in [400, 404, 422, 501] {
             let (client, seen, _) = port_answering(status, 3600).await;
             let err = client
                 .call(Method::GET, &["blueprints", "b"], &[], None, false)

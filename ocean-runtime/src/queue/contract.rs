@@ -209,6 +209,7 @@ fn letter(event: &WebhookEvent, error: &str) -> DeadLetter {
         attempts: 3,
         failed_at_ms: 1,
         event: stored_json(event),
+        refused: Vec::new(),
     }
 }
 

@@ -598,6 +598,7 @@ mod tests {
             attempts: 1,
             failed_at_ms: 1,
             event: serde_json::from_slice(&event.to_stored().unwrap()).unwrap(),
+            refused: Vec::new(),
         }
     }
 

@@ -169,6 +169,48 @@ pub struct DeadLetter {
     pub failed_at_ms: u64,
     /// The event as stored (see [`WebhookEvent::to_stored`]).
     pub event: serde_json::Value,
+    /// The entities Port refused for good, when that is why the event is here (its other changes
+    /// were written). Replaying the event writes them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedEntity>,
+}
+
+/// Whether a header may carry a secret: credentials (`authorization`, `proxy-authorization`,
+/// `cookie`, `set-cookie`) or a name containing `signature`, `token`, `secret`, `password`,
+/// `api-key`/`apikey` or `auth` (`X-Hub-Signature-256`, `X-Gitlab-Token`, `webhook-signature`…).
+#[must_use]
+pub fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "cookie" | "set-cookie")
+        || [
+            "auth",
+            "signature",
+            "token",
+            "secret",
+            "password",
+            "api-key",
+            "apikey",
+            "api_key",
+        ]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
+/// An entity that Port refused for good, as kept in its event's [`DeadLetter`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedEntity {
+    /// Its blueprint.
+    pub blueprint: String,
+    /// Its identifier as sent.
+    pub identifier: serde_json::Value,
+    /// `upsert` or `delete`.
+    pub operation: String,
+    /// Port's status: the entity's own (`statusCode`) when Port refused it alone in an answer
+    /// that accepted the others (a 207), or that of the request Port refused as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Port's answer.
+    pub reason: String,
 }
 
 impl DeadLetter {
@@ -179,6 +221,30 @@ impl DeadLetter {
     pub fn to_event(&self) -> Result<WebhookEvent, String> {
         let bytes = serde_json::to_vec(&self.event).map_err(|e| e.to_string())?;
         WebhookEvent::from_stored(&bytes)
+    }
+
+    /// A copy to show (over HTTP or the CLI), in which the values of secret-bearing headers
+    /// (see [`is_secret_header`]) read `[redacted]`. The stored letter stays byte-exact, so that a
+    /// replay still carries the signature its verifier checks.
+    #[must_use]
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        if let Some(headers) = shown
+            .event
+            .get_mut("headers")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for pair in headers {
+                let secret = pair
+                    .get(0)
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(is_secret_header);
+                if secret && let Some(value) = pair.get_mut(1) {
+                    *value = serde_json::Value::String("[redacted]".to_owned());
+                }
+            }
+        }
+        shown
     }
 
     /// The dead letter of an event the queue gave up on (no processor's job failed).
@@ -199,6 +265,7 @@ impl DeadLetter {
             attempts,
             failed_at_ms,
             event: stored_json(event),
+            refused: Vec::new(),
         }
     }
 }

@@ -17,8 +17,10 @@ use crate::queue::{Backend, Pushed, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
 mod dedup;
+mod serve;
 
 pub(crate) use dedup::{DEFAULT_HEADERS as DEDUP_HEADERS, Dedup, Seen};
+pub(crate) use serve::serve;
 
 /// What the webhook routes need.
 pub(crate) struct Ingress {
@@ -26,12 +28,21 @@ pub(crate) struct Ingress {
     pub(crate) queue: Backend,
     pub(crate) mapping: Arc<MappingStore>,
     pub(crate) body_limit: usize,
-    /// Bearer token the admin endpoints require, if set.
+    /// Bearer token the admin endpoints require, if set; without one they answer loopback
+    /// clients only.
     pub(crate) admin_token: Option<String>,
+    /// Whether the admin endpoints are served at all.
+    pub(crate) admin_enabled: bool,
+    /// How long a request body may take to arrive.
+    pub(crate) body_timeout: std::time::Duration,
+    /// Webhooks being accepted at once (`OCEAN__INGRESS__MAX_IN_FLIGHT` permits).
+    pub(crate) in_flight: tokio::sync::Semaphore,
     /// Delivery ids already accepted.
     pub(crate) dedup: Dedup,
     /// Counters.
     pub(crate) metrics: Arc<Metrics>,
+    /// The Port client, whose refused credentials make the app unready.
+    pub(crate) port: Arc<crate::port::PortClient>,
 }
 
 /// Event ids: a random prefix drawn once per process and a counter (no system call per event).
@@ -85,6 +96,18 @@ async fn webhook(
         );
     }
     ingress.metrics.received();
+    // Beyond this many webhooks being accepted at once, the excess is refused at once rather than
+    // queued in memory: a flood gets 503s, and what was acknowledged stays bounded.
+    let Ok(_accepting) = ingress.in_flight.try_acquire() else {
+        ingress.metrics.rejected("overloaded");
+        let mut r = reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many webhooks are being accepted at once (OCEAN__INGRESS__MAX_IN_FLIGHT); try again",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
     if request.method() != Method::POST {
         let mut r = reject(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -104,7 +127,18 @@ async fn webhook(
         ingress.metrics.rejected("too_large");
         return too_large(ingress.body_limit);
     }
-    let bytes = match axum::body::to_bytes(Body::new(body), ingress.body_limit).await {
+    let read = axum::body::to_bytes(Body::new(body), ingress.body_limit);
+    let Ok(read) = tokio::time::timeout(ingress.body_timeout, read).await else {
+        ingress.metrics.rejected("body_timeout");
+        return reject(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s (OCEAN__INGRESS__BODY_TIMEOUT_SECONDS)",
+                ingress.body_timeout.as_secs_f64()
+            ),
+        );
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => {
             ingress.metrics.rejected("too_large");
@@ -276,6 +310,8 @@ async fn live() -> Response {
 async fn ready(State(ingress): State<Arc<Ingress>>) -> Response {
     let reason = if let Err(e) = ingress.queue.events.health().await {
         Some(e.to_string())
+    } else if let Some(why) = ingress.port.credentials_refused() {
+        Some(why)
     } else if ingress.mapping.current().is_none() {
         Some("no mapping is loaded yet".to_owned())
     } else {
@@ -301,14 +337,17 @@ fn storage_error(e: &QueueError) -> Response {
 
 async fn list_dead(State(ingress): State<Arc<Ingress>>) -> Response {
     match ingress.queue.dead_letters.list().await {
-        Ok(all) => Json(json!({"status": "ok", "deadLetters": all})).into_response(),
+        Ok(all) => {
+            let shown: Vec<_> = all.iter().map(crate::queue::DeadLetter::redacted).collect();
+            Json(json!({"status": "ok", "deadLetters": shown})).into_response()
+        }
         Err(e) => storage_error(&e),
     }
 }
 
 async fn get_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -> Response {
     match ingress.queue.dead_letters.get(id).await {
-        Ok(Some(d)) => Json(json!({"status": "ok", "deadLetter": d})).into_response(),
+        Ok(Some(d)) => Json(json!({"status": "ok", "deadLetter": d.redacted()})).into_response(),
         Ok(None) => reject(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
         Err(e) => storage_error(&e),
     }
@@ -384,35 +423,75 @@ async fn reload_mapping(State(ingress): State<Arc<Ingress>>) -> Response {
     }
 }
 
+/// Whether an admin request may go on: with a token, it must bear it (compared in constant time,
+/// over digests so that not even its length leaks); without one, it must come from a loopback
+/// address.
+fn admin_allowed(
+    token: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+    authorization: Option<&str>,
+) -> Result<(), (StatusCode, &'static str)> {
+    use sha2::Digest;
+    let Some(token) = token else {
+        return if peer.is_some_and(|p| crate::config::is_loopback(p.ip())) {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::FORBIDDEN,
+                "admin endpoints answer only loopback clients unless OCEAN__ADMIN__TOKEN is set",
+            ))
+        };
+    };
+    let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+    let matches = given.is_some_and(|g| {
+        let (g, t) = (sha2::Sha256::digest(g), sha2::Sha256::digest(token));
+        bool::from(subtle::ConstantTimeEq::ct_eq(g.as_slice(), t.as_slice()))
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "admin endpoints need `Authorization: Bearer <OCEAN__ADMIN__TOKEN>`",
+        ))
+    }
+}
+
 async fn admin_auth(
     State(ingress): State<Arc<Ingress>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(token) = &ingress.admin_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                g.as_bytes(),
-                token.as_bytes(),
-            ))
-        });
-        if !ok {
-            return reject(
-                StatusCode::UNAUTHORIZED,
-                "admin endpoints need `Authorization: Bearer <OCEAN__ADMIN__TOKEN>`",
-            );
-        }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match admin_allowed(ingress.admin_token.as_deref(), peer, authorization) {
+        Ok(()) => next.run(request).await,
+        Err((status, reason)) => reject(status, reason),
     }
-    next.run(request).await
 }
 
 /// The ingress router.
 pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
+    let base = Router::new()
+        .route("/integration/{*path}", any(webhook))
+        .route("/health/live", get(live))
+        .route("/metrics", get(metrics))
+        .route("/health/ready", get(ready))
+        .fallback(|| async {
+            reject(
+                StatusCode::NOT_FOUND,
+                "not found; webhooks are served under /integration/",
+            )
+        });
+    if !ingress.admin_enabled {
+        return base.with_state(ingress);
+    }
     let admin = Router::new()
         .route("/admin/dead-letters", get(list_dead).delete(purge_dead))
         .route(
@@ -428,17 +507,60 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
             Arc::clone(&ingress),
             admin_auth,
         ));
-    Router::new()
-        .merge(admin)
-        .route("/integration/{*path}", any(webhook))
-        .route("/health/live", get(live))
-        .route("/metrics", get(metrics))
-        .route("/health/ready", get(ready))
-        .fallback(|| async {
-            reject(
-                StatusCode::NOT_FOUND,
-                "not found; webhooks are served under /integration/",
-            )
-        })
-        .with_state(ingress)
+    base.merge(admin).with_state(ingress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_token_only_loopback_clients_reach_the_admin_endpoints() {
+        let at = |a: &str| a.parse::<std::net::SocketAddr>().ok();
+        for local in [
+            "127.0.0.1:5000",
+            "127.9.9.9:1",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert_eq!(admin_allowed(None, at(local), None), Ok(()), "{local}");
+        }
+        for remote in ["10.0.0.7:5000", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80"] {
+            let refused = admin_allowed(None, at(remote), Some("Bearer anything"));
+            assert_eq!(
+                refused.map_err(|e| e.0),
+                Err(StatusCode::FORBIDDEN),
+                "{remote}"
+            );
+        }
+        assert!(
+            admin_allowed(None, None, None).is_err(),
+            "no peer known: refused"
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_client_must_bear_it() {
+        let remote = "10.0.0.7:5000".parse().ok();
+        let local = "127.0.0.1:5000".parse().ok();
+        assert_eq!(
+            admin_allowed(Some("t0ken"), remote, Some("Bearer t0ken")),
+            Ok(())
+        );
+        for wrong in [
+            None,
+            Some("Bearer t0ke"),
+            Some("Bearer t0ken2"),
+            Some("t0ken"),
+            Some("Bearer "),
+        ] {
+            for peer in [remote, local] {
+                assert_eq!(
+                    admin_allowed(Some("t0ken"), peer, wrong).map_err(|e| e.0),
+                    Err(StatusCode::UNAUTHORIZED),
+                    "{wrong:?}"
+                );
+            }
+        }
+    }
 }
