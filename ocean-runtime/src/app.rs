@@ -433,24 +433,22 @@ impl App {
             }
         });
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = match tokio::net::TcpListener::bind(addr)
-            .await
-            .and_then(|l| l.local_addr().map(|a| (l, a)))
-        {
-            Ok(pair) => pair,
-            Err(source) => {
-                refresher.abort();
-                if let Some(p) = &provisioner {
-                    p.abort();
+        let listener =
+            match crate::server::listen(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
+                Ok(pair) => pair,
+                Err(source) => {
+                    refresher.abort();
+                    if let Some(p) = &provisioner {
+                        p.abort();
+                    }
+                    queue.events.close();
+                    queue.events.release().await;
+                    if let Some(local) = local_port {
+                        local.shutdown().await;
+                    }
+                    return Err(StartError::Bind { addr, source });
                 }
-                queue.events.close();
-                queue.events.release().await;
-                if let Some(local) = local_port {
-                    local.shutdown().await;
-                }
-                return Err(StartError::Bind { addr, source });
-            }
-        };
+            };
         let (listener, ingress_addr) = listener;
         let dedup = Dedup::new(
             DEDUP_HEADERS
@@ -461,6 +459,7 @@ impl App {
             config.dedup_window,
         );
         dedup.preload(queue.deliveries.recent(config.dedup_window).await);
+        let serve_metrics = Arc::clone(&metrics);
         let ingress = Arc::new(Ingress {
             registry: Arc::clone(&registry),
             queue: queue.clone(),
@@ -470,6 +469,8 @@ impl App {
             admin_enabled: config.admin_enabled,
             body_timeout: config.ingress.body_timeout,
             in_flight: tokio::sync::Semaphore::new(config.ingress.max_in_flight),
+            lag: crate::server::Lag::start(),
+            max_lag: config.ingress.max_lag,
             dedup,
             metrics,
             port,
@@ -478,7 +479,7 @@ impl App {
         let app = router(ingress);
         let limits = config.ingress;
         let ingress = tokio::spawn(async move {
-            crate::server::serve(listener, app, limits, async {
+            crate::server::serve(listener, app, limits, serve_metrics, async {
                 let _ = stopped.await;
             })
             .await;

@@ -31,8 +31,9 @@
 //! | `OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS` | `10` | a connection that has not sent a whole request head this long after it opened (or after its last answer) is closed |
 //! | `OCEAN__INGRESS__BODY_TIMEOUT_SECONDS` | `30` | a request whose body is not all read this long after its head is answered 408 |
 //! | `OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS` | `60` | a connection that moved no byte this long is closed (idle keep-alive, a stalled body) |
-//! | `OCEAN__INGRESS__MAX_CONNECTIONS` | `4096` | open connections at most; one more is answered 503 and closed |
-//! | `OCEAN__INGRESS__MAX_IN_FLIGHT` | `1024` | webhooks being accepted at once at most; one more is answered 503 with `Retry-After` |
+//! | `OCEAN__INGRESS__MAX_CONNECTIONS` | `1024` | open connections at most; one more is answered 503 and closed |
+//! | `OCEAN__INGRESS__MAX_IN_FLIGHT` | `256` | webhooks being accepted at once at most; one more is answered 503 with `Retry-After` |
+//! | `OCEAN__INGRESS__MAX_LAG_MS` | `500` | while the server's runtime runs this far behind (more arrives than the cores can take), new webhooks are answered 503 with `Retry-After` |
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
 //! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
 //! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
@@ -162,6 +163,8 @@ pub struct IngressLimits {
     pub max_connections: usize,
     /// Webhooks being accepted (read, checked, stored) at once at most.
     pub max_in_flight: usize,
+    /// How far behind the runtime may run before new webhooks are refused.
+    pub max_lag: Duration,
 }
 
 impl Default for IngressLimits {
@@ -170,8 +173,9 @@ impl Default for IngressLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-            max_in_flight: 1024,
+            max_connections: 1024,
+            max_in_flight: 256,
+            max_lag: Duration::from_millis(500),
         }
     }
 }
@@ -461,6 +465,13 @@ impl Config {
             max_connections: env
                 .positive("OCEAN__INGRESS__MAX_CONNECTIONS", defaults.max_connections)?,
             max_in_flight: env.positive("OCEAN__INGRESS__MAX_IN_FLIGHT", defaults.max_in_flight)?,
+            max_lag: Duration::from_millis(
+                u64::try_from(env.positive(
+                    "OCEAN__INGRESS__MAX_LAG_MS",
+                    usize::try_from(defaults.max_lag.as_millis()).unwrap_or(500),
+                )?)
+                .unwrap_or(u64::MAX),
+            ),
         };
         Ok(Self {
             host,

@@ -17,10 +17,12 @@ use crate::queue::{Backend, Pushed, QueueError};
 use crate::registry::{RegisteredProcessor, Registry};
 
 mod dedup;
+mod lag;
 mod serve;
 
 pub(crate) use dedup::{DEFAULT_HEADERS as DEDUP_HEADERS, Dedup, Seen};
-pub(crate) use serve::serve;
+pub(crate) use lag::Lag;
+pub(crate) use serve::{listen, serve};
 
 /// What the webhook routes need.
 pub(crate) struct Ingress {
@@ -37,6 +39,9 @@ pub(crate) struct Ingress {
     pub(crate) body_timeout: std::time::Duration,
     /// Webhooks being accepted at once (`OCEAN__INGRESS__MAX_IN_FLIGHT` permits).
     pub(crate) in_flight: tokio::sync::Semaphore,
+    /// How far behind the runtime is, and past what new webhooks are refused.
+    pub(crate) lag: Arc<Lag>,
+    pub(crate) max_lag: std::time::Duration,
     /// Delivery ids already accepted.
     pub(crate) dedup: Dedup,
     /// Counters.
@@ -99,15 +104,21 @@ async fn webhook(
     // Beyond this many webhooks being accepted at once, the excess is refused at once rather than
     // queued in memory: a flood gets 503s, and what was acknowledged stays bounded.
     let Ok(_accepting) = ingress.in_flight.try_acquire() else {
-        ingress.metrics.rejected("overloaded");
-        let mut r = reject(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return overloaded(
+            &ingress,
             "too many webhooks are being accepted at once (OCEAN__INGRESS__MAX_IN_FLIGHT); try again",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
     };
+    let lag = ingress.lag.current();
+    if lag > ingress.max_lag {
+        return overloaded(
+            &ingress,
+            &format!(
+                "the server is overloaded: it runs {} ms behind (over OCEAN__INGRESS__MAX_LAG_MS); try again",
+                lag.as_millis()
+            ),
+        );
+    }
     if request.method() != Method::POST {
         let mut r = reject(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -248,6 +259,15 @@ async fn webhook(
             r
         }
     }
+}
+
+/// 503 with `Retry-After: 1`: more is arriving than the server can take now.
+fn overloaded(ingress: &Ingress, reason: &str) -> Response {
+    ingress.metrics.rejected("overloaded");
+    let mut r = reject(StatusCode::SERVICE_UNAVAILABLE, reason);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn duplicate(ingress: &Ingress, first: &str) -> Response {

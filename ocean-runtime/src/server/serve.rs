@@ -24,7 +24,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -158,13 +158,44 @@ impl AsyncWrite for Tracked {
     }
 }
 
-/// Answers a connection over the cap and closes it, giving up after a second.
+/// Answers a connection over the cap and closes it: reads the request head first and, after the
+/// answer, what else the client sends until it closes, so that the close does not reset the
+/// connection before the client has read the 503. Two seconds at most in all.
 async fn refuse(mut stream: TcpStream) {
     let answer = async {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+                Ok(Ok(n @ 1..)) => head.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
         stream.write_all(&too_many()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            let _ = n;
+        }
+        Ok::<_, io::Error>(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
+}
+
+/// Connections waiting to be accepted, at most (the kernel caps it at `net.core.somaxconn`): a
+/// burst of new connections waits there instead of having its handshakes dropped and retried
+/// seconds later.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep accept queue.
+pub(crate) fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then waits for the requests being
@@ -173,6 +204,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: IngressLimits,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
@@ -197,6 +229,7 @@ pub(crate) async fn serve(
         };
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             tracing::debug!(%peer, "connection refused: OCEAN__INGRESS__MAX_CONNECTIONS reached");
+            metrics.rejected("too_many_connections");
             tokio::spawn(refuse(stream));
             continue;
         };
