@@ -64,12 +64,13 @@ mod tests {
             lag.current()
         );
         std::thread::sleep(Duration::from_millis(300));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            lag.current() >= Duration::from_millis(250),
-            "{:?}",
-            lag.current()
-        );
+        // The probe runs as soon as this task lets it; the highest estimate seen is the lateness.
+        let mut seen = Duration::ZERO;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            seen = seen.max(lag.current());
+        }
+        assert!(seen >= Duration::from_millis(250), "{seen:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while lag.current() >= Duration::from_millis(50) {
             assert!(
