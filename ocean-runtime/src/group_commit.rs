@@ -1,12 +1,107 @@
 //! Group commit for the embedded databases (the disk queue, the built-in Port): one writer thread
 //! per database commits every operation that has accumulated in one transaction, so the cost of a
 //! durable commit is shared by all the writers that were waiting.
+//!
+//! redb refuses every operation after one failed on I/O (a full disk, say) until the database is
+//! opened again; the writer does that by itself ([`Db`]), so that the database works again as soon
+//! as the disk does.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::Database;
 use tokio::sync::oneshot;
+
+/// A redb database that is opened again after an I/O error. Readers take the current handle with
+/// [`Db::get`] for the length of one transaction.
+pub(crate) struct Db {
+    path: PathBuf,
+    cache_bytes: usize,
+    /// `None` while it could not be opened again.
+    current: RwLock<Option<Arc<Database>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether redb failed on I/O (and refuses everything until the database is opened again).
+fn is_io(e: &redb::Error) -> bool {
+    matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo)
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path` with a page cache of `cache_bytes`.
+    ///
+    /// # Errors
+    /// redb's, e.g. a file that is not a redb database (which is left as it is).
+    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Self, redb::DatabaseError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            cache_bytes,
+            current: RwLock::new(Some(Arc::new(db))),
+        })
+    }
+
+    /// The database as it is now.
+    ///
+    /// # Errors
+    /// It failed on I/O and could not be opened again yet.
+    pub(crate) fn get(&self) -> Result<Arc<Database>, String> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                format!(
+                    "{} failed on I/O and cannot be opened again yet",
+                    self.path.display()
+                )
+            })
+    }
+
+    /// Drops the handle (waiting up to 5 s for readers to finish with it) and opens the file again.
+    fn reopen(&self) -> Result<(), String> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = current.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if Arc::strong_count(&old) > 1 {
+                *current = Some(old);
+                return Err("readers still hold the database".to_owned());
+            }
+        }
+        let db = redb::Builder::new()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+            .map_err(|e| e.to_string())?;
+        *current = Some(Arc::new(db));
+        Ok(())
+    }
+
+    /// The current handle, opening the file again first if an I/O error closed it.
+    fn get_or_reopen(&self, what: &str) -> Result<Arc<Database>, String> {
+        if let Ok(db) = self.get() {
+            return Ok(db);
+        }
+        self.reopen().inspect_err(|e| {
+            tracing::debug!(error = %e, "{what}: the database cannot be opened again yet");
+        })?;
+        tracing::info!("{what}: the database is open again");
+        self.get()
+    }
+}
 
 /// Most operations in one transaction.
 const MAX_GROUP: usize = 4096;
@@ -19,7 +114,7 @@ pub(crate) type Committed = oneshot::Receiver<Result<(), String>>;
 /// and a function that fails every operation still queued, so that it can bring its copy back to
 /// the database's state with nothing in between (it should call the function while holding the
 /// lock under which it submits).
-pub(crate) type Recover = Box<dyn Fn(&Database, &mut dyn FnMut()) + Send>;
+pub(crate) type Recover = Box<dyn Fn(&Db, &mut dyn FnMut()) + Send>;
 
 /// An empty commit with full durability.
 fn flush(db: &Database) -> Result<(), redb::Error> {
@@ -60,7 +155,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     /// earlier commit that skipped its fsync durable) and ends.
     pub(crate) fn spawn(
         what: &'static str,
-        db: Arc<Database>,
+        db: Arc<Db>,
         commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
     ) -> std::io::Result<Self> {
         Self::spawn_with(what, db, commit, None)
@@ -69,7 +164,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     /// [`spawn`](Self::spawn), with `recover` called after every failed commit (see [`Recover`]).
     pub(crate) fn spawn_with(
         what: &'static str,
-        db: Arc<Database>,
+        db: Arc<Db>,
         commit: fn(&Database, &[Op]) -> Result<(), redb::Error>,
         recover: Option<Recover>,
     ) -> std::io::Result<Self> {
@@ -87,10 +182,23 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                     }
                     let (ops, dones): (Vec<Op>, Vec<_>) =
                         group.into_iter().map(|p| (p.op, p.done)).unzip();
-                    let result = commit(&db, &ops).map_err(|e| e.to_string());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "{what}: commit failed");
-                    }
+                    let result = match db.get_or_reopen(what) {
+                        Ok(handle) => match commit(&handle, &ops) {
+                            Ok(()) => Ok(()),
+                            Err(e) => {
+                                tracing::error!(error = %e, "{what}: commit failed");
+                                drop(handle);
+                                if is_io(&e) {
+                                    // The next group opens it again (when the disk works again).
+                                    if let Err(why) = db.reopen() {
+                                        tracing::warn!(error = %why, "{what}: the database cannot be opened again yet");
+                                    }
+                                }
+                                Err(e.to_string())
+                            }
+                        },
+                        Err(e) => Err(e),
+                    };
                     for done in dones.into_iter().flatten() {
                         let _ = done.send(result.clone());
                     }
@@ -107,8 +215,13 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                         recover(&db, &mut fail_queued);
                     }
                 }
-                if let Err(e) = flush(&db) {
-                    tracing::warn!(error = %e, "{what}: final commit failed");
+                match db.get() {
+                    Ok(handle) => {
+                        if let Err(e) = flush(&handle) {
+                            tracing::warn!(error = %e, "{what}: final commit failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "{what}: no final commit"),
                 }
             })?;
         Ok(Self {
@@ -179,7 +292,7 @@ mod tests {
     async fn a_failed_commit_fails_what_was_queued_behind_it_and_recovers() {
         let dir = std::env::temp_dir().join(format!("ocean-gc-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let db = Arc::new(Database::create(dir.join("t.redb")).unwrap());
+        let db = Arc::new(Db::open(&dir.join("t.redb"), 1024 * 1024).unwrap());
         let recovered = Arc::new(Mutex::new(0));
         // Held while submitting, as the built-in Port's state lock is.
         let lock = Arc::new(Mutex::new(()));

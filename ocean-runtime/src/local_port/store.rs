@@ -715,17 +715,16 @@ impl Store {
         })?;
         let path = dir.join("port.redb");
         // The entities live in memory (`State`); the database is written, and read only at start.
-        let db = redb::Builder::new()
-            .set_cache_size(16 * 1024 * 1024)
-            .create(&path)
-            .map_err(|e| LocalPortError::Storage {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let state = load(&db).map_err(|e| LocalPortError::Storage {
+        let storage = |reason: String| LocalPortError::Storage {
             path: path.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let db = crate::group_commit::Db::open(&path, 16 * 1024 * 1024)
+            .map_err(|e| storage(e.to_string()))?;
+        let state = db
+            .get()
+            .and_then(|handle| load(&handle).map_err(|e| e.to_string()))
+            .map_err(storage)?;
         let state = std::sync::Arc::new(Mutex::new(state));
         let recover: crate::group_commit::Recover = {
             let state = std::sync::Arc::clone(&state);
@@ -733,7 +732,10 @@ impl Store {
                 // Writes submit under this lock: nothing new is queued or applied meanwhile.
                 let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
                 fail_queued();
-                match load(db) {
+                match db
+                    .get()
+                    .and_then(|handle| load(&handle).map_err(|e| e.to_string()))
+                {
                     Ok(committed) => {
                         *state = committed;
                         tracing::warn!(

@@ -19,7 +19,7 @@ use crate::metrics::QueueGauges;
 use serde_json::{Value, json};
 
 use crate::event::WebhookEvent;
-use crate::group_commit::GroupWriter;
+use crate::group_commit::{Db, GroupWriter};
 use crate::processor::BoxFuture;
 
 /// Events by sequence number.
@@ -126,7 +126,7 @@ fn now_ms() -> u64 {
 pub struct DiskQueue {
     sched: Scheduler,
     writer: GroupWriter<Op>,
-    db: Arc<Database>,
+    db: Arc<Db>,
     next_seq: AtomicU64,
     next_dead: AtomicU64,
     path: PathBuf,
@@ -157,21 +157,19 @@ impl DiskQueue {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| fail(e.to_string()))?;
+        let db = Db::open(&path, CACHE_BYTES).map_err(|e| fail(e.to_string()))?;
+        let handle = db.get().map_err(&fail)?;
         let sched = Scheduler::new(capacity);
         let mut next = 0;
         let mut restored = 0usize;
         {
-            let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
+            let txn = handle.begin_write().map_err(|e| fail(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DEAD).map_err(|e| fail(e.to_string()))?;
             txn.open_table(DELIVERIES)
                 .map_err(|e| fail(e.to_string()))?;
             txn.commit().map_err(|e| fail(e.to_string()))?;
-            let read = db.begin_read().map_err(|e| fail(e.to_string()))?;
+            let read = handle.begin_read().map_err(|e| fail(e.to_string()))?;
             let table = read.open_table(EVENTS).map_err(|e| fail(e.to_string()))?;
             for row in table.iter().map_err(|e| fail(e.to_string()))? {
                 let (seq, bytes) = row.map_err(|e| fail(e.to_string()))?;
@@ -194,7 +192,7 @@ impl DiskQueue {
             }
         }
         let next_dead = {
-            let read = db.begin_read().map_err(|e| fail(e.to_string()))?;
+            let read = handle.begin_read().map_err(|e| fail(e.to_string()))?;
             let table = read.open_table(DEAD).map_err(|e| fail(e.to_string()))?;
             let last = table.last().map_err(|e| fail(e.to_string()))?;
             last.map_or(1, |(k, _)| k.value() + 1)
@@ -205,6 +203,7 @@ impl DiskQueue {
                 "taking up the events the last run left unacknowledged"
             );
         }
+        drop(handle);
         let db = Arc::new(db);
         let writer = GroupWriter::spawn("event queue", Arc::clone(&db), commit)
             .map_err(|e| fail(e.to_string()))?;
@@ -230,7 +229,7 @@ impl DiskQueue {
 
     /// Reads a queued event back.
     fn load(&self, seq: u64) -> Result<WebhookEvent, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
         let bytes = table
             .get(seq)
@@ -388,12 +387,12 @@ impl DeliveryLog for DiskQueue {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         self.dedup_window_ms.store(window_ms, Ordering::Relaxed);
         self.prune_deliveries(now, window_ms);
-        let read = || -> Result<Vec<(String, String, Duration)>, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(DELIVERIES)?;
+        let read = || -> Result<Vec<(String, String, Duration)>, String> {
+            let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
+            let table = txn.open_table(DELIVERIES).map_err(|e| e.to_string())?;
             let mut out = Vec::new();
-            for row in table.iter()? {
-                let (k, v) = row?;
+            for row in table.iter().map_err(|e| e.to_string())? {
+                let (k, v) = row.map_err(|e| e.to_string())?;
                 let Ok(record) = serde_json::from_slice::<Value>(v.value()) else {
                     continue;
                 };
@@ -418,7 +417,7 @@ impl DeliveryLog for DiskQueue {
 impl DeadLetterStore for DiskQueue {
     fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         let read = || -> Result<Vec<DeadLetter>, String> {
-            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
             let table = txn.open_table(DEAD).map_err(|e| e.to_string())?;
             let mut out = Vec::new();
             for row in table.iter().map_err(|e| e.to_string())? {
@@ -495,7 +494,7 @@ mod tests {
     }
 
     fn stored_deliveries(q: &DiskQueue) -> Vec<String> {
-        let txn = q.db.begin_read().unwrap();
+        let txn = q.db.get().unwrap().begin_read().unwrap();
         let table = txn.open_table(DELIVERIES).unwrap();
         table
             .iter()
