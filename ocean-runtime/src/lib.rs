@@ -30,6 +30,9 @@ pub mod state;
 pub mod testing;
 pub mod verify;
 
+#[cfg(test)]
+mod arbitrary;
+
 pub use app::{App, RunningApp, StartError};
 
 /// Declares the mapping kinds this crate's processors produce. Call it once, at the crate root.

@@ -250,7 +250,10 @@ impl Verifier {
                     .trim()
                     .parse()
                     .map_err(|_| "`webhook-timestamp` is not a number of seconds")?;
-                let sent = UNIX_EPOCH + Duration::from_secs(secs);
+                // A forged timestamp may lie past what the clock can hold.
+                let sent = UNIX_EPOCH
+                    .checked_add(Duration::from_secs(secs))
+                    .ok_or("`webhook-timestamp` is out of range")?;
                 let skew = now.duration_since(sent).unwrap_or_else(|e| e.duration());
                 if skew > *tolerance {
                     return Err(format!(
@@ -474,5 +477,140 @@ mod tests {
             v.verify(&event(&[("X-Hub-Signature-256", &sig)], BODY))
                 .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! No verifier accepts a forged delivery: a mutated signature, another secret, a timestamp
+    //! outside the tolerance or any header value at all but the right one.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(headers: Vec<(String, String)>, body: &str) -> WebhookEvent {
+        WebhookEvent::new("e", "/hook", headers, body.to_owned()).unwrap_or_else(|e| {
+            unreachable!("the body is JSON: {e}");
+        })
+    }
+
+    fn bind(auth: Authenticate, secret: &str) -> Verifier {
+        auth.bind(
+            "p",
+            &IntegrationVars::from_vars([("OCEAN__INTEGRATION__CONFIG__SECRET", secret)]),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// `signature` with the character at `at` changed to another one of the same alphabet.
+    fn mutate(signature: &str, at: usize) -> String {
+        let mut chars: Vec<char> = signature.chars().collect();
+        let i = at % chars.len();
+        chars[i] = match chars[i] {
+            '0' => '1',
+            'a' => 'b',
+            'A' => 'B',
+            _ => '0',
+        };
+        chars.into_iter().collect()
+    }
+
+    fn secret() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_]{1,32}"
+    }
+
+    proptest! {
+        #![proptest_config(crate::arbitrary::config(256))]
+
+        #[test]
+        fn hub_signatures_accept_only_the_body_signed_with_the_secret(
+            value in crate::arbitrary::json(),
+            secret in secret(),
+            other in secret(),
+            at in any::<usize>(),
+            forged in ".{0,80}",
+            jira in any::<bool>(),
+        ) {
+            prop_assume!(secret != other);
+            let (auth, header) = if jira {
+                (Authenticate::Jira { secret: "secret" }, "x-hub-signature")
+            } else {
+                (Authenticate::GitHub { secret: "secret" }, "x-hub-signature-256")
+            };
+            let v = bind(auth, &secret);
+            let body = serde_json::json!({"payload": value}).to_string();
+            let signed = |sig: String| event(vec![(header.to_owned(), sig)], &body);
+            let right = github_signature(&secret, body.as_bytes());
+            prop_assert!(v.verify(&signed(right.clone())).is_ok());
+            prop_assert!(v.verify(&signed(mutate(&right, 7 + at % 64))).is_err());
+            prop_assert!(v.verify(&signed(github_signature(&other, body.as_bytes()))).is_err());
+            prop_assert!(v.verify(&signed(right.to_uppercase().replace("SHA256=", "sha256="))).is_ok(), "hex case does not matter");
+            if forged != right {
+                prop_assert!(v.verify(&signed(forged)).is_err());
+            }
+            let tampered = serde_json::json!({"payload": value, "x": 1}).to_string();
+            prop_assert!(v.verify(&event(vec![(header.to_owned(), right)], &tampered)).is_err());
+        }
+
+        #[test]
+        fn a_token_is_accepted_only_as_it_is(
+            secret in secret(),
+            given in ".{0,40}",
+        ) {
+            let v = bind(Authenticate::Token { header: "X-Gitlab-Token", secret: "secret" }, &secret);
+            let with = |token: &str| event(vec![("x-gitlab-token".to_owned(), token.to_owned())], "{}");
+            prop_assert!(v.verify(&with(&secret)).is_ok());
+            prop_assert_eq!(v.verify(&with(&given)).is_ok(), given == secret);
+        }
+
+        #[test]
+        fn standard_webhooks_refuse_forged_stale_and_odd_deliveries(
+            key in prop::collection::vec(any::<u8>(), 1..48),
+            other in prop::collection::vec(any::<u8>(), 1..48),
+            id in "[a-z0-9_]{1,20}",
+            value in crate::arbitrary::json(),
+            at in any::<usize>(),
+            skew in 301u64..1_000_000,
+            timestamp in any::<u64>(),
+            forged in ".{0,80}",
+        ) {
+            use base64::Engine;
+            prop_assume!(key != other);
+            let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(&key));
+            let other = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(&other));
+            let v = bind(
+                Authenticate::StandardWebhooks { secret: "secret", tolerance: Duration::from_secs(300) },
+                &secret,
+            );
+            let body = serde_json::json!({"payload": value}).to_string();
+            let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let at_time = |ts: u64, sig: String| {
+                event(
+                    vec![
+                        ("webhook-id".to_owned(), id.clone()),
+                        ("webhook-timestamp".to_owned(), ts.to_string()),
+                        ("webhook-signature".to_owned(), sig),
+                    ],
+                    &body,
+                )
+            };
+            let sign = |secret: &str, ts: u64| {
+                standard_webhooks_signature(secret, &id, ts, body.as_bytes())
+                    .unwrap_or_else(|e| unreachable!("{e}"))
+            };
+            let ts = 1_800_000_000;
+            let right = sign(&secret, ts);
+            prop_assert!(v.verify_at(&at_time(ts, right.clone()), now).is_ok());
+            prop_assert!(v.verify_at(&at_time(ts, mutate(&right, 3 + at % 40)), now).is_err());
+            prop_assert!(v.verify_at(&at_time(ts, sign(&other, ts)), now).is_err());
+            if forged != right {
+                prop_assert!(v.verify_at(&at_time(ts, forged), now).is_err());
+            }
+            // Signed right, but sent too long before or after now.
+            for stale in [ts - skew, ts + skew] {
+                prop_assert!(v.verify_at(&at_time(stale, sign(&secret, stale)), now).is_err());
+            }
+            // Any timestamp at all, signed or not: an answer, never a panic.
+            prop_assert!(v.verify_at(&at_time(timestamp, sign(&secret, timestamp)), now).is_ok() == (timestamp.abs_diff(ts) <= 300));
+        }
     }
 }

@@ -4,7 +4,12 @@
 //! itself once space returns; a queue file that is not a database stops start-up with a message
 //! naming it and is left as it was.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,12 @@
 //!
 //! Bounded: a 1 s probe, then at most 30,000 requests over at most 3 s.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

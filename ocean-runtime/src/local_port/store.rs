@@ -1150,3 +1150,66 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Arbitrary identifiers and property values: refused as Port refuses them, or stored exactly
+    //! (in memory and in what is committed); arbitrary search queries: an answer, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn identifier() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[A-Za-z0-9@_.+:/=-]{1,40}",
+            crate::arbitrary::text(),
+            "[a-z]{990,1010}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::arbitrary::config(256))]
+
+        #[test]
+        fn entities_are_refused_like_port_or_stored_exactly(
+            id in identifier(),
+            properties in prop::collection::btree_map(crate::arbitrary::text(), crate::arbitrary::json(), 0..6),
+            title in prop::option::of(crate::arbitrary::text()),
+            query in crate::arbitrary::json(),
+        ) {
+            let mut state = State::default();
+            let mut changes = Vec::new();
+            let properties: Map<String, Value> = properties.into_iter().collect();
+            let mut sent = json!({"identifier": id, "properties": properties});
+            if let Some(t) = &title {
+                sent["title"] = Value::String(t.clone());
+            }
+            let valid = !id.is_empty()
+                && id.len() <= 1000
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c));
+            match state.upsert("b", &sent, false, "ds", &mut changes) {
+                Ok((stored_id, created)) => {
+                    prop_assert!(valid, "accepted the identifier {:?}", id);
+                    prop_assert!(created);
+                    prop_assert_eq!(&stored_id, &id);
+                    let stored = &state.entities[&("b".to_owned(), id.clone())].entity;
+                    prop_assert_eq!(&stored["properties"], &sent["properties"]);
+                    // Port shows a title it was not given as null.
+                    prop_assert_eq!(&stored["title"], &sent["title"]);
+                    let committed = changes.iter().find_map(|c| match c {
+                        Change::PutEntity(_, bytes) => serde_json::from_slice::<Stored>(bytes).ok(),
+                        _ => None,
+                    });
+                    prop_assert_eq!(committed.map(|s| s.entity), Some(stored.clone()));
+                }
+                Err(refused) => {
+                    prop_assert!(!valid, "refused the identifier {:?}: {:?}", id, refused);
+                    prop_assert_eq!(refused.status, 422);
+                    prop_assert!(changes.is_empty());
+                }
+            }
+            // Whatever the query, an answer.
+            let _ = state.search_ids(Some("b"), &query);
+            let _ = state.search_ids(None, &json!({"combinator": "or", "rules": [query]}));
+        }
+    }
+}

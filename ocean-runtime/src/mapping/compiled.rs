@@ -583,6 +583,21 @@ impl CompiledMapping {
             out.issues.push(issue);
             return;
         }
+        let search = identifier.get("rules").is_some_and(Value::is_array);
+        if !(identifier.is_string() || search) {
+            // Port refuses it anyway; said here, with the expression, instead of as a 422.
+            let mut issue = at.issue(
+                "port.entity.mappings.identifier".to_owned(),
+                IssueKind::Skipped(format!(
+                    "the identifier is {}, not a string or a search query (`rules`)",
+                    kind_of(&identifier)
+                )),
+            );
+            issue.blueprint = Some(blueprint);
+            out.issues.truncate(first_issue);
+            out.issues.push(issue);
+            return;
+        }
         let entity = Entity {
             blueprint,
             identifier,
@@ -871,10 +886,141 @@ resources:
     }
 
     #[test]
+    fn an_identifier_that_is_not_a_string_or_a_search_query_skips_the_item() {
+        let m = mapping(ISSUES);
+        for id in [json!(7), json!([]), json!({"": null}), json!(true)] {
+            let out = m.map_items(0, &[json!({"key": id, "fields": {"status": "Open"}})]);
+            assert!(out.passed.is_empty() && out.failed.is_empty(), "{id}");
+            assert_eq!(out.skipped(), 1, "{id}");
+            let said = out.issues[0].to_string();
+            assert!(said.contains("not a string or a search query"), "{said}");
+        }
+    }
+
+    #[test]
     fn resources_of_keeps_mapping_indexes() {
         let m = mapping(&format!("{ISSUES}{}", ISSUES.replace("resources:\n", "")));
         let idx: Vec<_> = m.resources_of("issue").map(|(i, _)| i).collect();
         assert_eq!(idx, [0, 1]);
         assert_eq!(m.resources_of("other").count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Any raw item through every mapping feature: never a panic, and every item either becomes
+    //! an entity (selected or not) or is reported as a mapping issue.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every field and feature a mapping has: a selector, a plain identifier and a search-query
+    /// one, title, icon, team, properties (arithmetic, string functions, objects), relations
+    /// (plain and search), and `itemsToParse`.
+    const EVERYTHING: &str = r#"
+resources:
+  - kind: a
+    selector: {query: '.keep != false'}
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          title: .name | tostring
+          icon: '"Jira"'
+          blueprint: .bp // "thing"
+          team: .team
+          properties:
+            n: .n + 1
+            text: (.text // "") | ascii_downcase
+            keys: (.obj // {}) | keys
+            deep: .a.b.c.d
+            length: . | length
+          relations:
+            parent: .parent
+            found:
+              combinator: '"and"'
+              rules:
+                - property: '"$identifier"'
+                  operator: '"="'
+                  value: .id
+  - kind: b
+    selector: {query: 'true'}
+    port:
+      itemsToParse: .children
+      entity:
+        mappings:
+          identifier:
+            combinator: '"and"'
+            rules:
+              - property: '"$title"'
+                operator: '"="'
+                value: .item.name
+          blueprint: '"child"'
+          properties:
+            parent: .id
+            value: .item
+"#;
+
+    fn mapping() -> CompiledMapping {
+        let config = crate::mapping::PortAppConfig::from_yaml(EVERYTHING)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        CompiledMapping::compile(config).unwrap_or_else(|e| unreachable!("{e:?}"))
+    }
+
+    /// An item that sometimes has the fields the mapping reads, with values of any type.
+    fn item() -> impl Strategy<Value = Value> {
+        use crate::arbitrary::json;
+        (
+            json(),
+            prop::option::of(json()),
+            prop::option::of(json()),
+            prop::option::of(json()),
+            prop::option::of(json()),
+        )
+            .prop_map(|(base, id, n, children, keep)| {
+                let mut item = match base {
+                    Value::Object(map) => Value::Object(map),
+                    other => serde_json::json!({"other": other}),
+                };
+                for (key, value) in [("id", id), ("n", n), ("children", children), ("keep", keep)] {
+                    if let Some(v) = value {
+                        item[key] = v;
+                    }
+                }
+                item
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::arbitrary::config(128))]
+
+        #[test]
+        fn every_item_is_mapped_or_reported(
+            items in prop::collection::vec(item(), 0..6),
+            raw in prop::collection::vec(crate::arbitrary::json(), 0..4),
+        ) {
+            let m = mapping();
+            let out = m.map_items(0, &items);
+            prop_assert_eq!(
+                out.passed.len() + out.failed.len() + out.skipped(),
+                items.len(),
+                "{:?}", out.issues
+            );
+            for e in out.passed.iter().chain(&out.failed) {
+                let search = e.identifier.get("rules").is_some_and(Value::is_array);
+                prop_assert!((e.identifier.is_string() || search) && !e.blueprint.is_empty(), "{:?}", e);
+                prop_assert_eq!(&e.body["identifier"], &e.identifier);
+            }
+            // Items of any shape at all (not objects, too), and through `itemsToParse`.
+            let any = m.map_items(0, &raw);
+            prop_assert_eq!(any.passed.len() + any.failed.len() + any.skipped(), raw.len());
+            let parsed = m.map_items(1, &items);
+            for e in &parsed.passed {
+                prop_assert!(e.identifier.is_object(), "{:?}", e);
+                prop_assert_eq!(e.blueprint.as_str(), "child");
+            }
+            // A resource the mapping does not have is an issue, not a panic.
+            let missing = m.map_items(7, &items);
+            prop_assert!(missing.passed.is_empty() && (items.is_empty() || !missing.issues.is_empty()));
+        }
     }
 }

@@ -496,6 +496,25 @@ async fn admin_auth(
     }
 }
 
+/// Turns the plain-text refusals of axum's extractors (a path that is not UTF-8, an id that is not
+/// a number…) into the JSON every other refusal has.
+async fn json_errors(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(plain && (response.status().is_client_error() || response.status().is_server_error())) {
+        return response;
+    }
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    reject(status, text)
+}
+
 /// The ingress router.
 pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
     let base = Router::new()
@@ -510,7 +529,9 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
             )
         });
     if !ingress.admin_enabled {
-        return base.with_state(ingress);
+        return base
+            .layer(axum::middleware::map_response(json_errors))
+            .with_state(ingress);
     }
     let admin = Router::new()
         .route("/admin/dead-letters", get(list_dead).delete(purge_dead))
@@ -527,7 +548,9 @@ pub(crate) fn router(ingress: Arc<Ingress>) -> Router {
             Arc::clone(&ingress),
             admin_auth,
         ));
-    base.merge(admin).with_state(ingress)
+    base.merge(admin)
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(ingress)
 }
 
 #[cfg(test)]
