@@ -199,9 +199,6 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                         },
                         Err(e) => Err(e),
                     };
-                    for done in dones.into_iter().flatten() {
-                        let _ = done.send(result.clone());
-                    }
                     if let (Err(e), Some(recover)) = (&result, &recover) {
                         let mut fail_queued = || {
                             while let Ok(p) = rx.try_recv() {
@@ -213,6 +210,10 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                             }
                         };
                         recover(&db, &mut fail_queued);
+                    }
+                    // Told only once the owner's copy is back to what is committed.
+                    for done in dones.into_iter().flatten() {
+                        let _ = done.send(result.clone());
                     }
                 }
                 match db.get() {
@@ -279,8 +280,15 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// Held by the test while it queues writes behind the failing commit.
+    static GATE: Mutex<()> = Mutex::new(());
+    /// Set once the failing commit has started (and waits at the gate).
+    static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     fn commit(_: &Database, ops: &[&'static str]) -> Result<(), redb::Error> {
         if ops.contains(&"fail") {
+            ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(GATE.lock());
             return Err(redb::Error::Corrupted("refused for the test".to_owned()));
         }
         Ok(())
@@ -305,14 +313,25 @@ mod tests {
             })
         };
         let writer = GroupWriter::spawn_with("test", db, commit, Some(recover)).unwrap();
-        let (a, b, c) = {
+        // The failing commit runs alone; two writes are queued while it does.
+        let gate = GATE.lock().unwrap();
+        let a = writer.submit("fail").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ENTERED.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the commit never started"
+            );
+            std::thread::yield_now();
+        }
+        let (b, c) = {
             let _held = lock.lock().unwrap();
             (
-                writer.submit("fail").unwrap(),
                 writer.submit("after").unwrap(),
                 writer.submit("after").unwrap(),
             )
         };
+        drop(gate);
         let results = [a.await.unwrap(), b.await.unwrap(), c.await.unwrap()];
         assert!(
             results.iter().all(Result::is_err),
