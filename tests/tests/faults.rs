@@ -232,6 +232,19 @@ async fn nothing_is_lost_when_port_throttles_fails_expires_tokens_and_refuses() 
     .await;
 
     check(&proxy.log.lock().unwrap());
+    // The entity Port refused is kept, with Port's answer, in its event's dead letter.
+    let letters: Value = client
+        .get(format!("{}/admin/dead-letters", app.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let letters = letters["deadLetters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["refused"][0]["identifier"], "not valid!");
+    assert_eq!(letters[0]["refused"][0]["status"], 422);
     app.shutdown().await;
     port.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
