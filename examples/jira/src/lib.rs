@@ -31,6 +31,33 @@ pub struct JiraSettings {
     /// `OCEAN__INTEGRATION__CONFIG__JIRA_URL`: Jira's base URL; unset starts the demo upstream.
     #[serde(default)]
     pub jira_url: Option<String>,
+    /// `OCEAN__INTEGRATION__CONFIG__DEMO_LATENCY_MS`: with the demo upstream, milliseconds added to
+    /// every `GET` (to play a slow Jira).
+    #[serde(default)]
+    pub demo_latency_ms: Option<u64>,
+    /// `OCEAN__INTEGRATION__CONFIG__DEMO_ERROR_RATE`: with the demo upstream, the share of `GET`s
+    /// (0 to 1) answered 429 with `Retry-After: 1`.
+    #[serde(default)]
+    pub demo_error_rate: Option<f64>,
+}
+
+impl JiraSettings {
+    /// How the demo upstream should behave.
+    ///
+    /// # Errors
+    /// The error rate is not between 0 and 1 (the message names its variable).
+    pub fn demo_options(&self) -> Result<demo::DemoOptions, String> {
+        let error_rate = self.demo_error_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&error_rate) {
+            return Err(format!(
+                "OCEAN__INTEGRATION__CONFIG__DEMO_ERROR_RATE must be between 0 and 1, not {error_rate}"
+            ));
+        }
+        Ok(demo::DemoOptions {
+            latency: std::time::Duration::from_millis(self.demo_latency_ms.unwrap_or(0)),
+            error_rate,
+        })
+    }
 }
 
 /// Jira's REST API (`/rest/api/2`), shared by every processor.
@@ -58,7 +85,7 @@ impl Jira {
                 ));
             }
             None => {
-                let demo = demo::DemoJira::start()
+                let demo = demo::DemoJira::start_with(settings.demo_options()?)
                     .await
                     .map_err(|e| format!("cannot start the demo Jira: {e}"))?;
                 tracing::info!(
