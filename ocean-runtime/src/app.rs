@@ -272,8 +272,17 @@ impl App {
 
     /// Binds verifier secrets, builds the state and loads the integration configs the handlers
     /// ask for; fails before anything is started.
-    async fn prepare(&mut self) -> Result<(), StartError> {
+    async fn prepare(&mut self, metrics: &Arc<Metrics>) -> Result<(), StartError> {
         self.registry.bind(&self.config.integration)?;
+        // The upstream client handlers may take as `State<Upstream>`, unless the integration
+        // gave its own.
+        let upstream_type = std::any::TypeId::of::<crate::upstream::Upstream>();
+        if !self.extensions.has_state(upstream_type) {
+            let upstream = crate::upstream::Upstream::new(self.config.upstream)
+                .map_err(StartError::State)?
+                .with_metrics(Arc::clone(metrics));
+            self.extensions.insert_state(Arc::new(upstream));
+        }
         if let Some(init) = self.state_init {
             let (value, type_name) = init(&self.config.integration)?
                 .await
@@ -308,7 +317,8 @@ impl App {
     /// # Errors
     /// A part could not start; nothing is left running.
     pub async fn start(mut self) -> Result<RunningApp, StartError> {
-        self.prepare().await?;
+        let metrics = Arc::new(Metrics::default());
+        self.prepare(&metrics).await?;
         let registry = Arc::new(self.registry);
         let extensions = Arc::new(self.extensions);
         let config = self.config;
@@ -341,7 +351,6 @@ impl App {
                 (Some(local), url, "local".to_owned(), "local".to_owned())
             }
         };
-        let metrics = Arc::new(Metrics::default());
         let client = PortClient::new(PortClientConfig {
             base_url: base_url.clone(),
             client_id,

@@ -34,6 +34,10 @@
 //! | `OCEAN__INGRESS__MAX_CONNECTIONS` | `1024` | open connections at most; one more is answered 503 and closed |
 //! | `OCEAN__INGRESS__MAX_IN_FLIGHT` | `256` | webhooks being accepted at once at most; one more is answered 503 with `Retry-After` |
 //! | `OCEAN__INGRESS__MAX_LAG_MS` | `500` | while the server's runtime runs this far behind (more arrives than the cores can take), new webhooks are answered 503 with `Retry-After` |
+//! | `OCEAN__UPSTREAM__TIMEOUT_SECONDS` | `30` | time limit of one request of the upstream client ([`crate::upstream`]) |
+//! | `OCEAN__UPSTREAM__MAX_RETRIES` | `5` | retries of a 429, a retryable 5xx, a timeout or a connection failure |
+//! | `OCEAN__UPSTREAM__RATE_LIMIT` | unset | requests per host: `10/s`, `600/m`, `5000/h` |
+//! | `OCEAN__UPSTREAM__MAX_CONCURRENCY` | `64` | requests per host at once |
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
 //! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
 //! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
@@ -224,6 +228,8 @@ pub struct Config {
     pub admin_enabled: bool,
     /// Limits on the webhook server's clients.
     pub ingress: IngressLimits,
+    /// The upstream client's settings.
+    pub upstream: crate::upstream::UpstreamSettings,
     /// Queue backend.
     pub queue_backend: QueueBackend,
     /// Folder of the disk queue.
@@ -473,6 +479,30 @@ impl Config {
                 .unwrap_or(u64::MAX),
             ),
         };
+        let upstream_defaults = crate::upstream::UpstreamSettings::default();
+        let upstream = crate::upstream::UpstreamSettings {
+            timeout: env.timeout(
+                "OCEAN__UPSTREAM__TIMEOUT_SECONDS",
+                upstream_defaults.timeout,
+            )?,
+            max_retries: env.parse(
+                "OCEAN__UPSTREAM__MAX_RETRIES",
+                upstream_defaults.max_retries,
+                "a whole number",
+            )?,
+            rate: match env.raw("OCEAN__UPSTREAM__RATE_LIMIT") {
+                None => None,
+                Some(value) => Some(value.parse().map_err(|reason| ConfigError::Invalid {
+                    var: "OCEAN__UPSTREAM__RATE_LIMIT".to_owned(),
+                    value,
+                    reason,
+                })?),
+            },
+            max_concurrency: env.positive(
+                "OCEAN__UPSTREAM__MAX_CONCURRENCY",
+                upstream_defaults.max_concurrency,
+            )?,
+        };
         Ok(Self {
             host,
             port: env.parse(
@@ -504,6 +534,7 @@ impl Config {
             admin_token,
             admin_enabled,
             ingress,
+            upstream,
             queue_backend,
             queue_path: env
                 .raw("OCEAN__QUEUE__PATH")

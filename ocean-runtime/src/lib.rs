@@ -28,6 +28,7 @@ mod server;
 mod spec;
 pub mod state;
 pub mod testing;
+pub mod upstream;
 pub mod verify;
 
 #[cfg(test)]
@@ -146,6 +147,7 @@ pub mod prelude {
     pub use crate::extract::{Config, Selector, State};
     pub use crate::mapping::ResourceConfig;
     pub use crate::processor::{JobContext, ProcessError, RawResults, ResultExt, WebhookProcessor};
+    pub use crate::upstream::Upstream;
     pub use crate::webhook_processor;
     pub use serde::Deserialize;
     pub use serde_json::{Value, json};

@@ -96,6 +96,10 @@ pub struct Metrics {
     port_latency: Histogram,
     mapping_issues: Mutex<BTreeMap<IssueKey, u64>>,
     mapping_loads: Mutex<BTreeMap<&'static str, u64>>,
+    upstream_calls: Mutex<BTreeMap<(String, String), u64>>,
+    upstream_latency: Histogram,
+    /// Waits for the rate limit by host: how many, and microseconds in all.
+    upstream_waits: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 /// Blueprint, field, kind, severity.
@@ -171,6 +175,21 @@ impl Metrics {
     pub fn port_call(&self, method: &str, outcome: &'static str, took: Duration) {
         bump(&self.port_calls, (method.to_owned(), outcome));
         self.port_latency.observe(took);
+    }
+
+    /// A request of the upstream client ended (`status`: the HTTP status, `timeout` or
+    /// `transport`).
+    pub fn upstream_call(&self, host: &str, status: &str, took: Duration) {
+        bump(&self.upstream_calls, (host.to_owned(), status.to_owned()));
+        self.upstream_latency.observe(took);
+    }
+
+    /// A request of the upstream client waited `took` for the host's rate limit.
+    pub fn upstream_wait(&self, host: &str, took: Duration) {
+        let mut waits = locked(&self.upstream_waits);
+        let entry = waits.entry(host.to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     }
 
     /// A mapping issue on `field` of an entity of `blueprint`: `kind` is `null`, `failed` or
@@ -340,6 +359,48 @@ impl Metrics {
         );
         self.port_latency
             .render(&mut out, "ocean_port_request_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP ocean_upstream_requests_total Requests of the upstream client, by host and status.\n# TYPE ocean_upstream_requests_total counter"
+        );
+        for ((host, status), n) in locked(&self.upstream_calls).iter() {
+            let _ = writeln!(
+                out,
+                "ocean_upstream_requests_total{{host=\"{}\",status=\"{}\"}} {n}",
+                label(host),
+                label(status)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ocean_upstream_request_seconds Upstream request latency.\n# TYPE ocean_upstream_request_seconds histogram"
+        );
+        self.upstream_latency
+            .render(&mut out, "ocean_upstream_request_seconds", "");
+        let waits = locked(&self.upstream_waits);
+        let _ = writeln!(
+            out,
+            "# HELP ocean_upstream_rate_limit_waits_total Upstream requests that waited for their host's rate limit.\n# TYPE ocean_upstream_rate_limit_waits_total counter"
+        );
+        for (host, (n, _)) in waits.iter() {
+            let _ = writeln!(
+                out,
+                "ocean_upstream_rate_limit_waits_total{{host=\"{}\"}} {n}",
+                label(host)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ocean_upstream_rate_limit_wait_seconds_total Time spent waiting for the rate limit.\n# TYPE ocean_upstream_rate_limit_wait_seconds_total counter"
+        );
+        for (host, (_, micros)) in waits.iter() {
+            let _ = writeln!(
+                out,
+                "ocean_upstream_rate_limit_wait_seconds_total{{host=\"{}\"}} {}",
+                label(host),
+                *micros as f64 / 1e6
+            );
+        }
         out
     }
 }

@@ -1,7 +1,9 @@
 //! A Jira-like integration: Jira's issue and project webhooks keep `jiraIssue` and `jiraProject`
 //! entities up to date. A webhook only says *which* issue or project changed; the processors fetch
 //! the latest version from Jira's REST API, so an entity never goes back to an older state even
-//! when webhooks arrive late or twice, and a deleted issue is deleted once Jira says 404.
+//! when webhooks arrive late or twice, and a deleted issue is deleted once Jira says 404. Because
+//! each fetch gets the latest version, the processors are `latest_only`: of several queued events
+//! of one issue, only the last is processed (one fetch instead of one per event during a burst).
 //!
 //! Run it against the built-in local Port (no configuration needed):
 //!
@@ -60,10 +62,11 @@ impl JiraSettings {
     }
 }
 
-/// Jira's REST API (`/rest/api/2`), shared by every processor.
+/// Where Jira's REST API (`/rest/api/2`) is, shared by every processor; requests go through the
+/// runtime's [`Upstream`] client (its retries on 429 and 5xx honouring `Retry-After`, its per-host
+/// rate limit and concurrency cap, `OCEAN__UPSTREAM__…`).
 #[derive(Debug)]
 pub struct Jira {
-    http: reqwest::Client,
     base: String,
     /// The demo upstream, when this client talks to it (kept running as long as the client).
     _demo: Option<demo::DemoJira>,
@@ -95,24 +98,18 @@ impl Jira {
                 (demo.url(), Some(demo))
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            http,
-            base,
-            _demo: demo,
-        })
+        Ok(Self { base, _demo: demo })
     }
 
     /// `GET /rest/api/2/{what}/{key}`: the record, or `None` when Jira answers 404.
-    async fn get(&self, what: &str, key: &str) -> Result<Option<Value>, ProcessError> {
-        let response = self
-            .http
-            .get(format!("{}/rest/api/2/{what}/{key}", self.base))
-            .send()
-            .await?;
+    async fn get(
+        &self,
+        upstream: &Upstream,
+        what: &str,
+        key: &str,
+    ) -> Result<Option<Value>, ProcessError> {
+        let url = format!("{}/rest/api/2/{what}/{key}", self.base);
+        let response = upstream.send(upstream.get(url)).await?;
         match response.status().as_u16() {
             404 => Ok(None),
             200 => Ok(Some(response.json().await?)),
@@ -126,6 +123,7 @@ impl Jira {
 async fn latest(
     event: &WebhookEvent,
     jira: &Jira,
+    upstream: &Upstream,
     what: &str,
     deleted_event: &str,
 ) -> Result<RawResults, ProcessError> {
@@ -134,7 +132,7 @@ async fn latest(
     if event.payload()["webhookEvent"] == deleted_event {
         return Ok(RawResults::deleted([sent.clone()]));
     }
-    Ok(match jira.get(what, key).await? {
+    Ok(match jira.get(upstream, what, key).await? {
         Some(record) => RawResults::updated([record]),
         None => RawResults::deleted([sent.clone()]),
     })
@@ -146,13 +144,15 @@ async fn latest(
     kinds = ["issue"],
     matches = r#".webhookEvent | startswith("jira:issue_")"#,
     group = ".issue.key",
+    latest_only = true,
     retry(max = 3, initial = "500ms"),
 )]
 pub async fn issue_events(
     event: &WebhookEvent,
     jira: State<Jira>,
+    upstream: State<Upstream>,
 ) -> Result<RawResults, ProcessError> {
-    latest(event, &jira, "issue", "jira:issue_deleted").await
+    latest(event, &jira, &upstream, "issue", "jira:issue_deleted").await
 }
 
 /// Any `project_*` event: the project as Jira has it now (deleted when Jira no longer has it).
@@ -161,11 +161,13 @@ pub async fn issue_events(
     kinds = ["project"],
     matches = r#".webhookEvent | startswith("project_")"#,
     group = ".project.key",
+    latest_only = true,
     retry(max = 3, initial = "500ms"),
 )]
 pub async fn project_events(
     event: &WebhookEvent,
     jira: State<Jira>,
+    upstream: State<Upstream>,
 ) -> Result<RawResults, ProcessError> {
-    latest(event, &jira, "project", "project_deleted").await
+    latest(event, &jira, &upstream, "project", "project_deleted").await
 }

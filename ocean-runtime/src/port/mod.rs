@@ -255,7 +255,10 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How long Port asked to wait before the next call: `Retry-After`, else `x-ratelimit-reset`, each
 /// read as Ocean reads them (seconds; a number over 10,000 is a Unix time) or as an HTTP date or
 /// an ISO 8601 time; at most [`MAX_WAIT`].
-fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: SystemTime,
+) -> Option<Duration> {
     ["retry-after", "x-ratelimit-reset"]
         .iter()
         .find_map(|name| {
@@ -331,7 +334,7 @@ pub(crate) fn parse_iso8601(value: &str) -> Option<SystemTime> {
 }
 
 /// `base` ± 10 %, so that clients failing together do not retry together.
-fn jittered(base: Duration) -> Duration {
+pub(crate) fn jittered(base: Duration) -> Duration {
     use std::hash::BuildHasher;
     // A fresh random-keyed hasher is random enough for spreading retries.
     let r = std::collections::hash_map::RandomState::new().hash_one(base);
