@@ -487,8 +487,9 @@ impl App {
         let (stop_ingress, stopped) = oneshot::channel::<()>();
         let app = router(ingress);
         let limits = config.ingress;
+        let drain = config.shutdown_wait;
         let ingress = tokio::spawn(async move {
-            crate::server::serve(listener, app, limits, serve_metrics, async {
+            crate::server::serve(listener, app, limits, serve_metrics, drain, async {
                 let _ = stopped.await;
             })
             .await;

@@ -360,10 +360,7 @@ mod tests {
     type Answer = fn(usize) -> (u16, Vec<(&'static str, String)>);
 
     /// A loopback upstream answering request `n` (from 0) with `answer(n)` after `delay`.
-    async fn upstream(
-        answer: Answer,
-        delay: Duration,
-    ) -> (String, Arc<Seen>) {
+    async fn upstream(answer: Answer, delay: Duration) -> (String, Arc<Seen>) {
         let seen = Arc::new(Seen::default());
         let app = axum::Router::new().fallback({
             let seen = Arc::clone(&seen);

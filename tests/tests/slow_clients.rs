@@ -2,7 +2,7 @@
 //! defaults: disk queue, built-in Port): 1,000 half-open connections do not keep a normal client
 //! out and are closed after the timeout; a client trickling a header is closed by the header
 //! timeout; a stalled body is answered 408; an idle keep-alive connection is closed; connections
-//! over the cap are answered 503.
+//! over the cap are answered 503; a stalled client does not hold a shutdown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -60,8 +60,8 @@ async fn slow_clients_are_cut_off_and_do_not_keep_others_out() {
             ("OCEAN__PORT_APP_CONFIG_FILE", mapping.as_str()),
             ("OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS", "3"),
             ("OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS", "2"),
-            ("OCEAN__INGRESS__BODY_TIMEOUT_SECONDS", "1"),
             ("OCEAN__INGRESS__MAX_CONNECTIONS", "1010"),
+            ("OCEAN__INGRESS__BODY_TIMEOUT_SECONDS", "1"),
         ],
     )
     .unwrap();
@@ -213,5 +213,54 @@ async fn slow_clients_are_cut_off_and_do_not_keep_others_out() {
     })
     .await;
     drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_a_shutdown() {
+    let dir = std::env::temp_dir().join(format!("ocean-stalled-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mapping = dir.join("mapping.yml");
+    std::fs::write(&mapping, ocean_tests::JIRA_MAPPING).unwrap();
+    let mapping = mapping.display().to_string();
+    let mut app = TestBinary::start(
+        REPLICA,
+        &dir,
+        &[
+            ("OCEAN__PORT_APP_CONFIG_FILE", mapping.as_str()),
+            ("OCEAN__INGRESS__BODY_TIMEOUT_SECONDS", "600"),
+            ("OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN", "2"),
+        ],
+    )
+    .unwrap();
+    let addr = address(&app.ingress_url());
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /integration/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"",
+        )
+        .await
+        .unwrap();
+    // The request is being read once the server answers another one on a new connection.
+    let live = reqwest::get(format!("http://{addr}/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let stopping = Instant::now();
+    let status = app.signal_and_wait("-TERM").await.unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "a stalled body held the shutdown for {:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        app.log()
+            .iter()
+            .any(|l| l.contains("connections still open when the shutdown wait ended")),
+        "the log says a connection was closed"
+    );
+    drop(stalled);
     let _ = std::fs::remove_dir_all(&dir);
 }

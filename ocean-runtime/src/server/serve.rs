@@ -9,7 +9,9 @@
 //!   so that a flood of connections cannot exhaust file descriptors.
 //! - Each request carries its peer's address ([`ConnectInfo`]), which the admin endpoints check.
 //!
-//! Stopping stops accepting, lets the requests being answered finish, and closes idle connections.
+//! Stopping stops accepting, closes idle connections and lets the requests being answered finish,
+//! for `drain` at most; connections still open then (a client stalled in the middle of a body,
+//! say) are closed, so that no client can hold a shutdown.
 
 use std::future::Future;
 use std::io;
@@ -205,8 +207,10 @@ pub(crate) async fn serve(
     router: Router,
     limits: IngressLimits,
     metrics: Arc<crate::metrics::Metrics>,
+    drain: Duration,
     stop: impl Future<Output = ()>,
 ) {
+    let mut connections = tokio::task::JoinSet::new();
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -227,6 +231,8 @@ pub(crate) async fn serve(
             },
             () = &mut stop => break,
         };
+        // Reap the connections that ended, so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             tracing::debug!(%peer, "connection refused: OCEAN__INGRESS__MAX_CONNECTIONS reached");
             metrics.rejected("too_many_connections");
@@ -254,7 +260,7 @@ pub(crate) async fn serve(
         };
         let connection = graceful.watch(http.serve_connection(io, service));
         let idle = limits.idle_timeout;
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 ended = connection => {
@@ -269,7 +275,16 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            connections = connections.len(),
+            "connections still open when the shutdown wait ended; closed"
+        );
+    }
+    connections.shutdown().await;
 }
 
 #[cfg(test)]
