@@ -22,8 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocean_runtime::testing::{RedisServer, TestBinary, local_port_token, metric};
-use serde_json::Value;
+use ocean_runtime::testing::{RedisServer, TestBinary, metric, port_entities};
 
 #[path = "common/jira.rs"]
 mod jira;
@@ -186,17 +185,10 @@ async fn run(setup: Setup, index: usize, events: usize, connections: usize) -> M
         (calls / events as f64, (usec - usec0) / calls.max(1.0))
     });
     let loaded_latency_ms = latency.and_then(|t| t.join().ok().flatten());
-    let token = local_port_token(&http, &port_url).await.unwrap();
-    let body: Value = http
-        .get(format!("{port_url}/v1/blueprints/jiraIssue/entities"))
-        .bearer_auth(token)
-        .send()
+    let entities = port_entities(&http, &port_url, "jiraIssue")
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let entities = body["entities"].as_array().map_or(0, Vec::len);
+        .len();
     assert_eq!(entities, events, "every event's entity is in Port");
     drop(replicas);
     drop(port);

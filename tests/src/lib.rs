@@ -67,3 +67,58 @@ pub fn issue_event(
         }
     })
 }
+
+/// Sends a request a test proxy received on to `upstream` (the same method, path, query, headers
+/// and body) and answers with what came back: status, body and content type; 502 with the reason
+/// when the upstream cannot be reached.
+pub async fn pass_through(
+    http: &reqwest::Client,
+    upstream: &str,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    let mut request = http
+        .request(parts.method.clone(), format!("{upstream}{path}"))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    let answered = async {
+        let answer = request.send().await?;
+        let status = answer.status();
+        let content_type = answer.headers().get("content-type").cloned();
+        Ok::<_, reqwest::Error>((status, content_type, answer.bytes().await?))
+    };
+    match answered.await {
+        Ok((status, content_type, bytes)) => {
+            let mut response = (status, bytes).into_response();
+            if let Some(ct) = content_type {
+                response.headers_mut().insert("content-type", ct);
+            }
+            response
+        }
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// A fresh folder for a test process (`ocean-<name>-<pid>` under the temporary folder) holding
+/// the Jira mapping; returns the folder and the mapping file's path, for
+/// `OCEAN__PORT_APP_CONFIG_FILE`.
+///
+/// # Errors
+/// The folder or the file cannot be written.
+pub fn folder_with_jira_mapping(name: &str) -> std::io::Result<(std::path::PathBuf, String)> {
+    let dir = std::env::temp_dir().join(format!("ocean-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mapping = dir.join("mapping.yml");
+    std::fs::write(&mapping, JIRA_MAPPING)?;
+    Ok((dir, mapping.display().to_string()))
+}

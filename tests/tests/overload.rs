@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ocean_runtime::testing::{TestBinary, eventually, local_port_token, metric};
+use ocean_runtime::testing::{TestBinary, eventually, metric, port_entities};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -132,24 +132,9 @@ async fn send(addr: &str, pool: &Pool, key: String, tally: &Tally) {
     }
 }
 
-/// Peak resident set of process `pid`, in KiB (`VmHWM`).
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_at_three_times_capacity_gets_503s_and_loses_nothing_acknowledged() {
-    let dir = std::env::temp_dir().join(format!("ocean-overload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mapping = dir.join("mapping.yml");
-    std::fs::write(&mapping, ocean_tests::JIRA_MAPPING).unwrap();
-    let mapping = mapping.display().to_string();
+    let (dir, mapping) = ocean_tests::folder_with_jira_mapping("overload").unwrap();
     let mut app = TestBinary::start(
         REPLICA,
         &dir,
@@ -206,7 +191,7 @@ async fn a_flood_at_three_times_capacity_gets_503s_and_loses_nothing_acknowledge
     let accepted: BTreeSet<String> = tally.accepted.lock().await.iter().cloned().collect();
     let refused = tally.refused.load(Ordering::Relaxed);
     let wrong = tally.wrong.lock().await.clone();
-    let peak = peak_rss_kb(app.pid());
+    let peak = app.memory_kb("VmHWM").unwrap_or(0);
     pool.lock().unwrap().clear();
     let text = eventually("the metrics", Duration::from_secs(10), || async {
         let r = reqwest::get(format!("{base}/metrics")).await?;
@@ -262,24 +247,13 @@ async fn a_flood_at_three_times_capacity_gets_503s_and_loses_nothing_acknowledge
         },
     )
     .await;
-    let port_url = app.port_url();
-    let http = reqwest::Client::new();
-    let token = local_port_token(&http, &port_url).await.unwrap();
-    let answer: Value = http
-        .get(format!("{port_url}/v1/blueprints/jiraIssue/entities"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let in_port: BTreeSet<String> = answer["entities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["identifier"].as_str().map(str::to_owned))
-        .collect();
+    let in_port: BTreeSet<String> =
+        port_entities(&reqwest::Client::new(), &app.port_url(), "jiraIssue")
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["identifier"].as_str().map(str::to_owned))
+            .collect();
     let missing: Vec<_> = accepted.difference(&in_port).take(5).collect();
     assert!(
         missing.is_empty(),

@@ -242,23 +242,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             return (status, axum::Json(answer)).into_response();
         }
     }
-    let mut upstream = proxy
-        .http
-        .request(parts.method.clone(), format!("{}{path}", proxy.upstream))
-        .body(body);
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            upstream = upstream.header(name, value);
-        }
-    }
-    let answer = upstream.send().await.unwrap();
-    let status = answer.status();
-    let bytes = answer.bytes().await.unwrap();
-    let mut response = (status, bytes).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    response
+    ocean_tests::pass_through(&proxy.http, &proxy.upstream, &parts, body).await
 }
 
 /// The app, talking to a built-in Port (which has an `issue` blueprint) through the proxy.

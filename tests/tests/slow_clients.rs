@@ -47,12 +47,7 @@ fn address(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_and_do_not_keep_others_out() {
-    let dir = std::env::temp_dir().join(format!("ocean-slow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mapping = dir.join("mapping.yml");
-    std::fs::write(&mapping, ocean_tests::JIRA_MAPPING).unwrap();
-    let mapping = mapping.display().to_string();
+    let (dir, mapping) = ocean_tests::folder_with_jira_mapping("slow").unwrap();
     let mut app = TestBinary::start(
         REPLICA,
         &dir,
@@ -218,12 +213,7 @@ async fn slow_clients_are_cut_off_and_do_not_keep_others_out() {
 
 #[tokio::test]
 async fn a_stalled_client_does_not_hold_a_shutdown() {
-    let dir = std::env::temp_dir().join(format!("ocean-stalled-stop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mapping = dir.join("mapping.yml");
-    std::fs::write(&mapping, ocean_tests::JIRA_MAPPING).unwrap();
-    let mapping = mapping.display().to_string();
+    let (dir, mapping) = ocean_tests::folder_with_jira_mapping("stalled-stop").unwrap();
     let mut app = TestBinary::start(
         REPLICA,
         &dir,

@@ -27,15 +27,6 @@ use serde_json::json;
 
 const CONNECTIONS: usize = 32;
 
-fn peak_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 struct Row {
     workers: usize,
     events_s: f64,
@@ -102,7 +93,7 @@ async fn measure(workers: usize, events: usize, latency_ms: u64) -> Row {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = started.elapsed().as_secs_f64();
-    let peak = peak_kb(binary.pid());
+    let peak = binary.memory_kb("VmHWM").unwrap_or(0);
     binary.signal_and_wait("-TERM").await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Row {

@@ -36,15 +36,6 @@ fn body(n: usize) -> Vec<u8> {
     .unwrap()
 }
 
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 struct Row {
     backend: String,
     idle_mb: f64,
@@ -72,8 +63,7 @@ async fn measure(backend: &str, events: usize) -> Row {
         ],
     );
     let url = format!("{}/integration/webhook", binary.ingress_url());
-    let pid = binary.pid();
-    let idle = status_kb(pid, "VmRSS:");
+    let idle = binary.memory_kb("VmRSS").unwrap();
     let client = reqwest::Client::new();
     let started = Instant::now();
     let per = events.div_ceil(CONNECTIONS);
@@ -98,7 +88,7 @@ async fn measure(backend: &str, events: usize) -> Row {
         t.await.unwrap();
     }
     let accept_s = started.elapsed().as_secs_f64();
-    let peak = status_kb(pid, "VmHWM:");
+    let peak = binary.memory_kb("VmHWM").unwrap();
     binary.signal_and_wait("-TERM").await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Row {

@@ -86,6 +86,17 @@ impl TestBinary {
         self.child.id()
     }
 
+    /// A memory figure of the process from `/proc/<pid>/status`, in KiB: `VmRSS` (resident now)
+    /// or `VmHWM` (peak resident); `None` when it cannot be read (not Linux, or it has ended).
+    #[must_use]
+    pub fn memory_kb(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Every log line the binary has written so far.
     pub fn log(&mut self) -> &[String] {
         while let Ok(line) = self.lines.try_recv() {

@@ -357,21 +357,7 @@ impl TestApp {
     /// # Errors
     /// The request failed or the answer was not Port's.
     pub async fn entities(&self, blueprint: &str) -> Result<Vec<Value>, TestError> {
-        let url = self.port_endpoint(&["v1", "blueprints", blueprint, "entities"])?;
-        let answer: Value = self
-            .http
-            .get(url)
-            .header("authorization", self.port_token().await?)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        answer
-            .get("entities")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or_else(|| TestError::Unexpected(answer.to_string()))
+        port_entities(&self.http, self.port_url(), blueprint).await
     }
 
     /// The app's `/metrics` text.
@@ -429,6 +415,35 @@ pub async fn local_port_token(http: &reqwest::Client, port_url: &str) -> Result<
         .get("accessToken")
         .and_then(Value::as_str)
         .map(str::to_owned)
+        .ok_or_else(|| TestError::Unexpected(answer.to_string()))
+}
+
+/// Every entity of `blueprint` in the built-in Port at `port_url` (with a token of its own).
+///
+/// # Errors
+/// The request failed or the answer was not Port's.
+pub async fn port_entities(
+    http: &reqwest::Client,
+    port_url: &str,
+    blueprint: &str,
+) -> Result<Vec<Value>, TestError> {
+    let mut url =
+        reqwest::Url::parse(port_url).map_err(|e| TestError::Unexpected(e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|()| TestError::Unexpected("base URL".to_owned()))?
+        .extend(["v1", "blueprints", blueprint, "entities"]);
+    let answer: Value = http
+        .get(url)
+        .bearer_auth(local_port_token(http, port_url).await?)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer
+        .get("entities")
+        .and_then(Value::as_array)
+        .cloned()
         .ok_or_else(|| TestError::Unexpected(answer.to_string()))
 }
 
