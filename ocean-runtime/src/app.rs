@@ -358,6 +358,7 @@ impl App {
             integration_identifier: config.integration_identifier.clone(),
             integration_type: config.integration_type.clone(),
             integration_version: config.integration_version.clone(),
+            max_concurrent_requests: config.port_max_concurrent_requests,
         });
         let port = match client {
             Ok(client) => Arc::new(client.with_metrics(Arc::clone(&metrics))),
@@ -421,7 +422,7 @@ impl App {
             Arc::clone(&metrics),
         );
         let pipeline = Arc::new(pipeline);
-        let workers = (0..config.workers)
+        let workers = (0..config.events_in_flight)
             .map(|_| tokio::spawn(Arc::clone(&pipeline).work(Arc::clone(&queue.events))))
             .collect();
         let refresher = tokio::spawn({
@@ -499,7 +500,7 @@ impl App {
             .map(|p| format!("/integration{p}"))
             .collect();
         tracing::info!(
-            workers = config.workers,
+            events_in_flight = config.events_in_flight,
             "listening on http://{ingress_addr} for {}",
             paths.join(", ")
         );

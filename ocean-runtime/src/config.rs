@@ -6,10 +6,12 @@
 //! | `OCEAN__APPLICATION__PORT` | `8000` | port of the webhook server (`0` picks a free one) |
 //! | `OCEAN__PORT__CLIENT_ID`, `OCEAN__PORT__CLIENT_SECRET` | unset | Port credentials; unset means the built-in local Port |
 //! | `OCEAN__PORT__BASE_URL` | `https://api.getport.io` | Port's API (ignored with the built-in Port) |
+//! | `OCEAN__PORT__MAX_CONCURRENT_REQUESTS` | `16` | requests to Port at once at most (upserts of concurrent events share bulk requests of up to 20 entities) |
 //! | `OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL` | `60` | seconds between mapping refreshes |
 //! | `OCEAN__INTEGRATION__IDENTIFIER` | `my-<type>-integration` | the integration's identifier in Port |
 //! | `OCEAN__INTEGRATION__TYPE` | `type` of `.port/spec.yaml`, else the binary's package name | the integration type |
-//! | `OCEAN__EVENT_WORKERS_COUNT` | `8` | concurrent event workers (Ocean: 1 per path) |
+//! | `OCEAN__MAX_EVENTS_IN_FLIGHT` | `256` | events processed at once (see below) |
+//! | `OCEAN__EVENT_WORKERS_COUNT` | unset | Ocean's setting: when set, that many workers each process one event at a time (so that many events in flight), in place of `OCEAN__MAX_EVENTS_IN_FLIGHT`; setting both is an error |
 //! | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
 //! | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
 //! | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
@@ -37,14 +39,19 @@
 //! | `OCEAN__UPSTREAM__TIMEOUT_SECONDS` | `30` | time limit of one request of the upstream client ([`crate::upstream`]) |
 //! | `OCEAN__UPSTREAM__MAX_RETRIES` | `5` | retries of a 429, a retryable 5xx, a timeout or a connection failure |
 //! | `OCEAN__UPSTREAM__RATE_LIMIT` | unset | requests per host: `10/s`, `600/m`, `5000/h` |
-//! | `OCEAN__UPSTREAM__MAX_CONCURRENCY` | `64` | requests per host at once |
+//! | `OCEAN__UPSTREAM__MAX_CONCURRENCY` | `256` | requests per host at once (as many as events in flight by default; a rate limit is what protects an upstream) |
 //! | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
 //! | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
 //! | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
 //! | `OCEAN__INTEGRATION__CONFIG__<FIELD>` | | the integration's own settings, read into `Config<T>` (see [`crate::integration_config`]) |
 //!
-//! The default of 8 workers: handlers mostly wait on third-party APIs, so a handful per core keeps
-//! the upstream busy without flooding it; raise it for slow upstreams.
+//! Events in flight: processors mostly wait on third-party APIs (a `GET` of the latest record takes
+//! tens to hundreds of milliseconds), and a waiting event costs a small task and its body, not a
+//! thread. 256 in flight keep a 100 ms upstream at about 2,500 events/s, while the per-host limits
+//! of the upstream client (`OCEAN__UPSTREAM__…`) and of Port (`OCEAN__PORT__MAX_CONCURRENT_REQUESTS`)
+//! bound what reaches each service. Per-group order holds at any setting: an event waits while an
+//! earlier event of its group is in flight. `OCEAN__EVENT_WORKERS_COUNT=1` gives Ocean's strict
+//! one-at-a-time processing.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -53,6 +60,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::integration_config::IntegrationVars;
+
+/// Events processed at once unless `OCEAN__MAX_EVENTS_IN_FLIGHT` or `OCEAN__EVENT_WORKERS_COUNT`
+/// says otherwise.
+pub const DEFAULT_EVENTS_IN_FLIGHT: usize = 256;
 
 /// A setting that is missing or malformed; always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,8 +216,11 @@ pub struct Config {
     pub integration_title: Option<String>,
     /// The integration's version.
     pub integration_version: String,
-    /// Concurrent event workers.
-    pub workers: usize,
+    /// Requests to Port at once at most.
+    pub port_max_concurrent_requests: usize,
+    /// Events processed at once (`OCEAN__MAX_EVENTS_IN_FLIGHT`, or Ocean's
+    /// `OCEAN__EVENT_WORKERS_COUNT` when that is set).
+    pub events_in_flight: usize,
     /// Time limit of one processor job.
     pub job_timeout: Duration,
     /// How long shutdown waits for in-flight events.
@@ -479,6 +493,22 @@ impl Config {
                 .unwrap_or(u64::MAX),
             ),
         };
+        let events_in_flight = match (
+            env.raw("OCEAN__EVENT_WORKERS_COUNT"),
+            env.raw("OCEAN__MAX_EVENTS_IN_FLIGHT"),
+        ) {
+            (Some(workers), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "OCEAN__EVENT_WORKERS_COUNT".to_owned(),
+                    value: workers,
+                    reason: "set either it (Ocean's one event per worker) or \
+                             OCEAN__MAX_EVENTS_IN_FLIGHT, not both"
+                        .to_owned(),
+                });
+            }
+            (Some(_), None) => env.positive("OCEAN__EVENT_WORKERS_COUNT", 1)?,
+            _ => env.positive("OCEAN__MAX_EVENTS_IN_FLIGHT", DEFAULT_EVENTS_IN_FLIGHT)?,
+        };
         let upstream_defaults = crate::upstream::UpstreamSettings::default();
         let upstream = crate::upstream::UpstreamSettings {
             timeout: env.timeout(
@@ -517,7 +547,9 @@ impl Config {
             integration_title: spec.title.clone(),
             integration_type,
             integration_version: info.version.to_owned(),
-            workers: env.positive("OCEAN__EVENT_WORKERS_COUNT", 8)?,
+            events_in_flight,
+            port_max_concurrent_requests: env
+                .positive("OCEAN__PORT__MAX_CONCURRENT_REQUESTS", 16)?,
             job_timeout: env.seconds("OCEAN__MAX_EVENT_PROCESSING_SECONDS", 90.0)?,
             shutdown_wait: env.seconds("OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN", 5.0)?,
             mapping_file: env.raw("OCEAN__PORT_APP_CONFIG_FILE").map(PathBuf::from),
@@ -668,8 +700,26 @@ mod tests {
         assert_eq!(c.integration_identifier, "my-jira-integration");
         assert_eq!(c.job_timeout, Duration::from_secs(90));
         assert_eq!(c.shutdown_wait, Duration::from_secs(5));
-        assert_eq!(c.workers, 8);
+        assert_eq!(c.events_in_flight, DEFAULT_EVENTS_IN_FLIGHT);
         assert!(c.credentials.is_none());
+    }
+
+    #[test]
+    fn ocean_workers_count_sets_events_in_flight() {
+        let c = config(&[("OCEAN__EVENT_WORKERS_COUNT", "3")]).unwrap();
+        assert_eq!(c.events_in_flight, 3);
+        let c = config(&[("OCEAN__MAX_EVENTS_IN_FLIGHT", "1000")]).unwrap();
+        assert_eq!(c.events_in_flight, 1000);
+        let e = config(&[
+            ("OCEAN__EVENT_WORKERS_COUNT", "3"),
+            ("OCEAN__MAX_EVENTS_IN_FLIGHT", "1000"),
+        ])
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("OCEAN__EVENT_WORKERS_COUNT") && e.contains("OCEAN__MAX_EVENTS_IN_FLIGHT"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -682,6 +732,8 @@ mod tests {
         );
         let e = config(&[("OCEAN__EVENT_WORKERS_COUNT", "0")]).unwrap_err();
         assert!(e.to_string().contains("OCEAN__EVENT_WORKERS_COUNT"), "{e}");
+        let e = config(&[("OCEAN__MAX_EVENTS_IN_FLIGHT", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("OCEAN__MAX_EVENTS_IN_FLIGHT"), "{e}");
         let e = config(&[("OCEAN__MAX_EVENT_PROCESSING_SECONDS", "-1")]).unwrap_err();
         assert!(
             e.to_string()

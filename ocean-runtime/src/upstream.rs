@@ -96,7 +96,7 @@ impl Default for UpstreamSettings {
             timeout: Duration::from_secs(30),
             max_retries: 5,
             rate: None,
-            max_concurrency: 64,
+            max_concurrency: crate::config::DEFAULT_EVENTS_IN_FLIGHT,
         }
     }
 }

@@ -150,6 +150,8 @@ pub struct PortClientConfig {
     pub integration_type: String,
     /// The integration's version.
     pub integration_version: String,
+    /// Requests to Port at once at most (`OCEAN__PORT__MAX_CONCURRENT_REQUESTS`); more wait.
+    pub max_concurrent_requests: usize,
 }
 
 /// Request options for upserts, from the mapping.
@@ -227,6 +229,8 @@ pub struct PortClient {
     /// Why Port refused the credentials, and whether for an entity operation; until a call of
     /// the same class succeeds (a mapping read that works does not clear a refused write).
     refused: std::sync::Mutex<Option<(String, bool)>>,
+    /// Bounds the requests on their way to Port.
+    permits: tokio::sync::Semaphore,
 }
 
 /// What the pipeline needs to know of a blueprint.
@@ -352,6 +356,7 @@ impl PortClient {
             .ok()
             .filter(|u| !u.cannot_be_a_base())
             .ok_or_else(|| PortError::BaseUrl(config.base_url.clone()))?;
+        let permits = tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1));
         let user_agent = format!(
             "port-ocean/{}/{}/{}",
             config.integration_type, config.integration_version, config.integration_identifier
@@ -375,6 +380,7 @@ impl PortClient {
             throttled_until: std::sync::Mutex::new(None),
             blueprints: Mutex::new(HashMap::new()),
             refused: std::sync::Mutex::new(None),
+            permits,
         })
     }
 
@@ -563,6 +569,8 @@ impl PortClient {
             if let Some(body) = body {
                 req = req.json(body);
             }
+            // Closed never: the semaphore lives as long as the client.
+            let permit = self.permits.acquire().await.ok();
             let started = Instant::now();
             let result = req.send().await;
             if let Some(m) = &self.metrics {
@@ -631,6 +639,7 @@ impl PortClient {
                 }
             }
             tracing::warn!(%method, %path, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %error, "Port call failed; retrying");
+            drop(permit);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -1017,6 +1026,7 @@ pub(crate) fn test_client(base_url: String) -> PortClient {
         integration_identifier: "i".into(),
         integration_type: "t".into(),
         integration_version: "0".into(),
+        max_concurrent_requests: 16,
     })
     .expect("a test base URL parses")
 }

@@ -90,10 +90,35 @@ struct Inner {
     /// Waiting events in arrival (`seq`) order.
     waiting: VecDeque<Entry>,
     leased: HashMap<u64, Entry>,
+    /// The group keys of the leased events, each with how many leased events hold it (kept with
+    /// `leased`, so that finding the next free event does not walk every leased event).
+    busy: HashMap<String, usize>,
     next_seq: u64,
     closed: bool,
     superseded: Vec<u64>,
     superseded_count: u64,
+}
+
+impl Inner {
+    fn lease(&mut self, entry: Entry) {
+        for key in entry.held.group_keys() {
+            *self.busy.entry(key.clone()).or_default() += 1;
+        }
+        self.leased.insert(entry.seq, entry);
+    }
+
+    fn unlease(&mut self, seq: u64) -> Option<Entry> {
+        let entry = self.leased.remove(&seq)?;
+        for key in entry.held.group_keys() {
+            if let Some(n) = self.busy.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy.remove(key);
+                }
+            }
+        }
+        Some(entry)
+    }
 }
 
 /// The scheduling core (see the module documentation).
@@ -168,7 +193,7 @@ impl Scheduler {
                 delivery: entry.delivery,
                 event: entry.held.event(),
             };
-            inner.leased.insert(entry.seq, entry);
+            inner.lease(entry);
             return Ok(taken);
         }
     }
@@ -250,7 +275,7 @@ impl Scheduler {
 
     /// Forgets a handed-out event without settling it (it could not be read back).
     pub(crate) fn forget(&self, seq: u64) {
-        self.lock().leased.remove(&seq);
+        self.lock().unlease(seq);
     }
 
     /// Removes a handed-out event for good.
@@ -258,7 +283,7 @@ impl Scheduler {
     /// # Errors
     /// [`QueueError::UnknownLease`] when `seq` is not handed out.
     pub(crate) fn ack(&self, seq: u64) -> Result<(), QueueError> {
-        match self.lock().leased.remove(&seq) {
+        match self.lock().unlease(seq) {
             Some(entry) => {
                 if !entry.held.group_keys().is_empty() {
                     // Events of its groups may be free now.
@@ -277,7 +302,7 @@ impl Scheduler {
     pub(crate) fn retry_later(&self, seq: u64, delay: Duration) -> Result<(), QueueError> {
         let result = {
             let mut inner = self.lock();
-            match inner.leased.remove(&seq) {
+            match inner.unlease(seq) {
                 Some(mut entry) => {
                     entry.not_before = Some(Instant::now() + delay);
                     let at = inner.waiting.partition_point(|e| e.seq < entry.seq);
@@ -332,15 +357,14 @@ impl Scheduler {
 /// free but not yet due event will be.
 fn first_free(inner: &Inner, now: Instant) -> (Option<usize>, Option<Instant>) {
     let mut next_due: Option<Instant> = None;
-    let mut busy: HashSet<&str> = inner
-        .leased
-        .values()
-        .flat_map(|e| e.held.group_keys())
-        .map(String::as_str)
-        .collect();
+    // Keys of earlier waiting events that are not handed out now: later events of those groups
+    // wait behind them.
+    let mut behind: HashSet<&str> = HashSet::new();
     let pos = inner.waiting.iter().position(|e| {
         let keys = e.held.group_keys();
-        let free = !keys.iter().any(|k| busy.contains(k.as_str()));
+        let free = !keys
+            .iter()
+            .any(|k| inner.busy.contains_key(k) || behind.contains(k.as_str()));
         let due = match e.not_before {
             Some(t) if t > now => {
                 if free {
@@ -353,7 +377,7 @@ fn first_free(inner: &Inner, now: Instant) -> (Option<usize>, Option<Instant>) {
         if free && due {
             return true;
         }
-        busy.extend(keys.iter().map(String::as_str));
+        behind.extend(keys.iter().map(String::as_str));
         false
     });
     (pos, next_due)

@@ -310,6 +310,9 @@ struct Inner {
     scripts: Scripts,
     held: Mutex<HashMap<u64, Held>>,
     wake: Notify,
+    /// Held by the one idle worker that asks Redis for an event; the other idle workers queue
+    /// behind it instead of each polling Redis (hundreds of workers would otherwise poll at once).
+    waiter: tokio::sync::Mutex<()>,
     closed: AtomicBool,
     /// Whether the last call reached Redis (for logging an outage once).
     reachable: AtomicBool,
@@ -504,6 +507,7 @@ impl RedisQueue {
             scripts: Scripts::new(),
             held: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            waiter: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
             fenced: AtomicU64::new(0),
@@ -1006,6 +1010,8 @@ impl EventQueue for RedisQueue {
         Box::pin(async move {
             let inner = &self.inner;
             let mut pause = Duration::from_millis(100);
+            // Released with the lease, so that the next idle worker asks at once.
+            let _turn = inner.waiter.lock().await;
             loop {
                 let notified = inner.wake.notified();
                 tokio::pin!(notified);
