@@ -22,10 +22,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocean_runtime::testing::{RedisServer, TestBinary, metric, port_entities};
+use ocean_runtime::testing::{RedisServer, TestBinary, drained, port_entities};
 
 #[path = "common/jira.rs"]
 mod jira;
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{env, median};
 
 const REPLICA: &str = env!("CARGO_BIN_EXE_replica");
 const WAIT: Duration = Duration::from_secs(300);
@@ -156,27 +159,8 @@ async fn run(setup: Setup, index: usize, events: usize, connections: usize) -> M
         .collect();
     jira::post_all(&http, &webhooks, &bodies, connections).await;
     let accepted = started.elapsed();
-    // An event is acked only once Port confirmed its entity: an empty queue means every entity
-    // is visible. Any replica reports the shared queue.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = http
-            .get(format!("{}/metrics", urls[0]))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metric(&text, "ocean_queue_depth") == 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "events still queued after {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Any replica reports the shared queue.
+    drained(&http, &urls[0], WAIT).await.unwrap();
     let done = started.elapsed();
 
     let scripts = redis.as_ref().zip(before).map(|(r, (calls0, usec0))| {
@@ -199,18 +183,6 @@ async fn run(setup: Setup, index: usize, events: usize, connections: usize) -> M
         scripts,
         loaded_latency_ms,
     }
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {

@@ -398,6 +398,40 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until the ocean-rs binary listening at `ingress_url` reports an empty queue on
+/// `/metrics`, polling every 10 ms for at most `wait`. An event is acknowledged only once Port
+/// confirmed its entities, so they are all visible then.
+///
+/// # Errors
+/// A request failed, or the queue still held events after `wait` ([`TestError::Unexpected`]
+/// with the depth).
+pub async fn drained(
+    http: &reqwest::Client,
+    ingress_url: &str,
+    wait: Duration,
+) -> Result<(), TestError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let text = http
+            .get(format!("{ingress_url}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let depth = metric(&text, "ocean_queue_depth");
+        if depth == 0.0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TestError::Unexpected(format!(
+                "{depth} events still queued after {wait:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An access token from the built-in Port at `port_url` (which gives one for any non-empty id
 /// and secret, as Port does for valid ones).
 ///

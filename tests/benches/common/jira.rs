@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! The benchmarks' Jira-like workload: issue webhooks of about 2 KB, the example's mapping, and
 //! the senders that post them.
 
