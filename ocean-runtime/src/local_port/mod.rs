@@ -572,11 +572,11 @@ async fn bulk_upsert(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match parse_body(&body) {
+    let mut body = match parse_body(&body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let Some(entities) = body.get("entities").and_then(Value::as_array).cloned() else {
+    let Some(Value::Array(entities)) = body.get_mut("entities").map(Value::take) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
