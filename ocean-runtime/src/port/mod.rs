@@ -1056,6 +1056,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_more_requests_than_the_setting_are_sent_at_once() {
+        static NOW: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let app = axum::Router::new()
+            .route("/v1/auth/access_token", test_token_route())
+            .route(
+                "/v1/blueprints/{id}",
+                axum::routing::get(|| async {
+                    let now = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    NOW.fetch_sub(1, Ordering::SeqCst);
+                    axum::Json(json!({"blueprint": {"identifier": "b"}}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut config = test_client(format!("http://{addr}")).config;
+        config.max_concurrent_requests = 3;
+        let port = PortClient::new(config).unwrap();
+        let calls = (0..12).map(|i| port.blueprint(if i % 2 == 0 { "a" } else { "b" }));
+        for answer in futures_util::future::join_all(calls).await {
+            assert!(answer.unwrap().is_some());
+        }
+        assert_eq!(
+            MOST.load(Ordering::SeqCst),
+            3,
+            "at most 3 at once, and 3 were"
+        );
+    }
+
+    #[tokio::test]
     async fn a_413_splits_the_request_until_port_accepts_it() {
         const LIMIT: usize = 3_000;
         static REQUESTS: AtomicUsize = AtomicUsize::new(0);
