@@ -4,8 +4,8 @@
 //!
 //! `cargo bench -p ocean-tests --bench replicas` (`REPLICAS_EVENTS`: events per run, default 3000;
 //! `REPLICAS_RUNS`: runs of each setup, interleaved, default 3; `REPLICAS_CONNECTIONS`: concurrent
-//! senders, default 64, spread evenly over the replicas; `REPLICAS_WORKERS`: event workers per
-//! replica, default 8 as `OCEAN__EVENT_WORKERS_COUNT`).
+//! senders, default 64, spread evenly over the replicas; `REPLICAS_IN_FLIGHT`: events in flight
+//! per replica, default the runtime's, 256).
 //!
 //! The replicas are `src/bin/replica.rs` processes; their `/webhook` processor and the mapping are
 //! the end-to-end benchmark's Jira workload. Beside each figure: the Redis script calls per event
@@ -106,9 +106,13 @@ fn script_stats(port: u16) -> (f64, f64) {
 fn start_replica(dir: &Path, i: usize, port_url: &str, redis: Option<&RedisServer>) -> TestBinary {
     let mapping = dir.join("mapping.yml").display().to_string();
     let redis_url = redis.map(RedisServer::url).unwrap_or_default();
-    let workers = env("REPLICAS_WORKERS", 8).to_string();
+    let in_flight = env(
+        "REPLICAS_IN_FLIGHT",
+        ocean_runtime::config::DEFAULT_EVENTS_IN_FLIGHT,
+    )
+    .to_string();
     let mut vars = vec![
-        ("OCEAN__EVENT_WORKERS_COUNT", workers.as_str()),
+        ("OCEAN__MAX_EVENTS_IN_FLIGHT", in_flight.as_str()),
         ("OCEAN__PORT__CLIENT_ID", "bench"),
         ("OCEAN__PORT__CLIENT_SECRET", "bench"),
         ("OCEAN__PORT__BASE_URL", port_url),
