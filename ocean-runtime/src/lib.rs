@@ -28,6 +28,7 @@ mod server;
 mod spec;
 pub mod state;
 pub mod testing;
+mod time;
 pub mod upstream;
 pub mod verify;
 

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::store::now_rfc3339;
 use super::{Shared, error, identified, parse_object, taken};
+use crate::time::now_rfc3339;
 
 fn not_found(id: &str) -> Response {
     error(

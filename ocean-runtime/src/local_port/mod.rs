@@ -36,8 +36,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::PortCredentials;
+use crate::time::now_rfc3339;
 use search::{Subject, matches};
-use store::{EntityRefusal, Store, now_rfc3339};
+use store::{EntityRefusal, Store};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -502,7 +503,7 @@ async fn datasource_entities(State(shared): State<Arc<Shared>>, body: Bytes) -> 
         .map_or(5000, |l| l.clamp(1, 5000)) as usize;
     let before = match body.get("before") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_str().and_then(crate::port::parse_iso8601) {
+        Some(v) => match v.as_str().and_then(crate::time::parse_rfc3339) {
             Some(t) => Some(t),
             None => {
                 return error(
@@ -544,7 +545,7 @@ async fn datasource_entities(State(shared): State<Arc<Shared>>, body: Bytes) -> 
             let stale = before.is_none_or(|before| {
                 stored.entity["createdAt"]
                     .as_str()
-                    .and_then(crate::port::parse_iso8601)
+                    .and_then(crate::time::parse_rfc3339)
                     .is_some_and(|at| at < before)
             });
             if owned && stale {

@@ -286,55 +286,8 @@ fn parse_wait(value: &str, now: SystemTime) -> Option<Duration> {
     }
     httpdate::parse_http_date(value)
         .ok()
-        .or_else(|| parse_iso8601(value))
+        .or_else(|| crate::time::parse_rfc3339(value))
         .map(until)
-}
-
-/// `2026-11-23T10:00:00Z`, `2026-11-23T10:00:00.5+01:00` and the like.
-pub(crate) fn parse_iso8601(value: &str) -> Option<SystemTime> {
-    let num = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (date, time) = value.split_once(['T', 't', ' '])?;
-    let mut d = date.splitn(3, '-');
-    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    // The offset: `Z`, or `+hh:mm` / `-hh:mm` after the clock time.
-    let (clock, offset) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let at = time.rfind(['+', '-'])?;
-        let (clock, zone) = time.split_at(at);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (h, m) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
-        (clock, sign * (num(h)? * 3600 + num(m)? * 60))
-    };
-    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut c = whole.splitn(3, ':');
-    let (h, m, sec) = (num(c.next()?)?, num(c.next()?)?, num(c.next()?)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec - offset;
-    let nanos = if fraction.is_empty() {
-        0
-    } else {
-        let digits: String = fraction.chars().take(9).collect();
-        num(&digits)? * 10_i64.pow(9 - u32::try_from(digits.len()).ok()?)
-    };
-    UNIX_EPOCH.checked_add(Duration::new(
-        u64::try_from(secs).ok()?,
-        u32::try_from(nanos).ok()?,
-    ))
 }
 
 /// `base` ± 10 %, so that clients failing together do not retry together.
