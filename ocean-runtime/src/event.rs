@@ -140,47 +140,47 @@ impl WebhookEvent {
     /// The event's ordering keys (one per matching processor with a `group`): an event waits while
     /// an earlier event sharing one of its keys is queued or in flight.
     #[must_use]
-    pub fn group_keys(&self) -> &[String] {
+    pub(crate) fn group_keys(&self) -> &[String] {
         &self.group_keys
     }
 
     /// Sets the ordering keys (done by ingress).
-    pub fn set_group_keys(&mut self, keys: Vec<String>) {
+    pub(crate) fn set_group_keys(&mut self, keys: Vec<String>) {
         self.group_keys = keys;
     }
 
     /// Whether a later event with the same group keys makes this one unnecessary (every processor
     /// of its path only needs the latest event of a group).
     #[must_use]
-    pub fn supersedable(&self) -> bool {
+    pub(crate) fn supersedable(&self) -> bool {
         self.supersedable
     }
 
     /// The sender's delivery id (path, header, value), when it sent one; a durable queue stores it
     /// with the event so that a redelivery after a restart is still recognised.
     #[must_use]
-    pub fn delivery_key(&self) -> Option<&str> {
+    pub(crate) fn delivery_key(&self) -> Option<&str> {
         self.delivery_key.as_deref()
     }
 
     /// Sets the delivery id (done by ingress).
-    pub fn set_delivery_key(&mut self, key: Option<String>) {
+    pub(crate) fn set_delivery_key(&mut self, key: Option<String>) {
         self.delivery_key = key;
     }
 
     /// Marks the event supersedable (done by ingress).
-    pub fn set_supersedable(&mut self, supersedable: bool) {
+    pub(crate) fn set_supersedable(&mut self, supersedable: bool) {
         self.supersedable = supersedable;
     }
 
     /// The processors whose ingress verifier refused this delivery; they do not process it.
     #[must_use]
-    pub fn unauthenticated(&self) -> &[String] {
+    pub(crate) fn unauthenticated(&self) -> &[String] {
         &self.unauthenticated
     }
 
     /// Records the processors whose verifier refused the delivery (done by ingress).
-    pub fn set_unauthenticated(&mut self, processors: Vec<String>) {
+    pub(crate) fn set_unauthenticated(&mut self, processors: Vec<String>) {
         self.unauthenticated = processors;
     }
 
@@ -188,7 +188,7 @@ impl WebhookEvent {
     ///
     /// # Errors
     /// The body is not UTF-8 (cannot happen for a body that parsed as JSON).
-    pub fn to_stored(&self) -> Result<Vec<u8>, String> {
+    pub(crate) fn to_stored(&self) -> Result<Vec<u8>, String> {
         let body = std::str::from_utf8(&self.body).map_err(|e| e.to_string())?;
         serde_json::to_vec(&self.stored(Some(body))).map_err(|e| e.to_string())
     }
@@ -240,7 +240,7 @@ impl WebhookEvent {
     ///
     /// # Errors
     /// The bytes are not a stored event.
-    pub fn from_stored(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_stored(bytes: &[u8]) -> Result<Self, String> {
         let mut s: Stored<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let body = s.body.take().ok_or("the stored event has no body")?;
         Self::from_parts(s, Bytes::from(body.into_owned()))

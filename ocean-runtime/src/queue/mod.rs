@@ -167,7 +167,7 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// When it failed, in milliseconds since the Unix epoch.
     pub failed_at_ms: u64,
-    /// The event as stored (see [`WebhookEvent::to_stored`]).
+    /// The event as stored: its id, path, headers, body and scheduling facts, as JSON.
     pub event: serde_json::Value,
     /// The entities Port refused for good, when that is why the event is here (its other changes
     /// were written). Replaying the event writes them again.
