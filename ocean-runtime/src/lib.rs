@@ -27,6 +27,7 @@ mod run;
 mod server;
 mod spec;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
 pub mod upstream;
