@@ -61,7 +61,10 @@ pub enum StartError {
     Config(#[from] ConfigError),
     /// The `main!(state = …)` fn failed.
     #[error("the integration's state could not be built: {0}")]
-    State(String),
+    State(#[from] crate::state::StateError),
+    /// The upstream HTTP client could not be built (e.g. no TLS backend).
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Upstream(#[source] reqwest::Error),
     /// A handler takes `State<T>` but the app has no state of that type.
     #[error(
         "processor `{processor}` takes `State<{type_name}>`, but no state of that type is built; \
@@ -279,14 +282,12 @@ impl App {
         let upstream_type = std::any::TypeId::of::<crate::upstream::Upstream>();
         if !self.extensions.has_state(upstream_type) {
             let upstream = crate::upstream::Upstream::new(self.config.upstream)
-                .map_err(StartError::State)?
+                .map_err(StartError::Upstream)?
                 .with_metrics(Arc::clone(metrics));
             self.extensions.insert_state(Arc::new(upstream));
         }
         if let Some(init) = self.state_init {
-            let (value, type_name) = init(&self.config.integration)?
-                .await
-                .map_err(StartError::State)?;
+            let (value, type_name) = init(&self.config.integration)?.await?;
             tracing::debug!(state = type_name, "state built");
             self.extensions.insert_state(value);
         }

@@ -189,7 +189,7 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
             .map(|n| json!({"status": "ok", "purged": n}))
             .map_err(|e| e.to_string()),
         Command::Replay(id) => {
-            let event = letter(*id).await?.to_event()?;
+            let event = letter(*id).await?.to_event().map_err(|e| e.to_string())?;
             let event_id = event.id().to_owned();
             if !queue.replay(*id, event).await.map_err(|e| e.to_string())? {
                 return Err(format!("no dead letter {id}"));

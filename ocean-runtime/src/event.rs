@@ -58,6 +58,36 @@ const RECORD_TAG: u8 = 1;
 #[error("body is not valid JSON: {0}")]
 pub struct InvalidJson(#[from] serde_json::Error);
 
+/// A queued event or dead letter that cannot be written or read back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The record ends before its own length says.
+    #[error("truncated queue record")]
+    Truncated,
+    /// The record's JSON is not a stored event.
+    #[error("not a stored event: {0}")]
+    Malformed(std::sync::Arc<serde_json::Error>),
+    /// The stored event has no body.
+    #[error("the stored event has no body")]
+    NoBody,
+    /// The stored body does not parse as JSON.
+    #[error("the stored body is not JSON: {0}")]
+    Body(std::sync::Arc<serde_json::Error>),
+    /// The body is not UTF-8, so it cannot be stored inside JSON (a body that parsed as JSON is).
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    /// The event's headers and facts take more than 4 GiB.
+    #[error("the event's headers are too large to store")]
+    TooLarge,
+}
+
+impl RecordError {
+    fn malformed(e: serde_json::Error) -> Self {
+        Self::Malformed(std::sync::Arc::new(e))
+    }
+}
+
 impl WebhookEvent {
     /// Builds an event from a delivery: `path` is the processor path (e.g. `/webhook`), header names are
     /// stored lower-case.
@@ -188,9 +218,9 @@ impl WebhookEvent {
     ///
     /// # Errors
     /// The body is not UTF-8 (cannot happen for a body that parsed as JSON).
-    pub(crate) fn to_stored(&self) -> Result<Vec<u8>, String> {
-        let body = std::str::from_utf8(&self.body).map_err(|e| e.to_string())?;
-        serde_json::to_vec(&self.stored(Some(body))).map_err(|e| e.to_string())
+    pub(crate) fn to_stored(&self) -> Result<Vec<u8>, RecordError> {
+        let body = std::str::from_utf8(&self.body).map_err(|_| RecordError::NotUtf8)?;
+        serde_json::to_vec(&self.stored(Some(body))).map_err(RecordError::malformed)
     }
 
     fn stored<'a>(&'a self, body: Option<&'a str>) -> Stored<'a> {
@@ -210,9 +240,9 @@ impl WebhookEvent {
     /// The event as a queue record: [`RECORD_TAG`], the length of what follows as a little-endian
     /// `u32`, the JSON of everything but the body, then the body's bytes as they arrived (no
     /// escaping on the way in, no unescaping on the way out).
-    pub(crate) fn to_record(&self) -> Result<Vec<u8>, String> {
-        let meta = serde_json::to_vec(&self.stored(None)).map_err(|e| e.to_string())?;
-        let len = u32::try_from(meta.len()).map_err(|_| "event headers too large".to_owned())?;
+    pub(crate) fn to_record(&self) -> Result<Vec<u8>, RecordError> {
+        let meta = serde_json::to_vec(&self.stored(None)).map_err(RecordError::malformed)?;
+        let len = u32::try_from(meta.len()).map_err(|_| RecordError::TooLarge)?;
         let mut out = Vec::with_capacity(5 + meta.len() + self.body.len());
         out.push(RECORD_TAG);
         out.extend_from_slice(&len.to_le_bytes());
@@ -223,16 +253,16 @@ impl WebhookEvent {
 
     /// An event read back from [`to_record`](Self::to_record) bytes, or from the JSON of
     /// [`to_stored`](Self::to_stored) (how queues written by earlier versions hold events).
-    pub(crate) fn from_record(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_record(bytes: &[u8]) -> Result<Self, RecordError> {
         let Some((&RECORD_TAG, rest)) = bytes.split_first() else {
             return Self::from_stored(bytes);
         };
         let (len, rest) = rest
             .split_first_chunk::<4>()
-            .ok_or("truncated queue record")?;
-        let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|e| e.to_string())?;
-        let (meta, body) = rest.split_at_checked(len).ok_or("truncated queue record")?;
-        let s: Stored<'_> = serde_json::from_slice(meta).map_err(|e| e.to_string())?;
+            .ok_or(RecordError::Truncated)?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| RecordError::TooLarge)?;
+        let (meta, body) = rest.split_at_checked(len).ok_or(RecordError::Truncated)?;
+        let s: Stored<'_> = serde_json::from_slice(meta).map_err(RecordError::malformed)?;
         Self::from_parts(s, Bytes::copy_from_slice(body))
     }
 
@@ -240,20 +270,20 @@ impl WebhookEvent {
     ///
     /// # Errors
     /// The bytes are not a stored event.
-    pub(crate) fn from_stored(bytes: &[u8]) -> Result<Self, String> {
-        let mut s: Stored<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let body = s.body.take().ok_or("the stored event has no body")?;
+    pub(crate) fn from_stored(bytes: &[u8]) -> Result<Self, RecordError> {
+        let mut s: Stored<'_> = serde_json::from_slice(bytes).map_err(RecordError::malformed)?;
+        let body = s.body.take().ok_or(RecordError::NoBody)?;
         Self::from_parts(s, Bytes::from(body.into_owned()))
     }
 
-    fn from_parts(s: Stored<'_>, body: Bytes) -> Result<Self, String> {
+    fn from_parts(s: Stored<'_>, body: Bytes) -> Result<Self, RecordError> {
         let mut event = Self::new(
             s.id.into_owned(),
             s.path.into_owned(),
             s.headers.into_owned(),
             body,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|InvalidJson(e)| RecordError::Body(std::sync::Arc::new(e)))?;
         event.received_at =
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.received_at_ms);
         event.group_keys = s.group_keys.into_owned();

@@ -14,6 +14,59 @@ use std::time::{Duration, Instant};
 use redb::Database;
 use tokio::sync::oneshot;
 
+/// Why a queue or store operation did not reach its database (or Redis), typed by cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database file failed on I/O (a full disk, say) and cannot be opened again yet.
+    #[error("{} failed on I/O and cannot be opened again yet", .path.display())]
+    Closed {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The writer thread has stopped (the owner is shutting down).
+    #[error("the {0} writer has stopped")]
+    Stopped(&'static str),
+    /// The embedded database refused the operation.
+    #[error("{what}: {source}")]
+    Database {
+        /// Which database.
+        what: &'static str,
+        /// redb's error.
+        source: Arc<redb::Error>,
+    },
+    /// Not committed, because an earlier commit failed while this write waited behind it.
+    #[error("not committed: an earlier commit failed ({0})")]
+    Behind(Arc<StorageError>),
+    /// A stored event or dead letter could not be written or read back.
+    #[error(transparent)]
+    Record(#[from] crate::event::RecordError),
+    /// Redis refused a command.
+    #[error("redis: {0}")]
+    Redis(Arc<redis::RedisError>),
+    /// A record the queue holds by reference is not in its database.
+    #[error("{0} is not in the database")]
+    NotFound(String),
+    /// A Redis script answered something it never answers.
+    #[error("unexpected answer from the {script} script: {answer}")]
+    Unexpected {
+        /// The script.
+        script: String,
+        /// What it answered.
+        answer: String,
+    },
+}
+
+impl StorageError {
+    /// redb's `error` on database `what`.
+    pub(crate) fn db(what: &'static str, error: impl Into<redb::Error>) -> Self {
+        Self::Database {
+            what,
+            source: Arc::new(error.into()),
+        }
+    }
+}
+
 /// A redb database that is opened again after an I/O error. Readers take the current handle with
 /// [`Db::get`] for the length of one transaction.
 pub(crate) struct Db {
@@ -56,21 +109,18 @@ impl Db {
     ///
     /// # Errors
     /// It failed on I/O and could not be opened again yet.
-    pub(crate) fn get(&self) -> Result<Arc<Database>, String> {
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StorageError> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| {
-                format!(
-                    "{} failed on I/O and cannot be opened again yet",
-                    self.path.display()
-                )
+            .ok_or_else(|| StorageError::Closed {
+                path: self.path.clone(),
             })
     }
 
     /// Drops the handle (waiting up to 5 s for readers to finish with it) and opens the file again.
-    fn reopen(&self) -> Result<(), String> {
+    fn reopen(&self) -> Result<(), StorageError> {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = current.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -79,19 +129,21 @@ impl Db {
             }
             if Arc::strong_count(&old) > 1 {
                 *current = Some(old);
-                return Err("readers still hold the database".to_owned());
+                return Err(StorageError::Closed {
+                    path: self.path.clone(),
+                });
             }
         }
         let db = redb::Builder::new()
             .set_cache_size(self.cache_bytes)
             .create(&self.path)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StorageError::db("reopen", e))?;
         *current = Some(Arc::new(db));
         Ok(())
     }
 
     /// The current handle, opening the file again first if an I/O error closed it.
-    fn get_or_reopen(&self, what: &str) -> Result<Arc<Database>, String> {
+    fn get_or_reopen(&self, what: &str) -> Result<Arc<Database>, StorageError> {
         if let Ok(db) = self.get() {
             return Ok(db);
         }
@@ -107,7 +159,7 @@ impl Db {
 const MAX_GROUP: usize = 4096;
 
 /// Tells the waiting writer how its group's commit went.
-pub(crate) type Committed = oneshot::Receiver<Result<(), String>>;
+pub(crate) type Committed = oneshot::Receiver<Result<(), StorageError>>;
 
 /// Called by the writer thread after a failed commit, for an owner that applied the operations
 /// to a copy in memory before submitting them: it gets the database (holding what was committed)
@@ -125,7 +177,7 @@ fn flush(db: &Database) -> Result<(), redb::Error> {
 struct Pending<Op> {
     op: Op,
     /// `None` when nobody waits for the commit.
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Result<(), StorageError>>>,
 }
 
 /// The sending side of a database's writer thread.
@@ -194,7 +246,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                                         tracing::warn!(error = %why, "{what}: the database cannot be opened again yet");
                                     }
                                 }
-                                Err(e.to_string())
+                                Err(StorageError::db(what, e))
                             }
                         },
                         Err(e) => Err(e),
@@ -203,9 +255,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
                         let mut fail_queued = || {
                             while let Ok(p) = rx.try_recv() {
                                 if let Some(done) = p.done {
-                                    let _ = done.send(Err(format!(
-                                        "not committed: an earlier commit failed ({e})"
-                                    )));
+                                    let _ = done.send(Err(StorageError::Behind(Arc::new(e.clone()))));
                                 }
                             }
                         };
@@ -232,11 +282,11 @@ impl<Op: Send + 'static> GroupWriter<Op> {
         })
     }
 
-    fn stopped(&self) -> String {
-        format!("the {} writer has stopped", self.what)
+    fn stopped(&self) -> StorageError {
+        StorageError::Stopped(self.what)
     }
 
-    fn sender(&self) -> Result<&mpsc::Sender<Pending<Op>>, String> {
+    fn sender(&self) -> Result<&mpsc::Sender<Pending<Op>>, StorageError> {
         self.tx.as_ref().ok_or_else(|| self.stopped())
     }
 
@@ -244,7 +294,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     ///
     /// # Errors
     /// The writer thread has stopped.
-    pub(crate) fn submit(&self, op: Op) -> Result<Committed, String> {
+    pub(crate) fn submit(&self, op: Op) -> Result<Committed, StorageError> {
         let (done, committed) = oneshot::channel();
         self.sender()?
             .send(Pending {
@@ -259,7 +309,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     ///
     /// # Errors
     /// The writer thread has stopped.
-    pub(crate) fn submit_detached(&self, op: Op) -> Result<(), String> {
+    pub(crate) fn submit_detached(&self, op: Op) -> Result<(), StorageError> {
         self.sender()?
             .send(Pending { op, done: None })
             .map_err(|_| self.stopped())
@@ -269,7 +319,7 @@ impl<Op: Send + 'static> GroupWriter<Op> {
     ///
     /// # Errors
     /// The commit failed or the writer thread has stopped.
-    pub(crate) async fn write(&self, op: Op) -> Result<(), String> {
+    pub(crate) async fn write(&self, op: Op) -> Result<(), StorageError> {
         self.submit(op)?.await.map_err(|_| self.stopped())?
     }
 }
@@ -334,11 +384,18 @@ mod tests {
         drop(gate);
         let results = [a.await.unwrap(), b.await.unwrap(), c.await.unwrap()];
         assert!(
-            results.iter().all(Result::is_err),
-            "every write in or behind the failed commit fails: {results:?}"
+            matches!(&results[0], Err(StorageError::Database { .. })),
+            "the failed commit's write: {results:?}"
+        );
+        assert!(
+            results[1..]
+                .iter()
+                .all(|r| matches!(r, Err(StorageError::Behind(_)))),
+            "every write behind the failed commit fails as such: {results:?}"
         );
         assert_eq!(*recovered.lock().unwrap(), 1);
-        assert_eq!(writer.write("later").await, Ok(()), "later writes commit");
+        let later = writer.write("later").await;
+        assert!(later.is_ok(), "later writes commit: {later:?}");
         drop(writer);
         let _ = std::fs::remove_dir_all(dir);
     }

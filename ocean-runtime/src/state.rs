@@ -18,8 +18,20 @@ use crate::config::ConfigError;
 use crate::extract::{Config, Shared};
 use crate::integration_config::IntegrationVars;
 
+/// Why the integration's state could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The state fn returned an error; its message (the fn's error type is only `Display`).
+    #[error("{0}")]
+    Failed(String),
+    /// The state fn's output was taken twice (a bug in the generated code).
+    #[error("the state was already taken")]
+    AlreadyTaken,
+}
+
 /// The state, or why it could not be built.
-pub type StateResult = Result<(Shared, &'static str), String>;
+pub type StateResult = Result<(Shared, &'static str), StateError>;
 
 /// The future that builds the state (it runs on the main thread, so it need not be `Send`).
 pub type StateFuture = Pin<Box<dyn Future<Output = StateResult>>>;
@@ -100,10 +112,8 @@ impl<O> StateOut<O> {
         Self(Cell::new(Some(out)))
     }
 
-    fn take(&self) -> Result<O, String> {
-        self.0
-            .take()
-            .ok_or_else(|| "the state was already taken".to_owned())
+    fn take(&self) -> Result<O, StateError> {
+        self.0.take().ok_or(StateError::AlreadyTaken)
     }
 }
 
@@ -116,7 +126,7 @@ fn shared<T: Send + Sync + 'static>(value: T) -> (Shared, &'static str) {
 
 /// The four shapes; call as `(&&&&StateOut::new(out)).ocean_state()` with all four in scope.
 pub mod via {
-    use super::{Display, Future, StateFuture, StateOut, shared};
+    use super::{Display, Future, StateError, StateFuture, StateOut, shared};
 
     /// `async fn … -> Result<T, E>`.
     pub trait AsyncResult {
@@ -131,7 +141,11 @@ pub mod via {
     {
         fn ocean_state(&self) -> StateFuture {
             let fut = self.take();
-            Box::pin(async move { fut?.await.map(shared).map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                fut?.await
+                    .map(shared)
+                    .map_err(|e| StateError::Failed(e.to_string()))
+            })
         }
     }
 
@@ -164,7 +178,7 @@ pub mod via {
         fn ocean_state(&self) -> StateFuture {
             let out = self
                 .take()
-                .and_then(|r| r.map(shared).map_err(|e| e.to_string()));
+                .and_then(|r| r.map(shared).map_err(|e| StateError::Failed(e.to_string())));
             Box::pin(async move { out })
         }
     }
@@ -211,10 +225,10 @@ mod tests {
         n: u32,
     }
 
-    async fn built(fut: StateFuture) -> Result<Client, String> {
+    async fn built(fut: StateFuture) -> Result<Client, StateError> {
         let (value, name) = fut.await?;
         assert!(name.ends_with("Client"), "{name}");
-        let client = value.downcast::<Client>().map_err(|_| "wrong type")?;
+        let client = value.downcast::<Client>().expect("the state's type");
         Ok(Client(client.0))
     }
 
@@ -224,7 +238,10 @@ mod tests {
         let a = (&&&&StateOut::new(call_state(plain, &vars).unwrap())).ocean_state();
         assert_eq!(built(a).await, Ok(Client(1)));
         let b = (&&&&StateOut::new(call_state(fallible, &vars).unwrap())).ocean_state();
-        assert_eq!(built(b).await, Err("no upstream".to_owned()));
+        assert_eq!(
+            built(b).await,
+            Err(StateError::Failed("no upstream".to_owned()))
+        );
         let c = (&&&&StateOut::new(call_state(asynchronous, &vars).unwrap())).ocean_state();
         assert_eq!(built(c).await, Ok(Client(3)));
         let d = (&&&&StateOut::new(call_state(async_fallible, &vars).unwrap())).ocean_state();

@@ -163,12 +163,11 @@ impl Upstream {
     ///
     /// # Errors
     /// The HTTP client could not be built (e.g. no TLS roots).
-    pub fn new(settings: UpstreamSettings) -> Result<Self, String> {
+    pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .pool_max_idle_per_host(settings.max_concurrency)
-            .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+            .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,

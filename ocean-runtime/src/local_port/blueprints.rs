@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Shared, error, identified, parse_object, taken};
+use super::{Shared, error, identified, parse_object, taken, unstored};
+use crate::group_commit::StorageError;
 use crate::time::now_rfc3339;
 
 fn not_found(id: &str) -> Response {
@@ -21,10 +22,11 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-fn stored(result: Result<Result<Response, String>, String>) -> Response {
+fn stored(result: Result<Result<Response, String>, StorageError>) -> Response {
     match result {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Ok(Err(e)) => unstored(e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -112,6 +114,6 @@ pub(super) async fn delete(State(shared): State<Arc<Shared>>, Path(id): Path<Str
             "has_entities",
             format!("blueprint `{id}` still has entities; delete them first"),
         ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Err(e) => unstored(e),
     }
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Shared, error, identified, taken};
+use super::{Shared, error, identified, taken, unstored};
 
 /// Stores `body` under `prefix/<identifier>`; `field` is the answer's key (`action`, …).
 async fn create(shared: &Shared, prefix: String, field: &'static str, body: &Bytes) -> Response {
@@ -32,7 +32,8 @@ async fn create(shared: &Shared, prefix: String, field: &'static str, body: &Byt
     match result {
         Ok(Ok(Some(()))) => Json(json!({"ok": true, field: body})).into_response(),
         Ok(Ok(None)) => taken(field, &id),
-        Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Ok(Err(e)) => unstored(e),
+        Err(e) => unstored(e),
     }
 }
 

@@ -111,6 +111,15 @@ impl std::fmt::Debug for LocalPort {
     }
 }
 
+/// 500: the change could not be stored (nothing of it was kept).
+fn unstored(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        e.to_string(),
+    )
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
@@ -331,7 +340,8 @@ async fn write_integration(
     match result {
         Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
         Ok(Ok(None)) => no_integration(&id),
-        Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Ok(Err(e)) => unstored(e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -377,7 +387,8 @@ async fn create_integration(
     match result {
         Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
         Ok(Ok(None)) => taken("integration", &id),
-        Ok(Err(e)) | Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Ok(Err(e)) => unstored(e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -634,7 +645,7 @@ async fn bulk_upsert(
             )
                 .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -670,7 +681,7 @@ async fn single_upsert(
             r.error,
             r.message,
         ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -729,7 +740,7 @@ async fn delete_entity(
                 format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
             ),
         },
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -770,7 +781,7 @@ async fn bulk_delete(
                 .collect();
             Json(json!({"ok": true, "deletedEntities": deleted, "errors": errors})).into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e),
+        Err(e) => unstored(e),
     }
 }
 
@@ -986,7 +997,7 @@ impl LocalPort {
                 s.put_integration(&id, record, changes)
             })
             .await
-            .and_then(|r| r)
+            .map_err(|e| LocalPortError::Write(e.to_string()))?
             .map_err(LocalPortError::Write)
     }
 

@@ -14,7 +14,10 @@ use serde_json::{Map, Value, json};
 
 use super::LocalPortError;
 use super::search::{Subject, matches};
-use crate::group_commit::GroupWriter;
+use crate::group_commit::{GroupWriter, StorageError};
+
+/// The database's name in errors and logs.
+const WHAT: &str = "built-in Port";
 
 const ENTITIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("entities");
 const INTEGRATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("integrations");
@@ -696,8 +699,8 @@ impl Store {
             .map_err(|e| storage(e.to_string()))?;
         let state = db
             .get()
-            .and_then(|handle| load(&handle).map_err(|e| e.to_string()))
-            .map_err(storage)?;
+            .and_then(|handle| load(&handle).map_err(|e| StorageError::db(WHAT, e)))
+            .map_err(|e| storage(e.to_string()))?;
         let state = std::sync::Arc::new(Mutex::new(state));
         let recover: crate::group_commit::Recover = {
             let state = std::sync::Arc::clone(&state);
@@ -707,7 +710,7 @@ impl Store {
                 fail_queued();
                 match db
                     .get()
-                    .and_then(|handle| load(&handle).map_err(|e| e.to_string()))
+                    .and_then(|handle| load(&handle).map_err(|e| StorageError::db(WHAT, e)))
                 {
                     Ok(committed) => {
                         *state = committed;
@@ -721,16 +724,11 @@ impl Store {
                 }
             })
         };
-        let writer = GroupWriter::spawn_with(
-            "built-in Port",
-            std::sync::Arc::new(db),
-            commit,
-            Some(recover),
-        )
-        .map_err(|source| LocalPortError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let writer = GroupWriter::spawn_with(WHAT, std::sync::Arc::new(db), commit, Some(recover))
+            .map_err(|source| LocalPortError::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         Ok(Self { state, writer })
     }
 
@@ -747,7 +745,7 @@ impl Store {
     pub(crate) async fn write<R>(
         &self,
         f: impl FnOnce(&mut State, &mut Vec<Change>) -> R,
-    ) -> Result<R, String> {
+    ) -> Result<R, StorageError> {
         let (committed, result) = {
             let mut state = self.lock();
             let mut changes = Vec::new();
@@ -758,9 +756,7 @@ impl Store {
             // Submitted under the lock, so that commits keep the order of the changes.
             (self.writer.submit(changes)?, result)
         };
-        committed
-            .await
-            .map_err(|_| "the built-in Port's writer has stopped".to_owned())??;
+        committed.await.map_err(|_| StorageError::Stopped(WHAT))??;
         Ok(result)
     }
 }

@@ -18,8 +18,8 @@ use super::{DeadLetter, DeadLetterStore, DeliveryLog, EventQueue, Lease, Pushed,
 use crate::metrics::QueueGauges;
 use serde_json::{Value, json};
 
-use crate::event::WebhookEvent;
-use crate::group_commit::{Db, GroupWriter};
+use crate::event::{RecordError, WebhookEvent};
+use crate::group_commit::{Db, GroupWriter, StorageError};
 use crate::processor::BoxFuture;
 
 /// Events by sequence number.
@@ -118,9 +118,17 @@ const HOT_EVENTS: usize = 1024;
 /// Page cache of the queue's database: the events are read back at most once, so a small one does.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
+/// A dead letter that does not encode or decode.
+fn letter_error(e: serde_json::Error) -> StorageError {
+    StorageError::Record(RecordError::Malformed(Arc::new(e)))
+}
+
 fn now_ms() -> u64 {
     crate::event::unix_ms(std::time::SystemTime::now())
 }
+
+/// The database's name in errors and logs.
+const WHAT: &str = "event queue";
 
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
 pub struct DiskQueue {
@@ -158,7 +166,7 @@ impl DiskQueue {
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
         let db = Db::open(&path, CACHE_BYTES).map_err(|e| fail(e.to_string()))?;
-        let handle = db.get().map_err(&fail)?;
+        let handle = db.get().map_err(|e| fail(e.to_string()))?;
         let sched = Scheduler::new(capacity);
         let mut next = 0;
         let mut restored = 0usize;
@@ -205,8 +213,8 @@ impl DiskQueue {
         }
         drop(handle);
         let db = Arc::new(db);
-        let writer = GroupWriter::spawn("event queue", Arc::clone(&db), commit)
-            .map_err(|e| fail(e.to_string()))?;
+        let writer =
+            GroupWriter::spawn(WHAT, Arc::clone(&db), commit).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             sched,
             writer,
@@ -228,17 +236,23 @@ impl DiskQueue {
     }
 
     /// Reads a queued event back.
-    fn load(&self, seq: u64) -> Result<WebhookEvent, String> {
-        let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
+    fn load(&self, seq: u64) -> Result<WebhookEvent, StorageError> {
+        let txn = self
+            .db
+            .get()?
+            .begin_read()
+            .map_err(|e| StorageError::db(WHAT, e))?;
+        let table = txn
+            .open_table(EVENTS)
+            .map_err(|e| StorageError::db(WHAT, e))?;
         let bytes = table
             .get(seq)
-            .map_err(|e| e.to_string())?
-            .ok_or("not in the queue's database")?;
-        WebhookEvent::from_record(bytes.value())
+            .map_err(|e| StorageError::db(WHAT, e))?
+            .ok_or_else(|| StorageError::NotFound(format!("queued event {seq}")))?;
+        Ok(WebhookEvent::from_record(bytes.value())?)
     }
 
-    async fn write(&self, op: Op) -> Result<(), String> {
+    async fn write(&self, op: Op) -> Result<(), StorageError> {
         self.writer.write(op).await
     }
 }
@@ -252,7 +266,7 @@ impl DiskQueue {
 
     /// The record of `event` and, when it has a delivery id, that id's record.
     fn encode(&self, event: &WebhookEvent) -> Result<(Vec<u8>, Option<Delivery>), QueueError> {
-        let bytes = event.to_record().map_err(QueueError::Storage)?;
+        let bytes = event.to_record().map_err(StorageError::from)?;
         let delivery = event.delivery_key().map(|key| {
             let now = now_ms();
             // Ids outside the window are forgotten once per window, not only at start.
@@ -352,8 +366,7 @@ impl EventQueue for DiskQueue {
             let mut rows = Vec::with_capacity(letters.len());
             for mut letter in letters {
                 letter.id = self.next_dead.fetch_add(1, Ordering::SeqCst);
-                let bytes =
-                    serde_json::to_vec(&letter).map_err(|e| QueueError::Storage(e.to_string()))?;
+                let bytes = serde_json::to_vec(&letter).map_err(letter_error)?;
                 rows.push((letter.id, bytes));
             }
             self.write(Op::AckDead(lease.seq, rows))
@@ -387,12 +400,18 @@ impl DeliveryLog for DiskQueue {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         self.dedup_window_ms.store(window_ms, Ordering::Relaxed);
         self.prune_deliveries(now, window_ms);
-        let read = || -> Result<Vec<(String, String, Duration)>, String> {
-            let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
-            let table = txn.open_table(DELIVERIES).map_err(|e| e.to_string())?;
+        let read = || -> Result<Vec<(String, String, Duration)>, StorageError> {
+            let txn = self
+                .db
+                .get()?
+                .begin_read()
+                .map_err(|e| StorageError::db(WHAT, e))?;
+            let table = txn
+                .open_table(DELIVERIES)
+                .map_err(|e| StorageError::db(WHAT, e))?;
             let mut out = Vec::new();
-            for row in table.iter().map_err(|e| e.to_string())? {
-                let (k, v) = row.map_err(|e| e.to_string())?;
+            for row in table.iter().map_err(|e| StorageError::db(WHAT, e))? {
+                let (k, v) = row.map_err(|e| StorageError::db(WHAT, e))?;
                 let Ok(record) = serde_json::from_slice::<Value>(v.value()) else {
                     continue;
                 };
@@ -416,13 +435,19 @@ impl DeliveryLog for DiskQueue {
 
 impl DeadLetterStore for DiskQueue {
     fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
-        let read = || -> Result<Vec<DeadLetter>, String> {
-            let txn = self.db.get()?.begin_read().map_err(|e| e.to_string())?;
-            let table = txn.open_table(DEAD).map_err(|e| e.to_string())?;
+        let read = || -> Result<Vec<DeadLetter>, StorageError> {
+            let txn = self
+                .db
+                .get()?
+                .begin_read()
+                .map_err(|e| StorageError::db(WHAT, e))?;
+            let table = txn
+                .open_table(DEAD)
+                .map_err(|e| StorageError::db(WHAT, e))?;
             let mut out = Vec::new();
-            for row in table.iter().map_err(|e| e.to_string())? {
-                let (_, v) = row.map_err(|e| e.to_string())?;
-                out.push(serde_json::from_slice(v.value()).map_err(|e| e.to_string())?);
+            for row in table.iter().map_err(|e| StorageError::db(WHAT, e))? {
+                let (_, v) = row.map_err(|e| StorageError::db(WHAT, e))?;
+                out.push(serde_json::from_slice(v.value()).map_err(letter_error)?);
             }
             Ok(out)
         };
@@ -458,7 +483,7 @@ impl DeadLetterStore for DiskQueue {
                 return Ok(false);
             }
             self.sched.has_room()?;
-            let bytes = event.to_record().map_err(QueueError::Storage)?;
+            let bytes = event.to_record().map_err(StorageError::from)?;
             let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
             self.write(Op::Replay(seq, bytes, id))
                 .await

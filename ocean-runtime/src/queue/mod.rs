@@ -29,6 +29,8 @@ mod contract;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use crate::event::RecordError;
+pub use crate::group_commit::StorageError;
 pub use disk::{DiskQueue, DiskQueueError};
 pub use memory::MemoryQueue;
 pub(crate) use redis::redact as redact_url;
@@ -218,8 +220,9 @@ impl DeadLetter {
     ///
     /// # Errors
     /// The stored event is unreadable.
-    pub fn to_event(&self) -> Result<WebhookEvent, String> {
-        let bytes = serde_json::to_vec(&self.event).map_err(|e| e.to_string())?;
+    pub fn to_event(&self) -> Result<WebhookEvent, RecordError> {
+        let bytes = serde_json::to_vec(&self.event)
+            .map_err(|e| RecordError::Malformed(std::sync::Arc::new(e)))?;
         WebhookEvent::from_stored(&bytes)
     }
 
@@ -293,7 +296,7 @@ pub(crate) fn stored_json(event: &WebhookEvent) -> serde_json::Value {
 }
 
 /// A queue operation that failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue holds as many events as it may.
     #[error("the event queue is full ({capacity} events)")]
@@ -313,7 +316,7 @@ pub enum QueueError {
     Fenced(u64),
     /// The durable store failed.
     #[error("the event queue could not store the change: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
     /// The backend cannot be reached for now (e.g. Redis is down); nothing was changed.
     #[error("the event queue is unavailable: {0}")]
     Unavailable(String),

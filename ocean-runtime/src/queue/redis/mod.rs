@@ -35,6 +35,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::event::RecordError;
+use crate::group_commit::StorageError;
 use tokio::task::JoinHandle;
 
 use super::{
@@ -244,8 +247,16 @@ fn items(v: Value) -> Vec<Value> {
     }
 }
 
-fn unexpected(what: &str, v: &Value) -> QueueError {
-    QueueError::Storage(format!("unexpected answer from the {what} script: {v:?}"))
+fn unexpected(what: &str, v: &impl std::fmt::Debug) -> QueueError {
+    QueueError::Storage(StorageError::Unexpected {
+        script: what.to_owned(),
+        answer: format!("{v:?}"),
+    })
+}
+
+/// A dead letter that does not encode or decode.
+fn letter_error(e: serde_json::Error) -> StorageError {
+    StorageError::Record(RecordError::Malformed(Arc::new(e)))
 }
 
 /// What the last call said about Redis.
@@ -258,20 +269,19 @@ fn classify(e: &redis::RedisError) -> QueueError {
     {
         QueueError::Unavailable(e.to_string())
     } else {
-        QueueError::Storage(e.to_string())
+        QueueError::Storage(StorageError::Redis(Arc::new(e.clone())))
     }
 }
 
 /// A dead letter as stored: the JSON of [`DeadLetter`], or (for an event the reaper gave up on)
 /// `T`, a JSON line with the error, then the event's record.
-fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, String> {
+fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, StorageError> {
     if let Some(rest) = bytes.strip_prefix(b"T") {
         let nl = rest
             .iter()
             .position(|b| *b == b'\n')
-            .ok_or("truncated dead letter")?;
-        let meta: serde_json::Value =
-            serde_json::from_slice(&rest[..nl]).map_err(|e| e.to_string())?;
+            .ok_or(RecordError::Truncated)?;
+        let meta: serde_json::Value = serde_json::from_slice(&rest[..nl]).map_err(letter_error)?;
         let event = WebhookEvent::from_record(&rest[nl + 1..])?;
         let mut letter = DeadLetter::of_event(
             &event,
@@ -282,7 +292,7 @@ fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, String> {
         letter.id = id;
         return Ok(letter);
     }
-    let mut letter: DeadLetter = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut letter: DeadLetter = serde_json::from_slice(bytes).map_err(letter_error)?;
     letter.id = id;
     Ok(letter)
 }
@@ -347,10 +357,7 @@ impl PushRequest {
 
 /// The same failure again, for each event of a batch.
 fn again(e: &QueueError) -> QueueError {
-    match e {
-        QueueError::Unavailable(reason) => QueueError::Unavailable(reason.clone()),
-        other => QueueError::Storage(other.to_string()),
-    }
+    e.clone()
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -633,7 +640,7 @@ impl Inner {
                 };
                 let (Some(seq), Some(token), Some(delivery)) = (field(1), field(2), field(3))
                 else {
-                    return Err(QueueError::Storage("malformed lease from Redis".to_owned()));
+                    return Err(unexpected("lease", &parts));
                 };
                 let hold = Hold::new(sent_at + self.validity());
                 self.held().insert(
@@ -664,9 +671,7 @@ impl Inner {
                     }
                 }
             }
-            _ => Err(QueueError::Storage(format!(
-                "unexpected answer from Redis instead of a lease: {parts:?}"
-            ))),
+            _ => Err(unexpected("lease", &parts)),
         }
     }
 
@@ -729,7 +734,7 @@ impl Inner {
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(encoded) => encoded,
-            Err(e) => return (Err(QueueError::Storage(e.to_string())), None),
+            Err(e) => return (Err(QueueError::Storage(letter_error(e))), None),
         };
         let lease_ms = self.lease_ms();
         let replica: &[u8] = if next { self.replica.as_bytes() } else { b"" };
@@ -967,7 +972,7 @@ impl EventQueue for RedisQueue {
             if inner.closed.load(Ordering::Relaxed) {
                 return Err(QueueError::Closed);
             }
-            let record = event.to_record().map_err(QueueError::Storage)?;
+            let record = event.to_record().map_err(StorageError::from)?;
             let (sup, groups) = Inner::event_args(&event);
             let key = if inner.opts.dedup_window.is_zero() {
                 ""
@@ -999,9 +1004,7 @@ impl EventQueue for RedisQueue {
                 Some("full") => Err(QueueError::Full {
                     capacity: inner.opts.capacity,
                 }),
-                _ => Err(QueueError::Storage(format!(
-                    "unexpected answer from the push script: {answer:?}"
-                ))),
+                _ => Err(unexpected("push", &answer)),
             }
         })
     }
@@ -1233,7 +1236,7 @@ impl DeadLetterStore for RedisQueue {
     fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let record = event.to_record().map_err(QueueError::Storage)?;
+            let record = event.to_record().map_err(StorageError::from)?;
             let (sup, groups) = Inner::event_args(&event);
             let id = id.to_string();
             let capacity = inner.opts.capacity.to_string();
