@@ -1,4 +1,4 @@
-//! Per-group order at high concurrency: with hundreds of events in flight (the default), events
+//! Per-group order: with hundreds of events in flight (the default) or a few workers, events
 //! sharing a group key still start one at a time, in arrival order, and the last one's entity is
 //! the one Port keeps; different groups run side by side.
 
@@ -6,10 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::{TestApp, eventually};
+
+mod common;
+use common::{WAIT, on};
 
 ocean_runtime::kinds!["thing"];
 
@@ -144,4 +148,78 @@ async fn check(backend: &str) {
 async fn groups_keep_their_order_with_hundreds_of_events_in_flight() {
     check("disk").await;
     check("memory").await;
+}
+
+// ---- Few workers (Ocean's mode) ----
+
+static ORDER: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+static IN_FLIGHT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static MAX_SAME_KEY: AtomicUsize = AtomicUsize::new(0);
+static MAX_ALL: AtomicUsize = AtomicUsize::new(0);
+
+#[webhook_processor(path = "/ordered", kinds = ["thing"], group = ".key")]
+async fn ordered(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+    let key = event.str_at("/key")?.to_owned();
+    let seq = event.payload()["seq"].as_u64().unwrap_or(0);
+    {
+        let mut in_flight = IN_FLIGHT.lock().unwrap();
+        in_flight.push(key.clone());
+        let same = in_flight.iter().filter(|k| **k == key).count();
+        MAX_SAME_KEY.fetch_max(same, Ordering::SeqCst);
+        MAX_ALL.fetch_max(in_flight.len(), Ordering::SeqCst);
+    }
+    // Work that takes a while, so that events of one group would overlap if they could.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    ORDER.lock().unwrap().push((key.clone(), seq));
+    let mut in_flight = IN_FLIGHT.lock().unwrap();
+    if let Some(i) = in_flight.iter().position(|k| *k == key) {
+        in_flight.remove(i);
+    }
+    Ok(RawResults::none())
+}
+
+#[tokio::test]
+async fn events_of_one_group_run_one_at_a_time_in_arrival_order() {
+    let app = on("/ordered")
+        .env("OCEAN__EVENT_WORKERS_COUNT", "8")
+        .start()
+        .await
+        .unwrap();
+    let keys = ["A", "B", "C"];
+    for seq in 0..12u64 {
+        for key in keys {
+            let (status, _) = app
+                .post("/ordered", &json!({"key": key, "seq": seq}))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+    }
+    eventually("all 36 events", WAIT, || async {
+        Ok::<_, ()>((ORDER.lock().unwrap().len() == 36).then_some(()))
+    })
+    .await;
+    let order = ORDER.lock().unwrap().clone();
+    for key in keys {
+        let seqs: Vec<u64> = order
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            seqs,
+            (0..12).collect::<Vec<_>>(),
+            "group {key} in arrival order"
+        );
+    }
+    assert_eq!(
+        MAX_SAME_KEY.load(Ordering::SeqCst),
+        1,
+        "never two of one group at once"
+    );
+    assert!(
+        MAX_ALL.load(Ordering::SeqCst) > 1,
+        "different groups run in parallel"
+    );
+    app.shutdown().await;
 }
