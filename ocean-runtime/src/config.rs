@@ -100,7 +100,7 @@ impl ConfigError {
 
 /// Whether `ip` only reaches this machine (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`).
 #[must_use]
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {

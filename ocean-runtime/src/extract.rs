@@ -27,7 +27,7 @@ use crate::mapping::ResourceConfig;
 use crate::processor::{JobContext, ProcessError};
 
 /// A value shared with handlers: state or loaded integration config.
-pub type Shared = Arc<dyn Any + Send + Sync>;
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 
 /// What a handler argument needs from the app, checked before any event is processed.
 #[derive(Clone, Copy)]
@@ -207,7 +207,7 @@ impl<T> Selector<T> {
 ///
 /// # Errors
 /// The selector does not deserialize into `T`.
-pub fn selector_from_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+pub(crate) fn selector_from_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -271,7 +271,7 @@ impl<'a, T: Send + Sync + 'static> FromJob<'a> for State<T> {
 }
 
 /// The integration's own settings, deserialized from `OCEAN__INTEGRATION__CONFIG__*` at start-up
-/// (see [`crate::integration_config`]); a missing or malformed variable stops start-up, naming it.
+/// (field names are lower-cased, values read as YAML scalars); a missing or malformed variable stops start-up, naming it.
 #[derive(Debug)]
 pub struct Config<T>(pub Arc<T>);
 

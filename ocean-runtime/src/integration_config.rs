@@ -13,7 +13,7 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use crate::config::ConfigError;
 
 /// The prefix of the integration's own variables.
-pub const PREFIX: &str = "OCEAN__INTEGRATION__CONFIG__";
+pub(crate) const PREFIX: &str = "OCEAN__INTEGRATION__CONFIG__";
 
 /// The integration's variables (`OCEAN__INTEGRATION__CONFIG__…`), by field name (lower case).
 ///
@@ -31,7 +31,7 @@ impl fmt::Debug for IntegrationVars {
 
 /// The variable that holds `field`.
 #[must_use]
-pub fn var_name(field: &str) -> String {
+pub(crate) fn var_name(field: &str) -> String {
     format!("{PREFIX}{}", field.to_ascii_uppercase())
 }
 

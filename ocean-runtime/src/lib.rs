@@ -1,42 +1,101 @@
 //! The runtime of ocean-rs: everything an integration needs besides its processors.
 //!
-//! An integration depends on this crate only. It writes `async fn`s annotated with
-//! [`#[webhook_processor]`](webhook_processor), declares its kinds with [`kinds!`], and ends its
-//! `main.rs` with [`main!`]. The runtime owns the rest: the webhook server, the queue and its
-//! workers, the pipeline (select → authenticate → validate → handle with retries → map with jq →
-//! upsert/delete in Port), the Port client, the built-in local Port, configuration and shutdown.
+//! # The model
+//!
+//! An integration is a binary that keeps Port's catalog up to date from webhooks. Its author writes
+//! plain `async fn`s and annotates each with [`#[webhook_processor]`](webhook_processor): the path
+//! it listens on, the mapping kinds it produces, a jq `matches` filter, and optionally a `group`
+//! key for ordering, retries, a timeout, a verifier and hooks. [`kinds!`] declares the kinds once
+//! per crate, and [`main!`] writes `fn main`. Mistakes the macros can see are compile errors.
+//!
+//! A handler takes what it needs by type, in any order: the [`WebhookEvent`], the
+//! [`ResourceConfig`] and [`JobContext`] of the job, a typed [`Selector<T>`](Selector) of the
+//! mapping resource, shared [`State<T>`](State) (such as the [`Upstream`] HTTP client), or the
+//! integration's own [`Config<T>`](Config). It returns [`RawResults`]: raw records to upsert or
+//! delete, which the mapping turns into Port entities with jq. A [`ProcessError`] says whether
+//! to retry.
+//!
+//! The runtime does the rest, in this order: the webhook is verified, stored durably and answered
+//! 200; a worker selects the processors, runs each job (with retries and a timeout), maps the
+//! results and writes them to Port; the event is acknowledged once Port confirmed them, or kept
+//! as a dead letter. Events sharing a group key run one at a time, in arrival order. Settings come
+//! from `OCEAN__…` variables ([`Settings`]); without Port credentials, the built-in
+//! [`LocalPort`] stands in for Port.
+//!
+//! ```no_run
+//! use ocean_runtime::prelude::*;
+//!
+//! ocean_runtime::kinds!["issue"];
+//!
+//! #[webhook_processor(path = "/webhook", kinds = ["issue"], matches = ".issue != null")]
+//! async fn issues(event: &WebhookEvent) -> Result<RawResults, ProcessError> {
+//!     Ok(RawResults::updated([event.value_at("/issue")?.clone()]))
+//! }
+//!
+//! // …and, at the end of `main.rs`: `ocean_runtime::main!();`
+//! # fn main() {}
+//! ```
+//!
+//! [`prelude`] is what a processor module imports; [`error`] holds every error type; `testing`
+//! (the `testing` feature) runs an integration in tests. `ARCHITECTURE.md` in the repository shows
+//! where each part lives, and `public-api.txt` lists this crate's public surface.
 
-pub mod app;
+mod app;
 mod cli;
-pub mod config;
-pub mod event;
-pub mod extract;
+mod config;
+mod event;
+mod extract;
 mod group_commit;
-pub mod integration_config;
-pub mod local_port;
-pub mod mapping;
-pub mod metrics;
-pub mod pipeline;
-pub mod port;
-pub mod processor;
+mod integration_config;
+mod local_port;
+mod mapping;
+mod metrics;
+mod pipeline;
+mod port;
+mod processor;
 mod provision;
-pub mod queue;
-pub mod registry;
-pub mod retry;
+mod queue;
+mod registry;
+mod retry;
 mod run;
 mod server;
 mod spec;
-pub mod state;
+mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
-pub mod upstream;
-pub mod verify;
+mod upstream;
+mod verify;
 
 #[cfg(test)]
 mod arbitrary;
 
-pub use app::{App, RunningApp, StartError};
+pub use app::{App, RunningApp};
+pub use config::{Config as Settings, DEFAULT_EVENTS_IN_FLIGHT};
+pub use event::WebhookEvent;
+pub use extract::{Config, Selector, State};
+pub use local_port::{LocalPort, LocalPortOptions};
+pub use mapping::ResourceConfig;
+pub use processor::{
+    BoxFuture, JobContext, ProcessError, RawResults, Registration, ResultExt, WebhookProcessor,
+};
+pub use retry::{RetryPolicy, is_retryable_status};
+pub use upstream::{Rate, Upstream, UpstreamSettings};
+
+/// Every error type of the crate, for matching on causes.
+pub mod error {
+    pub use crate::app::StartError;
+    pub use crate::config::ConfigError;
+    pub use crate::event::{InvalidJson, RecordError};
+    pub use crate::group_commit::StorageError;
+    pub use crate::local_port::LocalPortError;
+    pub use crate::port::PortError;
+    pub use crate::queue::QueueError;
+    pub use crate::queue::disk::DiskQueueError;
+    pub use crate::queue::redis::RedisQueueError;
+    pub use crate::registry::RegistryError;
+    pub use crate::state::StateError;
+}
 
 /// Declares the mapping kinds this crate's processors produce. Call it once, at the crate root.
 ///
@@ -54,8 +113,8 @@ pub use ocean_macros::kinds;
 ///
 /// If the crate has `.port/resources/port-app-config.yml`, it is compiled in as the default mapping.
 ///
-/// `state = path::to_fn` builds the value handlers receive as [`State<T>`](extract::State), once,
-/// before anything is served. The fn takes nothing or a [`Config<C>`](extract::Config), may be
+/// `state = path::to_fn` builds the value handlers receive as [`State<T>`](State), once,
+/// before anything is served. The fn takes nothing or a [`Config<C>`](Config), may be
 /// `async`, and returns `T` or `Result<T, E>` with `E: Display`; an error stops start-up with its
 /// message.
 ///
@@ -100,9 +159,9 @@ pub use ocean_macros::main;
 /// `OCEAN__INTEGRATION__CONFIG__GH_SECRET` (comma-separated for rotation; default field
 /// `webhook_secret`). Durations are written `"500ms"`, `"30s"`, `"2m"`, `"1h"` or `"1m30s"`.
 ///
-/// The fn's arguments are taken by type, in any order (see [`extract`]): `&WebhookEvent`,
-/// `&ResourceConfig`, `&JobContext`, [`Selector<T>`](extract::Selector),
-/// [`State<T>`](extract::State), [`Config<T>`](extract::Config). It returns
+/// The fn's arguments are taken by type, in any order: `&WebhookEvent`,
+/// `&ResourceConfig`, `&JobContext`, [`Selector<T>`](Selector),
+/// [`State<T>`](State), [`Config<T>`](Config). It returns
 /// `Result<RawResults, E>` for any `E: Into<ProcessError>`.
 ///
 /// ```
@@ -161,9 +220,14 @@ pub mod __private {
     pub use crate::event::WebhookEvent;
     pub use crate::extract::{FromJob, IntoResults, Probe, ProbeKnown, ProbeUnknown, Requirement};
     pub use crate::integration_config::IntegrationVars;
+    pub use crate::mapping::PortAppConfig;
+    pub use crate::mapping::compiled::{
+        CompiledMapping, Entity, IssueKind, MappedItems, MappingError, MappingIssue,
+    };
     pub use crate::processor::{
         BoxFuture, JobContext, ProcessError, RawResults, Registration, WebhookProcessor,
     };
+    pub use crate::registry::Registry;
     pub use crate::retry::RetryPolicy;
     pub use crate::run::run_main;
     pub use crate::state::{StateFuture, StateInit, StateOut, call_state, via};

@@ -273,7 +273,7 @@ impl<'a> JobContext<'a> {
 ///
 /// ```
 /// use ocean_runtime::prelude::*;
-/// use ocean_runtime::processor::{BoxFuture, JobContext, Registration};
+/// use ocean_runtime::{BoxFuture, JobContext, Registration};
 ///
 /// struct Echo;
 ///

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// still ends on one waits in the queue; a processor's upstream error with one is retryable.
 ///
 /// ```
-/// use ocean_runtime::retry::is_retryable_status;
+/// use ocean_runtime::is_retryable_status;
 /// assert!(is_retryable_status(503) && is_retryable_status(429));
 /// assert!(!is_retryable_status(404) && !is_retryable_status(501));
 /// ```

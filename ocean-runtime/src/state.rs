@@ -31,7 +31,7 @@ pub enum StateError {
 }
 
 /// The state, or why it could not be built.
-pub type StateResult = Result<(Shared, &'static str), StateError>;
+pub(crate) type StateResult = Result<(Shared, &'static str), StateError>;
 
 /// The future that builds the state (it runs on the main thread, so it need not be `Send`).
 pub type StateFuture = Pin<Box<dyn Future<Output = StateResult>>>;
@@ -89,7 +89,7 @@ macro_rules! state_init {
     }};
 }
 
-/// Calls a state fn (see [`StateFn`]).
+/// Calls a state fn (with no argument or a `Config<C>` one).
 ///
 /// # Errors
 /// Its `Config<C>` argument cannot be loaded.

@@ -315,6 +315,7 @@ impl<E: fmt::Display> AuthOutcome for Result<(), E> {
 
 /// Signs `body` like GitHub does (`sha256=<hex>`); for tests and demo senders.
 #[must_use]
+#[cfg(any(test, feature = "testing"))]
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let bytes = hmac_sha256(secret.as_bytes(), &[body])
         .finalize()
@@ -330,6 +331,7 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 ///
 /// # Errors
 /// The secret is not `whsec_<base64>`.
+#[cfg(any(test, feature = "testing"))]
 pub fn standard_webhooks_signature(
     secret: &str,
     id: &str,

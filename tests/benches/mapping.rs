@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use ocean_runtime::mapping::{CompiledMapping, PortAppConfig};
+use ocean_runtime::__private::{CompiledMapping, PortAppConfig};
 use serde_json::{Value, json};
 
 ocean_runtime::global_allocator!();

@@ -108,7 +108,7 @@ fn start_replica(dir: &Path, i: usize, port_url: &str, redis: Option<&RedisServe
     let redis_url = redis.map(RedisServer::url).unwrap_or_default();
     let in_flight = env(
         "REPLICAS_IN_FLIGHT",
-        ocean_runtime::config::DEFAULT_EVENTS_IN_FLIGHT,
+        ocean_runtime::DEFAULT_EVENTS_IN_FLIGHT,
     )
     .to_string();
     let mut vars = vec![

@@ -14,9 +14,9 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ocean_runtime::local_port::{LocalPort, LocalPortOptions};
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::{TestApp, eventually, local_port_token};
+use ocean_runtime::{LocalPort, LocalPortOptions};
 
 ocean_runtime::kinds!["issue"];
 

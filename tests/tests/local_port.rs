@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use ocean_runtime::local_port::{LocalPort, LocalPortOptions};
 use ocean_runtime::testing::local_port_token;
+use ocean_runtime::{LocalPort, LocalPortOptions};
 use serde_json::{Value, json};
 
 const PY_AGENT: &str = "port-ocean/pytest-type/0.1.0/py-test/exporter";

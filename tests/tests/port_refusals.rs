@@ -13,9 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ocean_runtime::local_port::{LocalPort, LocalPortOptions};
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::{TestApp, eventually};
+use ocean_runtime::{LocalPort, LocalPortOptions};
 
 ocean_runtime::kinds!["item"];
 

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ocean_runtime::prelude::*;
-use ocean_runtime::processor::{BoxFuture, JobContext, Registration};
-use ocean_runtime::retry::RetryPolicy;
 use ocean_runtime::testing::{TestApp, TestError, eventually};
+use ocean_runtime::{BoxFuture, JobContext, Registration, RetryPolicy};
 use serde_json::json;
 
 const MAPPING: &str = r#"

@@ -413,7 +413,7 @@ async fn replicas_killed_under_load_lose_nothing_and_keep_group_order() {
     cluster.recorder.assert_group_order();
     // A killed replica's events in flight run again elsewhere: at most one per group (a group
     // runs one event at a time), and at most its events in flight.
-    let in_flight = ocean_runtime::config::DEFAULT_EVENTS_IN_FLIGHT.min(GROUPS as usize);
+    let in_flight = ocean_runtime::DEFAULT_EVENTS_IN_FLIGHT.min(GROUPS as usize);
     let duplicates = starts.len() - started.len();
     assert!(
         duplicates <= in_flight * KILLS,

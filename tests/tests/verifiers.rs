@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ocean_runtime::prelude::*;
 use ocean_runtime::testing::eventually;
-use ocean_runtime::verify::github_signature;
+use ocean_runtime::testing::github_signature;
 
 mod common;
 use common::{WAIT, on};
@@ -121,7 +121,7 @@ async fn standard_webhooks_refuses_stale_and_forged_deliveries() {
         async move {
             let body = br#"{"n":1}"#.to_vec();
             let sig =
-                ocean_runtime::verify::standard_webhooks_signature(secret, id, ts, &body).unwrap();
+                ocean_runtime::testing::standard_webhooks_signature(secret, id, ts, &body).unwrap();
             let ts = ts.to_string();
             app.post_raw(
                 "/standard",

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use ocean_runtime::testing::github_signature;
 use ocean_runtime::testing::{TestBinary, eventually, local_port_token};
-use ocean_runtime::verify::github_signature;
 use serde_json::{Value, json};
 
 const SECRET: &str = "dev-secret";

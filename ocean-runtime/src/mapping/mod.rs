@@ -3,14 +3,14 @@
 //! Every mapping leaf is a jq expression. A mapping is compiled once per version into a
 //! [`CompiledMapping`]; events only run the compiled programs.
 
-mod compiled;
+pub(crate) mod compiled;
 mod source;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use compiled::{CompiledMapping, Entity, IssueKind, MappedItems, MappingError, MappingIssue};
-pub use source::{MappingCheck, MappingSource, MappingStore};
+pub(crate) use compiled::{CompiledMapping, IssueKind, MappingError, MappingIssue};
+pub(crate) use source::{MappingCheck, MappingSource, MappingStore};
 
 fn yes() -> bool {
     true

@@ -8,7 +8,7 @@ use crate::port::{PortClient, PortError};
 
 /// Where the mapping is read from.
 #[derive(Debug, Clone)]
-pub enum MappingSource {
+pub(crate) enum MappingSource {
     /// A local `port-app-config.yml` (YAML or JSON).
     File(PathBuf),
     /// Port's integration record (`integration.config`).
@@ -17,7 +17,7 @@ pub enum MappingSource {
 
 /// A mapping that could not be loaded; the previous version, if any, keeps serving.
 #[derive(Debug, thiserror::Error)]
-pub enum MappingLoadError {
+pub(crate) enum MappingLoadError {
     /// The file could not be read.
     #[error("cannot read mapping file {path}: {source}")]
     Io {
@@ -61,7 +61,7 @@ fn join(errors: &[MappingError]) -> String {
 }
 
 /// The current mapping, compiled, replaced only by a version that compiles.
-pub struct MappingStore {
+pub(crate) struct MappingStore {
     source: MappingSource,
     current: RwLock<Option<Arc<CompiledMapping>>>,
     check: Option<MappingCheck>,
@@ -69,7 +69,7 @@ pub struct MappingStore {
 }
 
 /// A check every new mapping version must pass before it is put in force; `Err` lists the problems.
-pub type MappingCheck = Box<dyn Fn(&PortAppConfig) -> Result<(), Vec<String>> + Send + Sync>;
+pub(crate) type MappingCheck = Box<dyn Fn(&PortAppConfig) -> Result<(), Vec<String>> + Send + Sync>;
 
 impl std::fmt::Debug for MappingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,7 +83,7 @@ impl std::fmt::Debug for MappingStore {
 impl MappingStore {
     /// A store with no mapping loaded yet.
     #[must_use]
-    pub fn new(source: MappingSource) -> Self {
+    pub(crate) fn new(source: MappingSource) -> Self {
         Self {
             source,
             current: RwLock::new(None),
@@ -94,21 +94,21 @@ impl MappingStore {
 
     /// Counts every load in `ocean_mapping_loads_total{outcome}`.
     #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     /// Adds a check that every new version must pass.
     #[must_use]
-    pub fn with_check(mut self, check: MappingCheck) -> Self {
+    pub(crate) fn with_check(mut self, check: MappingCheck) -> Self {
         self.check = Some(check);
         self
     }
 
     /// The mapping in force, if one was loaded.
     #[must_use]
-    pub fn current(&self) -> Option<Arc<CompiledMapping>> {
+    pub(crate) fn current(&self) -> Option<Arc<CompiledMapping>> {
         self.current
             .read()
             .map(|g| g.clone())
@@ -151,7 +151,7 @@ impl MappingStore {
     ///
     /// # Errors
     /// The mapping could not be fetched or does not compile; the current version stays in force.
-    pub async fn reload(&self) -> Result<bool, MappingLoadError> {
+    pub(crate) async fn reload(&self) -> Result<bool, MappingLoadError> {
         let result = self.load().await;
         if let Some(metrics) = &self.metrics {
             metrics.mapping_load(match &result {

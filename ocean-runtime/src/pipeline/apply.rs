@@ -15,7 +15,7 @@ use crate::queue::{DeadLetter, RefusedEntity};
 
 /// What one event changed in Port.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Entities upserted.
     pub upserted: usize,
     /// Entities deleted.

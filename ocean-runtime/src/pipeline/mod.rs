@@ -23,11 +23,11 @@ use crate::processor::{JobContext, ProcessError, RawResults};
 use crate::queue::{DeadLetter, EventQueue, Lease, QueueError, ack_with};
 use crate::registry::{RegisteredProcessor, Registry};
 
-pub use apply::Applied;
+pub(crate) use apply::Applied;
 
 /// What became of one event.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Jobs ran and their results were applied to Port.
     Applied(Applied),
     /// No processor selected the event (recorded, not retried).
@@ -61,7 +61,7 @@ impl Outcome {
 }
 
 /// The per-event processing, shared by all workers.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     registry: Arc<Registry>,
     mapping: Arc<MappingStore>,
     /// Port writes; upserts of concurrent events share requests.
@@ -81,11 +81,11 @@ pub struct Pipeline {
 
 /// Cancels the jobs in flight (their `on_cancel` hooks run) when the app stops.
 #[derive(Debug)]
-pub struct Canceller(watch::Sender<bool>);
+pub(crate) struct Canceller(watch::Sender<bool>);
 
 impl Canceller {
     /// Cancels every job in flight and every job started from now on.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.0.send_replace(true);
     }
 }
@@ -178,7 +178,7 @@ fn redelivery_delay(delivery: u32) -> Duration {
 impl Pipeline {
     /// A pipeline over these parts; `job_timeout` bounds each processor job unless the processor sets its own.
     #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         registry: Arc<Registry>,
         mapping: Arc<MappingStore>,
         port: Arc<PortClient>,
@@ -339,7 +339,7 @@ impl Pipeline {
     /// Processes one leased event to the end: select, run the jobs concurrently, map, apply. The
     /// jobs are cancelled if the lease is lost, and nothing is written to Port unless the lease is
     /// still held just before.
-    pub async fn process(&self, lease: &Lease) -> Outcome {
+    pub(crate) async fn process(&self, lease: &Lease) -> Outcome {
         let event = &*lease.event;
         let Some(mapping) = self.mapping.current() else {
             return Outcome::NoMapping;
@@ -424,7 +424,7 @@ impl Pipeline {
     /// While Port or the mapping is unavailable, workers pause (1 s doubling to 60 s, like an
     /// event's redelivery) instead of taking every queued event through a failed attempt; the
     /// events wait in the queue, and one attempt after each pause probes whether Port is back.
-    pub async fn work(self: Arc<Self>, queue: Arc<dyn EventQueue>) {
+    pub(crate) async fn work(self: Arc<Self>, queue: Arc<dyn EventQueue>) {
         // The event leased together with the last ack, if the queue did (a shared queue).
         let mut next: Option<Lease> = None;
         loop {

@@ -62,7 +62,7 @@ impl PortClient {
     /// [`PortError::is_credentials`]); `None` once a call succeeds again. Readiness is false
     /// meanwhile, and the pipeline's workers pause with the events left queued.
     #[must_use]
-    pub fn credentials_refused(&self) -> Option<String> {
+    pub(crate) fn credentials_refused(&self) -> Option<String> {
         self.refused
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

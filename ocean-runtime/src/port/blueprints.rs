@@ -28,14 +28,14 @@ impl PortClient {
     /// and `relations.<name>` (relations with `required: true`), read with
     /// `GET /v1/blueprints/{blueprint}` and remembered for 120 s. Empty when Port has no such
     /// blueprint or cannot be asked (that is logged at debug level).
-    pub async fn required_fields(&self, blueprint: &str) -> Arc<BTreeSet<String>> {
+    pub(crate) async fn required_fields(&self, blueprint: &str) -> Arc<BTreeSet<String>> {
         Arc::clone(&self.blueprint_facts(blueprint).await.required)
     }
 
     /// Whether an entity of blueprint `source` may have a relation to one of `target` (one of its
     /// relations is declared with that target); read and remembered like
     /// [`required_fields`](Self::required_fields), `false` when Port cannot say.
-    pub async fn relates_to(&self, source: &str, target: &str) -> bool {
+    pub(crate) async fn relates_to(&self, source: &str, target: &str) -> bool {
         self.blueprint_facts(source).await.targets.contains(target)
     }
 

@@ -21,7 +21,7 @@ impl PortClient {
     ///
     /// # Errors
     /// [`PortError::BaseUrl`] when the base URL does not parse.
-    pub fn new(config: PortClientConfig) -> Result<Self, PortError> {
+    pub(crate) fn new(config: PortClientConfig) -> Result<Self, PortError> {
         let base = Url::parse(config.base_url.trim_end_matches('/'))
             .ok()
             .filter(|u| !u.cannot_be_a_base())
@@ -56,20 +56,20 @@ impl PortClient {
 
     /// Counts every call in `metrics`.
     #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     /// The integration's identifier in Port.
     #[must_use]
-    pub fn integration_identifier(&self) -> &str {
+    pub(crate) fn integration_identifier(&self) -> &str {
         &self.config.integration_identifier
     }
 
     /// The base URL in use.
     #[must_use]
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
     }
 
@@ -253,7 +253,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any [`PortError`] except a 404.
-    pub async fn integration(&self) -> Result<Option<Value>, PortError> {
+    pub(crate) async fn integration(&self) -> Result<Option<Value>, PortError> {
         let id = self.config.integration_identifier.clone();
         self.get_field(&["integration", &id], "integration").await
     }
@@ -275,7 +275,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any other [`PortError`].
-    pub async fn create_integration(&self, record: &Value) -> Result<bool, PortError> {
+    pub(crate) async fn create_integration(&self, record: &Value) -> Result<bool, PortError> {
         self.create_at(&["integration"], record).await
     }
 
@@ -283,7 +283,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any [`PortError`].
-    pub async fn patch_integration(&self, fields: &Value) -> Result<(), PortError> {
+    pub(crate) async fn patch_integration(&self, fields: &Value) -> Result<(), PortError> {
         let id = self.config.integration_identifier.clone();
         self.call(
             Method::PATCH,
@@ -300,7 +300,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any [`PortError`].
-    pub async fn patch_config(&self, config: &Value) -> Result<(), PortError> {
+    pub(crate) async fn patch_config(&self, config: &Value) -> Result<(), PortError> {
         let id = self.config.integration_identifier.clone();
         let body = serde_json::json!({ "config": config });
         self.call(
@@ -318,7 +318,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any [`PortError`] except a 404.
-    pub async fn blueprint(&self, id: &str) -> Result<Option<Value>, PortError> {
+    pub(crate) async fn blueprint(&self, id: &str) -> Result<Option<Value>, PortError> {
         self.get_field(&["blueprints", id], "blueprint").await
     }
 
@@ -326,7 +326,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any other [`PortError`].
-    pub async fn create_blueprint(&self, blueprint: &Value) -> Result<bool, PortError> {
+    pub(crate) async fn create_blueprint(&self, blueprint: &Value) -> Result<bool, PortError> {
         self.create_at(&["blueprints"], blueprint).await
     }
 
@@ -357,7 +357,7 @@ impl PortClient {
     ///
     /// # Errors
     /// Any [`PortError`].
-    pub async fn patch_blueprint(&self, id: &str, fields: &Value) -> Result<(), PortError> {
+    pub(crate) async fn patch_blueprint(&self, id: &str, fields: &Value) -> Result<(), PortError> {
         self.call(Method::PATCH, &["blueprints", id], &[], Some(fields), false)
             .await
             .map(drop)
@@ -370,7 +370,7 @@ impl PortClient {
     ///
     /// # Errors
     /// The first request that failed as a whole.
-    pub async fn upsert_entities(
+    pub(crate) async fn upsert_entities(
         &self,
         blueprint: &str,
         entities: &[Value],
@@ -447,7 +447,7 @@ impl PortClient {
     ///
     /// # Errors
     /// The search failed.
-    pub async fn search_owned(
+    pub(crate) async fn search_owned(
         &self,
         blueprint: &str,
         identifiers: &[String],
@@ -501,7 +501,7 @@ impl PortClient {
     ///
     /// # Errors
     /// The first request that failed.
-    pub async fn delete_entities(
+    pub(crate) async fn delete_entities(
         &self,
         blueprint: &str,
         identifiers: &[String],

@@ -59,11 +59,11 @@ fn batches(entities: &[Value]) -> Vec<&[Value]> {
 }
 
 /// Port's limit on entities per bulk upsert request.
-pub const UPSERT_BATCH_MAX: usize = 20;
+pub(crate) const UPSERT_BATCH_MAX: usize = 20;
 /// Largest bulk upsert request body sent to Port, in bytes (Ocean's limit).
-pub const UPSERT_BYTES_MAX: usize = 1024 * 1024;
+pub(crate) const UPSERT_BYTES_MAX: usize = 1024 * 1024;
 /// Ocean's cap on identifiers per bulk delete request.
-pub const DELETE_BATCH_MAX: usize = 100;
+pub(crate) const DELETE_BATCH_MAX: usize = 100;
 const RETRIES: u32 = 4;
 const BODY_EXCERPT: usize = 500;
 
@@ -153,7 +153,7 @@ const TOKEN_PATH: &str = "/v1/auth/access_token";
 
 /// Where Port is and who this integration is.
 #[derive(Debug, Clone)]
-pub struct PortClientConfig {
+pub(crate) struct PortClientConfig {
     /// Base URL, e.g. `https://api.getport.io`.
     pub base_url: String,
     /// `OCEAN__PORT__CLIENT_ID`.
@@ -172,7 +172,7 @@ pub struct PortClientConfig {
 
 /// Request options for upserts, from the mapping.
 #[derive(Debug, Clone, Copy)]
-pub struct UpsertOptions {
+pub(crate) struct UpsertOptions {
     /// Merge into the stored entity (`enableMergeEntity`).
     pub merge: bool,
     /// Create placeholder related entities (`createMissingRelatedEntities`).
@@ -181,7 +181,7 @@ pub struct UpsertOptions {
 
 /// An entity Port refused in a bulk upsert.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EntityFailure {
+pub(crate) struct EntityFailure {
     /// The entity's identifier as sent.
     pub identifier: Value,
     /// Port's reason.
@@ -213,7 +213,7 @@ impl EntityFailure {
 }
 
 /// A client of one Port organisation, for one integration.
-pub struct PortClient {
+pub(crate) struct PortClient {
     http: reqwest::Client,
     base: Url,
     config: PortClientConfig,

@@ -131,7 +131,7 @@ fn now_ms() -> u64 {
 const WHAT: &str = "event queue";
 
 /// The durable [`EventQueue`]: redb on disk, scheduling in memory.
-pub struct DiskQueue {
+pub(crate) struct DiskQueue {
     sched: Scheduler,
     writer: GroupWriter<Op>,
     db: Arc<Db>,
@@ -158,7 +158,7 @@ impl DiskQueue {
     ///
     /// # Errors
     /// The folder or database cannot be created or read.
-    pub fn open(dir: &Path, capacity: usize) -> Result<Self, DiskQueueError> {
+    pub(crate) fn open(dir: &Path, capacity: usize) -> Result<Self, DiskQueueError> {
         let path = dir.join("queue.redb");
         let fail = |reason: String| DiskQueueError {
             path: path.clone(),
@@ -259,8 +259,9 @@ impl DiskQueue {
 
 impl DiskQueue {
     /// Events held: waiting plus leased.
+    #[cfg(test)]
     #[must_use]
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.sched.depth()
     }
 

@@ -11,7 +11,7 @@ use crate::metrics::QueueGauges;
 use crate::processor::BoxFuture;
 
 /// A bounded in-memory [`EventQueue`].
-pub struct MemoryQueue {
+pub(crate) struct MemoryQueue {
     sched: Scheduler,
     dead: Mutex<(u64, BTreeMap<u64, DeadLetter>)>,
 }
@@ -28,7 +28,7 @@ impl std::fmt::Debug for MemoryQueue {
 impl MemoryQueue {
     /// A queue holding at most `capacity` events (waiting plus leased).
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             sched: Scheduler::new(capacity),
             dead: Mutex::new((1, BTreeMap::new())),
@@ -36,8 +36,9 @@ impl MemoryQueue {
     }
 
     /// Events held: waiting plus leased.
+    #[cfg(test)]
     #[must_use]
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.sched.depth()
     }
 

@@ -18,9 +18,9 @@
 //! commits) and [`RedisQueue`] (several replicas share one queue; leases carry a fencing token).
 //! Memory and disk share one scheduling core (`sched`); Redis schedules inside Lua scripts.
 
-mod disk;
+pub(crate) mod disk;
 mod memory;
-mod redis;
+pub(crate) mod redis;
 mod sched;
 
 #[cfg(test)]
@@ -29,12 +29,12 @@ mod contract;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use crate::event::RecordError;
-pub use crate::group_commit::StorageError;
-pub use disk::{DiskQueue, DiskQueueError};
-pub use memory::MemoryQueue;
+pub(crate) use crate::event::RecordError;
+pub(crate) use crate::group_commit::StorageError;
+pub(crate) use disk::{DiskQueue, DiskQueueError};
+pub(crate) use memory::MemoryQueue;
 pub(crate) use redis::redact as redact_url;
-pub use redis::{RedisOptions, RedisQueue, RedisQueueError};
+pub(crate) use redis::{RedisOptions, RedisQueue, RedisQueueError};
 
 use crate::event::WebhookEvent;
 use crate::metrics::QueueGauges;
@@ -83,7 +83,7 @@ impl Hold {
 
 /// An event handed to one worker until it settles it (ack, retry later, dead letter).
 #[derive(Debug, Clone)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// Arrival order, unique in the queue.
     pub seq: u64,
     /// The event.
@@ -99,7 +99,7 @@ pub struct Lease {
 impl Lease {
     /// A lease of a queue inside this process: held until settled.
     #[must_use]
-    pub fn local(seq: u64, event: Arc<WebhookEvent>, delivery: u32) -> Self {
+    pub(crate) fn local(seq: u64, event: Arc<WebhookEvent>, delivery: u32) -> Self {
         Self {
             seq,
             event,
@@ -129,14 +129,14 @@ impl Lease {
     /// a shared queue, until the lease is lost or its renewal is overdue (then another replica may
     /// take the event over, so this one must not write its results).
     #[must_use]
-    pub fn is_held(&self) -> bool {
+    pub(crate) fn is_held(&self) -> bool {
         self.hold
             .as_ref()
             .is_none_or(|h| !h.is_lost() && Instant::now() < h.valid_until())
     }
 
     /// Resolves once the lease is lost (never for a queue inside this process).
-    pub async fn lost(&self) {
+    pub(crate) async fn lost(&self) {
         match &self.hold {
             Some(hold) => {
                 let mut rx = hold.lost.subscribe();
@@ -150,7 +150,7 @@ impl Lease {
 /// A job that failed for good (permanent error, retries used up, time limit), or an event taken
 /// over too often, kept with its event so that an operator can inspect and replay it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     /// Assigned by the store.
     pub id: u64,
     /// The event's id (as answered to the sender).
@@ -181,7 +181,7 @@ pub struct DeadLetter {
 /// `cookie`, `set-cookie`) or a name containing `signature`, `token`, `secret`, `password`,
 /// `api-key`/`apikey` or `auth` (`X-Hub-Signature-256`, `X-Gitlab-Token`, `webhook-signature`…).
 #[must_use]
-pub fn is_secret_header(name: &str) -> bool {
+pub(crate) fn is_secret_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     matches!(name.as_str(), "cookie" | "set-cookie")
         || [
@@ -200,7 +200,7 @@ pub fn is_secret_header(name: &str) -> bool {
 
 /// An entity that Port refused for good, as kept in its event's [`DeadLetter`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RefusedEntity {
+pub(crate) struct RefusedEntity {
     /// Its blueprint.
     pub blueprint: String,
     /// Its identifier as sent.
@@ -220,7 +220,7 @@ impl DeadLetter {
     ///
     /// # Errors
     /// The stored event is unreadable.
-    pub fn to_event(&self) -> Result<WebhookEvent, RecordError> {
+    pub(crate) fn to_event(&self) -> Result<WebhookEvent, RecordError> {
         let bytes = serde_json::to_vec(&self.event)
             .map_err(|e| RecordError::Malformed(std::sync::Arc::new(e)))?;
         WebhookEvent::from_stored(&bytes)
@@ -230,7 +230,7 @@ impl DeadLetter {
     /// (see [`is_secret_header`]) read `[redacted]`. The stored letter stays byte-exact, so that a
     /// replay still carries the signature its verifier checks.
     #[must_use]
-    pub fn redacted(&self) -> Self {
+    pub(crate) fn redacted(&self) -> Self {
         let mut shown = self.clone();
         if let Some(headers) = shown
             .event
@@ -324,7 +324,7 @@ pub enum QueueError {
 
 /// What [`EventQueue::push`] did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pushed {
+pub(crate) enum Pushed {
     /// Stored.
     Queued,
     /// Not stored: the same delivery id was accepted within the window, as this event id.
@@ -332,7 +332,7 @@ pub enum Pushed {
 }
 
 /// The queue proper.
-pub trait EventQueue: Send + Sync + 'static {
+pub(crate) trait EventQueue: Send + Sync + 'static {
     /// Stores an event; when this returns `Ok(Pushed::Queued)` the event is held with the
     /// backend's durability.
     fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>>;
@@ -416,7 +416,7 @@ pub trait EventQueue: Send + Sync + 'static {
 }
 
 /// Dead letters, shared by every replica of a shared backend.
-pub trait DeadLetterStore: Send + Sync + 'static {
+pub(crate) trait DeadLetterStore: Send + Sync + 'static {
     /// Every dead letter, oldest first.
     fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
 
@@ -438,7 +438,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 }
 
 /// Delivery ids accepted recently, for deduplication after a restart.
-pub trait DeliveryLog: Send + Sync + 'static {
+pub(crate) trait DeliveryLog: Send + Sync + 'static {
     /// Delivery ids accepted within `window` (key, event id, age); older ones are forgotten.
     /// Only a durable backend that leaves deduplication to ingress remembers any.
     fn recent(&self, _window: Duration) -> BoxFuture<'_, Vec<(String, String, Duration)>> {
@@ -448,7 +448,7 @@ pub trait DeliveryLog: Send + Sync + 'static {
 
 /// One backend seen through its three interfaces.
 #[derive(Clone)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// The queue proper.
     pub events: Arc<dyn EventQueue>,
     /// Its dead letters.
@@ -469,7 +469,7 @@ impl std::fmt::Debug for Backend {
 impl Backend {
     /// A backend implementing all three interfaces.
     #[must_use]
-    pub fn new<Q: EventQueue + DeadLetterStore + DeliveryLog>(queue: Q) -> Self {
+    pub(crate) fn new<Q: EventQueue + DeadLetterStore + DeliveryLog>(queue: Q) -> Self {
         let queue = Arc::new(queue);
         Self {
             events: Arc::clone(&queue) as Arc<dyn EventQueue>,

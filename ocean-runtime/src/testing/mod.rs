@@ -20,6 +20,8 @@ mod redis_server;
 pub use binary::{TestBinary, url_after};
 pub use redis_server::RedisServer;
 
+pub use crate::verify::{github_signature, standard_webhooks_signature};
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (trybuild runs pass cases, so it cannot be `main!()`, which would serve forever).
 
 use ocean_runtime::prelude::*;
-use ocean_runtime::extract::Requirement;
+use ocean_runtime::__private::Requirement;
 
 ocean_runtime::kinds!["issue", "pull-request"];
 
@@ -101,7 +101,7 @@ async fn jira(_event: &WebhookEvent) -> Result<RawResults, ProcessError> {
 }
 
 fn main() {
-    let registry = ocean_runtime::registry::Registry::from_inventory().unwrap();
+    let registry = ocean_runtime::__private::Registry::from_inventory().unwrap();
     let names = |path: &str| -> Vec<&str> {
         registry.processors(path).unwrap().iter().map(|p| p.name()).collect()
     };

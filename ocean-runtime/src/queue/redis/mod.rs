@@ -137,7 +137,7 @@ impl Scripts {
 
 /// How to run a [`RedisQueue`].
 #[derive(Debug, Clone)]
-pub struct RedisOptions {
+pub(crate) struct RedisOptions {
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` (`OCEAN__QUEUE__REDIS_URL`).
     pub url: String,
     /// PEM file of the authorities a `rediss://` server is checked against instead of the public
@@ -333,7 +333,7 @@ struct Inner {
 }
 
 /// The shared [`EventQueue`] on Redis (see the module documentation).
-pub struct RedisQueue {
+pub(crate) struct RedisQueue {
     inner: Arc<Inner>,
     /// To the pusher task, which stores concurrent pushes together.
     pushes: mpsc::Sender<PushRequest>,
@@ -395,7 +395,7 @@ impl RedisQueue {
     ///
     /// # Errors
     /// The URL is malformed, or Redis did not answer within the attempts.
-    pub async fn connect(opts: RedisOptions) -> Result<Self, RedisQueueError> {
+    pub(crate) async fn connect(opts: RedisOptions) -> Result<Self, RedisQueueError> {
         let shown = redact(&opts.url);
         let url_error = |reason: String| RedisQueueError::Url {
             url: shown.clone(),
@@ -549,12 +549,6 @@ impl RedisQueue {
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// This replica's name in lease records and logs (`host/pid/random`).
-    #[must_use]
-    pub fn replica(&self) -> &str {
-        &self.inner.replica
     }
 }
 
