@@ -195,7 +195,60 @@ impl Default for IngressLimits {
     }
 }
 
-/// Every setting of the runtime.
+/// Every setting of the runtime, read from the environment with Ocean's names (`OCEAN__…`).
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `OCEAN__APPLICATION__HOST` | `127.0.0.1` | address the webhook server listens on |
+/// | `OCEAN__APPLICATION__PORT` | `8000` | port of the webhook server (`0` picks a free one) |
+/// | `OCEAN__PORT__CLIENT_ID`, `OCEAN__PORT__CLIENT_SECRET` | unset | Port credentials; unset means the built-in local Port |
+/// | `OCEAN__PORT__BASE_URL` | `https://api.getport.io` | Port's API (ignored with the built-in Port) |
+/// | `OCEAN__PORT__MAX_CONCURRENT_REQUESTS` | `16` | requests to Port at once at most (upserts of concurrent events share bulk requests of up to 20 entities) |
+/// | `OCEAN__PORT__PORT_APP_CONFIG_CACHE_TTL` | `60` | seconds between mapping refreshes |
+/// | `OCEAN__INTEGRATION__IDENTIFIER` | `my-<type>-integration` | the integration's identifier in Port |
+/// | `OCEAN__INTEGRATION__TYPE` | `type` of `.port/spec.yaml`, else the binary's package name | the integration type |
+/// | `OCEAN__MAX_EVENTS_IN_FLIGHT` | `256` | events processed at once (see below) |
+/// | `OCEAN__EVENT_WORKERS_COUNT` | unset | Ocean's setting: when set, that many workers each process one event at a time (so that many events in flight), in place of `OCEAN__MAX_EVENTS_IN_FLIGHT`; setting both is an error |
+/// | `OCEAN__MAX_EVENT_PROCESSING_SECONDS` | `90` | time limit of one processor job, retries included |
+/// | `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN` | `5` | how long shutdown waits for in-flight events |
+/// | `OCEAN__PORT_APP_CONFIG_FILE` | unset | read the mapping from this file instead of Port |
+/// | `OCEAN__RESOURCES_PATH` | `.port/resources` | folder holding the default `port-app-config.yml`, `blueprints.json`, `actions.json`, `scorecards.json` and `pages.json` (else the ones compiled in) |
+/// | `OCEAN__INITIALIZE_PORT_RESOURCES` | `true` | create the default blueprints, actions, scorecards and pages in Port at the first start, as Ocean does |
+/// | `OCEAN__INGRESS__DEDUP_WINDOW_SECONDS` | `3600` | a delivery id seen within this window is answered 200 and not queued again (`0` turns it off) |
+/// | `OCEAN__INGRESS__DEDUP_HEADERS` | | more headers carrying a delivery id, comma-separated (always: `X-GitHub-Delivery`, `webhook-id`, `X-Gitlab-Event-UUID`, `X-Atlassian-Webhook-Identifier`) |
+/// | `OCEAN__ADMIN__TOKEN` | unset | bearer token required by the `/admin/…` endpoints; unset, they answer only clients on a loopback address, and a non-loopback `OCEAN__APPLICATION__HOST` is refused at start-up |
+/// | `OCEAN__ADMIN__ENABLED` | `true` | `false` serves no `/admin/…` endpoint at all (then no token is needed on any host) |
+/// | `OCEAN__QUEUE__BACKEND` | `disk` | `disk` (events survive crashes), `memory` (fastest, lost on crash, as in Ocean) or `redis` (several replicas share one queue) |
+/// | `OCEAN__QUEUE__REDIS_URL` | | with `redis`: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS; a Redis Cluster is found out by itself, and several comma-separated URLs give more seed nodes |
+/// | `OCEAN__QUEUE__REDIS_CA_FILE` | | with `rediss://`: PEM file of the authorities to trust instead of the public ones (a private CA) |
+/// | `OCEAN__QUEUE__LEASE_SECONDS` | `15` | with `redis`: lease time; a dead replica's events are taken over after at most this plus the reaper period |
+/// | `OCEAN__QUEUE__REAPER_SECONDS` | `1` | with `redis`: how often expired leases are looked for |
+/// | `OCEAN__QUEUE__MAX_TAKEOVERS` | `5` | with `redis`: an event taken over more often becomes a dead letter |
+/// | `OCEAN__QUEUE__PATH` | `.ocean/queue` | folder of the disk queue |
+/// | `OCEAN__QUEUE__CAPACITY` | `100000` | events the queue holds before ingress answers 503 |
+/// | `OCEAN__INGRESS__BODY_LIMIT_BYTES` | `1048576` | largest webhook body accepted (413 above) |
+/// | `OCEAN__INGRESS__HEADER_TIMEOUT_SECONDS` | `10` | a connection that has not sent a whole request head this long after it opened (or after its last answer) is closed |
+/// | `OCEAN__INGRESS__BODY_TIMEOUT_SECONDS` | `30` | a request whose body is not all read this long after its head is answered 408 |
+/// | `OCEAN__INGRESS__IDLE_TIMEOUT_SECONDS` | `60` | a connection that moved no byte this long is closed (idle keep-alive, a stalled body) |
+/// | `OCEAN__INGRESS__MAX_CONNECTIONS` | `1024` | open connections at most; one more is answered 503 and closed |
+/// | `OCEAN__INGRESS__MAX_IN_FLIGHT` | `256` | webhooks being accepted at once at most; one more is answered 503 with `Retry-After` |
+/// | `OCEAN__INGRESS__MAX_LAG_MS` | `500` | while the server's runtime runs this far behind (more arrives than the cores can take), new webhooks are answered 503 with `Retry-After` |
+/// | `OCEAN__UPSTREAM__TIMEOUT_SECONDS` | `30` | time limit of one request of the upstream client ([`Upstream`](crate::Upstream)) |
+/// | `OCEAN__UPSTREAM__MAX_RETRIES` | `5` | retries of a 429, a retryable 5xx, a timeout or a connection failure |
+/// | `OCEAN__UPSTREAM__RATE_LIMIT` | unset | requests per host: `10/s`, `600/m`, `5000/h` |
+/// | `OCEAN__UPSTREAM__MAX_CONCURRENCY` | `256` | requests per host at once (as many as events in flight by default; a rate limit is what protects an upstream) |
+/// | `OCEAN__LOCAL_PORT__HOST` | `127.0.0.1` | address of the built-in Port |
+/// | `OCEAN__LOCAL_PORT__PORT` | `5101` | port of the built-in Port (`0` picks a free one) |
+/// | `OCEAN__LOCAL_PORT__DATA_DIR` | `.ocean/local-port` | where the built-in Port keeps its data |
+/// | `OCEAN__INTEGRATION__CONFIG__<FIELD>` | | the integration's own settings, read into [`Config<T>`](crate::Config) |
+///
+/// Events in flight: processors mostly wait on third-party APIs (a `GET` of the latest record takes
+/// tens to hundreds of milliseconds), and a waiting event costs a small task and its body, not a
+/// thread. 256 in flight keep a 100 ms upstream at about 2,500 events/s, while the per-host limits
+/// of the upstream client (`OCEAN__UPSTREAM__…`) and of Port (`OCEAN__PORT__MAX_CONCURRENT_REQUESTS`)
+/// bound what reaches each service. Per-group order holds at any setting: an event waits while an
+/// earlier event of its group is in flight. `OCEAN__EVENT_WORKERS_COUNT=1` gives Ocean's strict
+/// one-at-a-time processing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Address of the webhook server.
