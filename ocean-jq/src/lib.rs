@@ -26,6 +26,7 @@ use jaq_core::{Compiler, Ctx, Vars, load, unwrap_valr};
 
 mod convert;
 mod fast;
+pub mod spec;
 
 pub use convert::{from_val, to_val};
 /// jaq's value type: what a [`JqProgram`] consumes and yields.

@@ -32,13 +32,15 @@ pub enum RegistryError {
         /// The repeated name.
         name: String,
     },
-    /// A path that does not start with `/`.
-    #[error("processor `{name}` has path `{path}`, which does not start with `/`")]
+    /// A path the macro would refuse too (see `ocean_jq::spec::path_problem`).
+    #[error("processor `{name}` has path `{path}`, which {reason}")]
     BadPath {
         /// The processor.
         name: String,
         /// The path.
         path: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A jq option that does not compile (only hand-written registrations can get here).
     #[error("processor `{name}`: `{option}` does not compile: {error}")]
@@ -224,10 +226,11 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let mut paths: BTreeMap<&'static str, Vec<RegisteredProcessor>> = BTreeMap::new();
         for reg in regs {
-            if !reg.path.starts_with('/') {
+            if let Some(problem) = ocean_jq::spec::path_problem(reg.path) {
                 return Err(RegistryError::BadPath {
                     name: reg.name.to_owned(),
                     path: reg.path.to_owned(),
+                    reason: problem.message(),
                 });
             }
             let compile = |option: &'static str, code: Option<&'static str>| {
@@ -391,5 +394,12 @@ mod tests {
             Registry::from_registrations(&[reg("a", "a", None)]),
             Err(RegistryError::BadPath { .. })
         ));
+        // The same rules as the macro's, from the same table: a hand-written registration gets
+        // the macro's message.
+        let e = Registry::from_registrations(&[reg("/a//b", "a", None)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "processor `a` has path `/a//b`, which has an empty segment (`//` or a trailing `/`)"
+        );
     }
 }

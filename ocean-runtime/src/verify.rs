@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use crate::config::ConfigError;
 use crate::event::WebhookEvent;
 use crate::integration_config::{IntegrationVars, var_name};
+use ocean_jq::spec::Verifier as Builtin;
 
 /// A processor's `authenticate` declaration, as registered (secrets are named, not held).
 #[derive(Clone, Copy)]
@@ -60,10 +61,10 @@ impl Authenticate {
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
-            Self::GitHub { .. } => "github",
-            Self::Jira { .. } => "jira",
-            Self::Token { .. } => "token",
-            Self::StandardWebhooks { .. } => "standard_webhooks",
+            Self::GitHub { .. } => Builtin::GitHub.name(),
+            Self::Jira { .. } => Builtin::Jira.name(),
+            Self::Token { .. } => Builtin::Token.name(),
+            Self::StandardWebhooks { .. } => Builtin::StandardWebhooks.name(),
             Self::Custom(_) => "custom",
         }
     }

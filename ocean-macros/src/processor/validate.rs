@@ -8,6 +8,7 @@ use super::args::{Args, AuthArg, Hooks, RetryArg, Validate};
 use crate::diag::Diag;
 use crate::duration::parse_millis;
 use crate::jq_check;
+use ocean_jq::spec::{PathProblem, Verifier, path_problem};
 
 /// A built-in verifier with its resolved arguments.
 pub(super) enum Auth {
@@ -42,17 +43,10 @@ pub(super) struct Model {
     pub(super) func: ItemFn,
 }
 
-/// The built-in verifiers and the arguments each takes.
-const VERIFIERS: &[(&str, &[&str])] = &[
-    ("github", &["secret"]),
-    ("jira", &["secret"]),
-    ("token", &["header", "secret"]),
-    ("standard_webhooks", &["secret", "tolerance"]),
-];
-
-/// Whether `name` is a built-in verifier.
+/// Whether `name` is a built-in verifier (the table is `ocean_jq::spec::Verifier`, which the
+/// runtime reads too).
 pub(super) fn is_builtin_verifier(name: &str) -> bool {
-    VERIFIERS.iter().any(|(v, _)| *v == name)
+    Verifier::from_name(name).is_some()
 }
 
 /// Default integration config field holding a verifier's secret.
@@ -60,22 +54,19 @@ const DEFAULT_SECRET: &str = "webhook_secret";
 
 fn check_path(path: &LitStr, diag: &mut Diag) {
     let value = path.value();
-    if !value.starts_with('/') {
-        diag.at(
+    match path_problem(&value) {
+        None => {}
+        Some(PathProblem::NotAbsolute) => diag.at(
             path,
             format!(
-                "`path` must start with `/`, e.g. \"/{}\"",
+                "`path` {}, e.g. \"/{}\"",
+                PathProblem::NotAbsolute.message(),
                 value.trim_start_matches('/')
             ),
-        );
-    } else if value.len() > 1 && value[1..].split('/').any(str::is_empty) {
-        diag.at(path, "`path` has an empty segment (`//` or a trailing `/`)");
-    }
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || c == '?' || c == '#' || c == '{' || c == '}')
-    {
-        diag.at(path, "`path` may not contain spaces, `?`, `#`, `{` or `}`");
+        ),
+        Some(problem @ (PathProblem::EmptySegment | PathProblem::BadCharacter)) => {
+            diag.at(path, format!("`path` {}", problem.message()));
+        }
     }
 }
 
@@ -201,8 +192,8 @@ fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
         AuthArg::Builtin { name, args } => (name, args),
     };
     let verifier = name.to_string();
-    let Some((_, allowed)) = VERIFIERS.iter().find(|(n, _)| *n == verifier) else {
-        let names: Vec<&str> = VERIFIERS.iter().map(|(n, _)| *n).collect();
+    let Some(builtin) = Verifier::from_name(&verifier) else {
+        let names: Vec<&str> = Verifier::ALL.iter().map(|v| v.name()).collect();
         let hint = crate::kinds::closest(&verifier, names.iter().copied())
             .map(|n| format!(" (did you mean `{n}`?)"))
             .unwrap_or_default();
@@ -221,6 +212,7 @@ fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
     let mut ok = true;
     for (key, lit) in &args {
         let k = key.to_string();
+        let allowed = builtin.args();
         if !allowed.contains(&k.as_str()) {
             diag.at(
                 key,
@@ -273,10 +265,10 @@ fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
         }
     }
     let secret = secret.unwrap_or_else(|| DEFAULT_SECRET.to_owned());
-    match verifier.as_str() {
-        "github" => ok.then_some(Auth::GitHub { secret }),
-        "jira" => ok.then_some(Auth::Jira { secret }),
-        "token" => match header {
+    match builtin {
+        Verifier::GitHub => ok.then_some(Auth::GitHub { secret }),
+        Verifier::Jira => ok.then_some(Auth::Jira { secret }),
+        Verifier::Token => match header {
             Some(header) => ok.then_some(Auth::Token { header, secret }),
             None => {
                 diag.at(
@@ -286,7 +278,7 @@ fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
                 None
             }
         },
-        _ => ok.then_some(Auth::StandardWebhooks {
+        Verifier::StandardWebhooks => ok.then_some(Auth::StandardWebhooks {
             secret,
             tolerance_ms: tolerance_ms.unwrap_or(5 * 60 * 1000),
         }),
