@@ -5,7 +5,8 @@
 //! parses the JSON: the ratio between the two is the figure to read.
 //!
 //! `cargo bench -p ocean-tests --bench e2e` (`E2E_EVENTS`: events per run, default 20000;
-//! `E2E_RUNS`: runs, default 3; `E2E_CONNECTIONS`: concurrent senders, default 64).
+//! `E2E_RUNS`: runs, default 3; `E2E_CONNECTIONS`: concurrent senders, default 64; `E2E_APP_BIN`:
+//! another build of the app to measure, e.g. an older commit's `replica`, for an A/B run).
 //!
 //! The app is `src/bin/replica.rs`, whose `/webhook` processor maps the payload's issue with the
 //! Jira example's mapping (title, 7 properties, a relation); the baseline is `src/bin/bare.rs`.
@@ -77,8 +78,9 @@ async fn run(index: usize, events: usize, connections: usize) -> Run {
 
     std::fs::write(dir.join("mapping.yml"), jira::MAPPING).unwrap();
     let mapping = dir.join("mapping.yml").display().to_string();
+    let app_bin = std::env::var("E2E_APP_BIN").unwrap_or_else(|_| REPLICA.to_owned());
     let mut app = TestBinary::start(
-        REPLICA,
+        &app_bin,
         &dir.join("app"),
         &[
             ("OCEAN__PORT_APP_CONFIG_FILE", mapping.as_str()),
