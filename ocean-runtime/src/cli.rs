@@ -205,6 +205,7 @@ fn local_port(config: &Config) -> ExitCode {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async {
+        let stop = crate::run::stop_signal();
         let options = LocalPortOptions {
             data_dir: config.local_port_data_dir.clone(),
             addr: std::net::SocketAddr::new(config.local_port_host, config.local_port_port),
@@ -222,7 +223,7 @@ fn local_port(config: &Config) -> ExitCode {
             port.base_url(),
             config.local_port_data_dir.display()
         );
-        crate::run::stop_signal().await;
+        stop.await;
         port.shutdown().await;
         ExitCode::SUCCESS
     })

@@ -35,26 +35,41 @@ pub(crate) fn multi_thread_runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Listens for SIGINT and SIGTERM from the call on (the handlers are installed before this
+/// returns, so a signal that arrives while the app is still starting is not lost, nor does it
+/// kill the process with the default action); the future resolves on the first. Call it inside
+/// the runtime.
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, interrupt) {
+                (Some(mut term), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+                (Some(mut term), None) => {
+                    term.recv().await;
+                }
+                (None, Some(mut interrupt)) => {
+                    interrupt.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -91,6 +106,7 @@ pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
+        let stop = stop_signal();
         let mut app = App::new(config, registry);
         if let Some(init) = state {
             app = app.state_init(init);
@@ -102,7 +118,7 @@ pub fn run_main(info: IntegrationInfo, state: Option<StateInit>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        stop_signal().await;
+        stop.await;
         tracing::info!("stop signal received; shutting down");
         app.shutdown().await;
         ExitCode::SUCCESS
