@@ -118,6 +118,11 @@ const HOT_EVENTS: usize = 1024;
 /// Page cache of the queue's database: the events are read back at most once, so a small one does.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
+/// A redb error of this database.
+fn db_error(e: impl Into<redb::Error>) -> StorageError {
+    StorageError::db(WHAT, e)
+}
+
 /// A dead letter that does not encode or decode.
 fn letter_error(e: serde_json::Error) -> StorageError {
     StorageError::Record(RecordError::Malformed(Arc::new(e)))
@@ -235,19 +240,25 @@ impl DiskQueue {
             .submit_detached(Op::PruneDeliveries(now.saturating_sub(window_ms)));
     }
 
-    /// Reads a queued event back.
-    fn load(&self, seq: u64) -> Result<WebhookEvent, StorageError> {
-        let txn = self
-            .db
+    /// `table` in a read transaction of its own.
+    fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<'_, K, V>,
+    ) -> Result<redb::ReadOnlyTable<K, V>, StorageError> {
+        self.db
             .get()?
             .begin_read()
-            .map_err(|e| StorageError::db(WHAT, e))?;
-        let table = txn
-            .open_table(EVENTS)
-            .map_err(|e| StorageError::db(WHAT, e))?;
-        let bytes = table
+            .map_err(db_error)?
+            .open_table(table)
+            .map_err(db_error)
+    }
+
+    /// Reads a queued event back.
+    fn load(&self, seq: u64) -> Result<WebhookEvent, StorageError> {
+        let bytes = self
+            .read_table(EVENTS)?
             .get(seq)
-            .map_err(|e| StorageError::db(WHAT, e))?
+            .map_err(db_error)?
             .ok_or_else(|| StorageError::NotFound(format!("queued event {seq}")))?;
         Ok(WebhookEvent::from_record(bytes.value())?)
     }
@@ -402,17 +413,9 @@ impl DeliveryLog for DiskQueue {
         self.dedup_window_ms.store(window_ms, Ordering::Relaxed);
         self.prune_deliveries(now, window_ms);
         let read = || -> Result<Vec<(String, String, Duration)>, StorageError> {
-            let txn = self
-                .db
-                .get()?
-                .begin_read()
-                .map_err(|e| StorageError::db(WHAT, e))?;
-            let table = txn
-                .open_table(DELIVERIES)
-                .map_err(|e| StorageError::db(WHAT, e))?;
             let mut out = Vec::new();
-            for row in table.iter().map_err(|e| StorageError::db(WHAT, e))? {
-                let (k, v) = row.map_err(|e| StorageError::db(WHAT, e))?;
+            for row in self.read_table(DELIVERIES)?.iter().map_err(db_error)? {
+                let (k, v) = row.map_err(db_error)?;
                 let Ok(record) = serde_json::from_slice::<Value>(v.value()) else {
                     continue;
                 };
@@ -437,17 +440,9 @@ impl DeliveryLog for DiskQueue {
 impl DeadLetterStore for DiskQueue {
     fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
         let read = || -> Result<Vec<DeadLetter>, StorageError> {
-            let txn = self
-                .db
-                .get()?
-                .begin_read()
-                .map_err(|e| StorageError::db(WHAT, e))?;
-            let table = txn
-                .open_table(DEAD)
-                .map_err(|e| StorageError::db(WHAT, e))?;
             let mut out = Vec::new();
-            for row in table.iter().map_err(|e| StorageError::db(WHAT, e))? {
-                let (_, v) = row.map_err(|e| StorageError::db(WHAT, e))?;
+            for row in self.read_table(DEAD)?.iter().map_err(db_error)? {
+                let (_, v) = row.map_err(db_error)?;
                 out.push(serde_json::from_slice(v.value()).map_err(letter_error)?);
             }
             Ok(out)
