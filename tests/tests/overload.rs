@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ocean_runtime::testing::{TestBinary, eventually, metric, port_entities};
+use ocean_runtime::testing::{TestBinary, eventually, metric, metrics_of, port_entities};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -193,11 +193,9 @@ async fn a_flood_at_three_times_capacity_gets_503s_and_loses_nothing_acknowledge
     let wrong = tally.wrong.lock().await.clone();
     let peak = app.memory_kb("VmHWM").unwrap_or(0);
     pool.lock().unwrap().clear();
+    let http = reqwest::Client::new();
     let text = eventually("the metrics", Duration::from_secs(10), || async {
-        let r = reqwest::get(format!("{base}/metrics")).await?;
-        let ok = r.status() == 200;
-        let text = r.text().await?;
-        Ok::<_, reqwest::Error>(ok.then_some(text))
+        metrics_of(&http, &base).await.map(Some)
     })
     .await;
     let overloaded = metric(

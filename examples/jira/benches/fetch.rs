@@ -27,7 +27,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use ocean_runtime::testing::{drained, metric, url_after};
+use ocean_runtime::testing::{drained, metric, metrics_of, url_after};
 use serde_json::json;
 
 const CONNECTIONS: usize = 32;
@@ -133,14 +133,7 @@ async fn measure(row: &str, events: usize, latency_ms: u64, error_rate: f64) -> 
             "F-{n} holds the fetched record"
         );
     }
-    let text = client
-        .get(format!("{ingress}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_of(&client, &ingress).await.unwrap();
     let host = reqwest::Url::parse(&jira).unwrap();
     let host = host.host_str().unwrap();
     let series = |status: &str| {

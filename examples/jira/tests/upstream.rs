@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{issue_created, issues, token};
-use ocean_runtime::testing::{eventually, metric, url_after};
+use ocean_runtime::testing::{eventually, metric, metrics_of, url_after};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -82,14 +82,7 @@ async fn a_flaky_upstream_loses_nothing_and_a_burst_is_coalesced() {
         Ok::<_, ()>(done.then_some(()))
     })
     .await;
-    let text = client
-        .get(format!("{ingress}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_of(&client, &ingress).await.unwrap();
     let refused = metric(
         &text,
         r#"ocean_upstream_requests_total{host="127.0.0.1",status="429"}"#,
@@ -118,14 +111,9 @@ async fn a_flaky_upstream_loses_nothing_and_a_burst_is_coalesced() {
     })
     .await;
     let text = eventually("the burst settled", WAIT, || async {
-        let text = client
-            .get(format!("{ingress}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = metrics_of(&client, &ingress).await?;
         let settled = metric(&text, "ocean_queue_depth") == 0.0;
-        Ok::<_, reqwest::Error>(settled.then_some(text))
+        Ok::<_, ocean_runtime::testing::TestError>(settled.then_some(text))
     })
     .await;
     let fetched = upstream_requests(&text) - before_burst;

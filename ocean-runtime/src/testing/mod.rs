@@ -367,14 +367,7 @@ impl TestApp {
     /// # Errors
     /// The request failed.
     pub async fn metrics(&self) -> Result<String, TestError> {
-        Ok(self
-            .http
-            .get(format!("{}/metrics", self.url()))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?)
+        metrics_of(&self.http, &self.url()).await
     }
 
     /// Events the queue still holds.
@@ -400,6 +393,20 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The `/metrics` text of the ocean-rs app or binary at `base_url` (its webhook server).
+///
+/// # Errors
+/// The request failed.
+pub async fn metrics_of(http: &reqwest::Client, base_url: &str) -> Result<String, TestError> {
+    Ok(http
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
 /// Waits until the ocean-rs binary listening at `ingress_url` reports an empty queue on
 /// `/metrics`, polling every 10 ms for at most `wait`. An event is acknowledged only once Port
 /// confirmed its entities, so they are all visible then.
@@ -414,14 +421,7 @@ pub async fn drained(
 ) -> Result<(), TestError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let text = http
-            .get(format!("{ingress_url}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        let depth = metric(&text, "ocean_queue_depth");
+        let depth = metric(&metrics_of(http, ingress_url).await?, "ocean_queue_depth");
         if depth == 0.0 {
             return Ok(());
         }
