@@ -50,9 +50,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     quote! {
         #[doc(hidden)]
         macro_rules! kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root {
-            #( (#plain) => {}; )*
-            ($other:literal) => {
-                ::ocean_runtime::__private::unknown_kind!($other; #(#plain),*);
+            #( (#plain; $($rt:tt)*) => {}; )*
+            // `$rt` is the runtime's `__private` path, as the processor's attribute knows it.
+            ($other:literal; $($rt:tt)*) => {
+                $($rt)*::unknown_kind!($other; #(#plain),*);
             };
         }
         #[doc(hidden)]

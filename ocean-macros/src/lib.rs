@@ -14,6 +14,11 @@ mod kinds;
 mod main_macro;
 mod processor;
 
+/// Where generated code finds the runtime unless a `crate = "..."` key says otherwise.
+fn default_runtime_path() -> syn::Path {
+    syn::parse_quote!(::ocean_runtime)
+}
+
 fn debug_print(name: &str, tokens: &proc_macro2::TokenStream) {
     if std::env::var_os("OCEAN_MACROS_DEBUG").is_some_and(|v| v != "0") {
         eprintln!("--- ocean-macros: {name} expansion ---\n{tokens}");

@@ -56,39 +56,65 @@ fn default_resources(crate_dir: Option<PathBuf>) -> Result<TokenStream, syn::Err
     Ok(quote!(&[#(#entries),*]))
 }
 
-/// The keys `main!` takes.
-const KEYS: &[&str] = &["state"];
+mod kw {
+    syn::custom_keyword!(state);
+}
 
-fn parse(input: ParseStream<'_>, diag: &mut Diag) -> syn::Result<Option<syn::Path>> {
-    let mut state: Option<syn::Path> = None;
+/// What `main!(...)` was given.
+#[derive(Default)]
+struct Args {
+    /// `state = path::to_fn`.
+    state: Option<syn::Path>,
+    /// `crate = "path"`: where the runtime is, for a facade that re-exports it.
+    krate: Option<syn::Path>,
+}
+
+fn parse(input: ParseStream<'_>, diag: &mut Diag) -> syn::Result<Args> {
+    let mut args = Args::default();
     while !input.is_empty() {
-        let key = Ident::parse_any(input)?;
-        input.parse::<Token![=]>()?;
-        let value: syn::Expr = input.parse()?;
-        match key.to_string().as_str() {
-            "state" => match value {
+        if input.peek(kw::state) {
+            let key = input.parse::<kw::state>()?;
+            input.parse::<Token![=]>()?;
+            match input.parse::<syn::Expr>()? {
                 syn::Expr::Path(p) if p.qself.is_none() => {
-                    if state.is_some() {
-                        diag.at(&key, "`state` is set twice; remove one");
+                    if args.state.is_some() {
+                        diag.at(key, "`state` is set twice; remove one");
                     }
-                    state = Some(p.path);
+                    args.state = Some(p.path);
                 }
                 other => diag.at(
                     &other,
                     "`state` takes the path of a fn that builds the state, e.g. `state = JiraClient::from_config`",
                 ),
-            },
-            other => diag.at(
+            }
+        } else if input.peek(Token![crate]) {
+            let key = input.parse::<Token![crate]>()?;
+            input.parse::<Token![=]>()?;
+            let lit = input.parse::<syn::LitStr>()?;
+            match lit.parse::<syn::Path>() {
+                Ok(path) if args.krate.is_none() => args.krate = Some(path),
+                Ok(_) => diag.at(key, "`crate` is set twice; remove one"),
+                Err(e) => diag.at(
+                    &lit,
+                    format!("`crate` is not a path ({e}); e.g. `crate = \"my_facade::ocean\"`"),
+                ),
+            }
+        } else {
+            let key = Ident::parse_any(input)?;
+            diag.at(
                 &key,
-                format!("unknown key `{other}`; `main!` takes: {}", KEYS.join(", ")),
-            ),
+                format!("unknown key `{key}`; `main!` takes: state, crate"),
+            );
+            if input.parse::<Option<Token![=]>>()?.is_some() {
+                input.parse::<syn::Expr>()?;
+            }
         }
         if input.is_empty() {
             break;
         }
         input.parse::<Token![,]>()?;
     }
-    Ok(state)
+    Ok(args)
 }
 
 /// The error, with a `main` stub that keeps rustc from adding "`main` function not found" to it.
@@ -115,13 +141,15 @@ fn include_if_present(crate_dir: Option<&PathBuf>, file: &str) -> TokenStream {
 /// Expands `main!(...)`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let mut diag = Diag::default();
-    let state = match (|i: ParseStream<'_>| parse(i, &mut diag)).parse2(input) {
-        Ok(s) => s,
-        Err(e) => return e.into_compile_error(),
+    let args = match (|i: ParseStream<'_>| parse(i, &mut diag)).parse2(input) {
+        Ok(args) => args,
+        Err(e) => return with_main_stub(diag.fail(e)),
     };
     if let Err(e) = diag.finish(()) {
         return with_main_stub(e);
     }
+    let Args { state, krate } = args;
+    let krate = krate.unwrap_or_else(crate::default_runtime_path);
     let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
     let default_mapping = include_if_present(crate_dir.as_ref(), DEFAULT_MAPPING);
     let spec = include_if_present(crate_dir.as_ref(), SPEC);
@@ -129,16 +157,16 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         Ok(tokens) => tokens,
         Err(e) => return with_main_stub(e),
     };
-    let rt = quote!(::ocean_runtime::__private);
+    let rt = quote!(#krate::__private);
     let state_arg = match state {
         None => quote!(::core::option::Option::None),
         // `state_init!` keeps the user's path tokens, so a fn of the wrong shape is reported there.
         Some(path) => quote!(::core::option::Option::Some(
-            ::ocean_runtime::state_init!(#path)
+            #rt::state_init!(#path)
         )),
     };
     quote! {
-        ::ocean_runtime::global_allocator!();
+        #rt::global_allocator!();
 
         fn main() -> ::std::process::ExitCode {
             #rt::run_main(
@@ -187,7 +215,9 @@ mod tests {
     fn state_fn_is_passed_to_the_runtime() {
         let out = expand(quote!(state = JiraClient::from_config)).to_string();
         assert!(
-            out.contains("Some (:: ocean_runtime :: state_init ! (JiraClient :: from_config))"),
+            out.contains(
+                "Some (:: ocean_runtime :: __private :: state_init ! (JiraClient :: from_config))"
+            ),
             "{out}"
         );
         let plain = expand(TokenStream::new()).to_string();
@@ -196,10 +226,25 @@ mod tests {
     }
 
     #[test]
+    fn a_facade_names_the_runtime_with_crate() {
+        let out = expand(quote!(crate = "my_facade::ocean", state = S::new)).to_string();
+        assert!(!out.contains("ocean_runtime"), "{out}");
+        for expected in [
+            "my_facade :: ocean :: __private :: global_allocator ! ()",
+            "my_facade :: ocean :: __private :: run_main",
+            "my_facade :: ocean :: __private :: state_init ! (S :: new)",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+        let out = expand(quote!(crate = "1x")).to_string();
+        assert!(out.contains("`crate` is not a path"), "{out}");
+    }
+
+    #[test]
     fn unknown_keys_and_non_paths_are_refused() {
         let out = expand(quote!(port = 3)).to_string();
         assert!(
-            out.contains("unknown key `port`; `main!` takes: state"),
+            out.contains("unknown key `port`; `main!` takes: state, crate"),
             "{out}"
         );
         let out = expand(quote!(state = || 3)).to_string();

@@ -133,6 +133,11 @@ pub use ocean_macros::kinds;
 ///
 /// ocean_runtime::main!(state = JiraClient::from_config);
 /// ```
+///
+/// A crate that knows the runtime under another path (a company facade that re-exports it, a
+/// renamed dependency) says where it is with `crate`, here and on every `#[webhook_processor]`:
+/// `my_facade::ocean::main!(crate = "my_facade::ocean")`. Generated code names nothing of the
+/// runtime outside that path's `__private` module.
 pub use ocean_macros::main;
 
 /// Turns a plain `async fn` into a registered webhook processor.
@@ -154,6 +159,7 @@ pub use ocean_macros::main;
 /// | `before` / `after` | `path::to_fn` | `async fn(&JobContext<'_>)` / `async fn(&JobContext<'_>, &RawResults)` |
 /// | `on_error` | `path::to_fn` | `async fn(&JobContext<'_>, &ProcessError)`, for every failure |
 /// | `on_cancel` | `path::to_fn` | `async fn(&WebhookEvent)`, when the job times out or the app stops |
+/// | `crate` | `"my_facade::ocean"` | where the runtime is, for a crate that reaches it through a facade or under another name (default `::ocean_runtime`); `main!` takes it too |
 ///
 /// A verifier's `secret` names an integration config field: `secret = "gh_secret"` reads
 /// `OCEAN__INTEGRATION__CONFIG__GH_SECRET` (comma-separated for rotation; default field
@@ -199,7 +205,10 @@ pub use ocean_macros::main;
 /// Mistakes are compile errors at the offending token: an undeclared kind (with "did you mean"),
 /// a jq error in `matches`, `group` or `validate` (with its column), a fn that is not `async`,
 /// takes `self` or is generic, an unsupported argument or return type, an unknown or repeated key,
-/// a missing `path` or `kinds`, a bad `path`, empty or repeated kinds, a bad duration.
+/// a missing `path` or `kinds`, a bad `path`, empty or repeated kinds, a bad duration, and two
+/// processors of one module with the same `name` on the same `path` (rustc says "the name
+/// `duplicate_processor_name_…` is defined multiple times" at the second `name`; across modules
+/// the app refuses the pair when it starts).
 pub use ocean_macros::webhook_processor;
 
 /// What a processor module needs: `use ocean_runtime::prelude::*;`.
@@ -232,6 +241,7 @@ pub mod __private {
     pub use crate::run::run_main;
     pub use crate::state::{StateFuture, StateInit, StateOut, call_state, via};
     pub use crate::verify::{AuthOutcome, Authenticate};
+    pub use crate::{global_allocator, state_init};
     pub use core::time::Duration;
     pub use inventory;
     #[cfg(feature = "mimalloc")]

@@ -6,33 +6,82 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, ItemFn, Lit, LitStr, Token, parenthesized};
 
 use crate::diag::Diag;
 
-/// The attribute's keys.
-pub(super) const KEYS: &[&str] = &[
-    "path",
-    "kinds",
-    "matches",
-    "name",
-    "group",
-    "latest_only",
-    "validate",
-    "authenticate",
-    "retry",
-    "timeout",
-    "should_process",
-    "matching_kinds",
-    "before",
-    "after",
-    "on_error",
-    "on_cancel",
-];
+/// Declares the attribute's keys once: a `syn::custom_keyword!` for each, and [`Key`], whose
+/// matches are exhaustive, so a new key is a compile error until it is parsed.
+macro_rules! keys {
+    ($kw_mod:ident: $Key:ident { $($kw:ident => $variant:ident),* $(,)? }) => {
+        /// The keywords.
+        mod $kw_mod {
+            $(syn::custom_keyword!($kw);)*
+        }
 
-/// The keys of `retry(...)`.
-pub(super) const RETRY_KEYS: &[&str] = &["max", "initial", "max_delay", "base"];
+        /// A key.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        pub(super) enum $Key {
+            $($variant,)*
+        }
+
+        impl $Key {
+            /// Every key, in the order the docs list them.
+            pub(super) const ALL: &[Self] = &[$(Self::$variant),*];
+
+            /// The key as written.
+            pub(super) const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($kw),)*
+                }
+            }
+
+            /// The key at the cursor with its span, or the unknown word there.
+            fn parse(input: ParseStream<'_>) -> syn::Result<Result<(Self, Ident), Ident>> {
+                $(
+                    if input.peek($kw_mod::$kw) {
+                        let k = input.parse::<$kw_mod::$kw>()?;
+                        return Ok(Ok((Self::$variant, Ident::new(stringify!($kw), k.span))));
+                    }
+                )*
+                Ident::parse_any(input).map(Err)
+            }
+        }
+    };
+}
+
+keys! { kw: Key {
+    path => Path,
+    kinds => Kinds,
+    matches => Matches,
+    name => Name,
+    group => Group,
+    latest_only => LatestOnly,
+    validate => Validate,
+    authenticate => Authenticate,
+    retry => Retry,
+    timeout => Timeout,
+    should_process => ShouldProcess,
+    matching_kinds => MatchingKinds,
+    before => Before,
+    after => After,
+    on_error => OnError,
+    on_cancel => OnCancel,
+} }
+
+keys! { retry_kw: RetryKey {
+    max => Max,
+    initial => Initial,
+    max_delay => MaxDelay,
+    base => Base,
+} }
+
+/// Every key's name, `crate` last (it is a Rust keyword, parsed as one).
+fn key_names() -> String {
+    let mut names: Vec<&str> = Key::ALL.iter().map(|k| k.name()).collect();
+    names.push("crate");
+    names.join(", ")
+}
 
 /// The `kinds = [...]` value.
 pub(super) struct KindsArg {
@@ -89,6 +138,8 @@ pub(super) struct Args {
     pub(super) timeout: Option<LitStr>,
     pub(super) hooks: Hooks,
     pub(super) func: ItemFn,
+    /// `crate = "path"`: where the runtime is, for a facade that re-exports it.
+    pub(super) krate: Option<syn::Path>,
     /// Problems found while parsing that do not stop the parse.
     pub(super) diag: Diag,
 }
@@ -227,147 +278,108 @@ fn authenticate(value: Expr, diag: &mut Diag) -> Option<AuthArg> {
 fn retry(input: ParseStream<'_>, diag: &mut Diag) -> syn::Result<RetryArg> {
     let content;
     parenthesized!(content in input);
-    let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated(&content)?;
     let mut out = RetryArg::default();
-    for pair in pairs {
-        let Some(key) = pair.path.get_ident().cloned() else {
-            diag.at(&pair.path, "expected one of: max, initial, max_delay, base");
-            continue;
-        };
-        let lit = match pair.value {
-            Expr::Lit(l) => Some(l.lit),
-            other => {
-                diag.at(&other, format!("`{key}` takes a literal"));
-                None
+    while !content.is_empty() {
+        let key = RetryKey::parse(&content)?;
+        content.parse::<Token![=]>()?;
+        let value: Expr = content.parse()?;
+        if !content.is_empty() {
+            content.parse::<Token![,]>()?;
+        }
+        let (key, ident) = match key {
+            Ok(known) => known,
+            Err(other) => {
+                let names: Vec<&str> = RetryKey::ALL.iter().map(|k| k.name()).collect();
+                diag.at(
+                    &other,
+                    format!(
+                        "unknown `retry` key `{other}`; expected one of: {}",
+                        names.join(", ")
+                    ),
+                );
+                continue;
             }
         };
-        let Some(lit) = lit else { continue };
-        match key.to_string().as_str() {
-            "max" => match lit {
-                Lit::Int(i) => set(&mut out.max, Some(i), &key, diag),
-                other => diag.at(&other, "`max` is a whole number of retries, e.g. `max = 5`"),
-            },
-            "initial" | "max_delay" => match lit {
-                Lit::Str(s) => {
-                    let slot = if key == "initial" {
-                        &mut out.initial
-                    } else {
-                        &mut out.max_delay
-                    };
-                    set(slot, Some(s), &key, diag);
-                }
-                other => diag.at(
-                    &other,
-                    format!("`{key}` is a duration string, e.g. `{key} = \"500ms\"`"),
-                ),
-            },
-            "base" => match lit {
-                Lit::Int(_) | Lit::Float(_) => set(&mut out.base, Some(lit), &key, diag),
-                other => diag.at(&other, "`base` is a number, e.g. `base = 2`"),
-            },
-            other => diag.at(
-                &key,
-                format!(
-                    "unknown `retry` key `{other}`; expected one of: {}",
-                    RETRY_KEYS.join(", ")
-                ),
+        let Expr::Lit(syn::ExprLit { lit, .. }) = value else {
+            diag.at(&value, format!("`{ident}` takes a literal"));
+            continue;
+        };
+        match (key, lit) {
+            (RetryKey::Max, Lit::Int(i)) => set(&mut out.max, Some(i), &ident, diag),
+            (RetryKey::Max, other) => {
+                diag.at(&other, "`max` is a whole number of retries, e.g. `max = 5`");
+            }
+            (RetryKey::Initial, Lit::Str(s)) => set(&mut out.initial, Some(s), &ident, diag),
+            (RetryKey::MaxDelay, Lit::Str(s)) => set(&mut out.max_delay, Some(s), &ident, diag),
+            (RetryKey::Initial | RetryKey::MaxDelay, other) => diag.at(
+                &other,
+                format!("`{ident}` is a duration string, e.g. `{ident} = \"500ms\"`"),
             ),
+            (RetryKey::Base, lit @ (Lit::Int(_) | Lit::Float(_))) => {
+                set(&mut out.base, Some(lit), &ident, diag);
+            }
+            (RetryKey::Base, other) => diag.at(&other, "`base` is a number, e.g. `base = 2`"),
         }
     }
     Ok(out)
 }
 
+/// `crate = "path"`: the runtime's path, checked to be one.
+fn krate(value: Expr, diag: &mut Diag) -> Option<syn::Path> {
+    let example = "e.g. `crate = \"my_facade::ocean\"`";
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match s.parse::<syn::Path>() {
+            Ok(path) => Some(path),
+            Err(e) => {
+                diag.at(&s, format!("`crate` is not a path ({e}); {example}"));
+                None
+            }
+        },
+        other => {
+            diag.at(
+                &other,
+                format!("`crate` takes the runtime's path as a string literal, {example}"),
+            );
+            None
+        }
+    }
+}
+
 fn parse_args(input: ParseStream<'_>, args: &mut Args) -> syn::Result<()> {
     while !input.is_empty() {
-        let key = Ident::parse_any(input)?;
-        let name = key.to_string();
-        if name == "retry" {
-            if input.peek(syn::token::Paren) {
-                let value = retry(input, &mut args.diag)?;
-                set(&mut args.retry, Some(value), &key, &mut args.diag);
+        if input.peek(Token![crate]) {
+            let key = input.parse::<Token![crate]>()?;
+            input.parse::<Token![=]>()?;
+            let value = krate(input.parse()?, &mut args.diag);
+            if args.krate.is_some() {
+                args.diag.at(key, "`crate` is set twice; remove one");
             } else {
-                args.diag.at(
-                    &key,
-                    "write `retry(max = 3, initial = \"1s\", max_delay = \"30s\", base = 2)`",
-                );
-                if input.parse::<Option<Token![=]>>()?.is_some() {
-                    input.parse::<Expr>()?;
-                }
+                args.krate = value;
             }
         } else {
-            input.parse::<Token![=]>()?;
-            let value: Expr = input.parse()?;
-            let d = &mut args.diag;
-            match name.as_str() {
-                "path" => {
-                    let v = lit_str(value, &key, d, "\"/webhook\"");
-                    set(&mut args.path, v, &key, d);
+            match Key::parse(input)? {
+                Ok((Key::Retry, key)) => retry_key(input, key, args)?,
+                Ok((known, key)) => {
+                    input.parse::<Token![=]>()?;
+                    value(known, key, input.parse()?, args);
                 }
-                "matches" => {
-                    let v = lit_str(value, &key, d, "\".action == \\\"opened\\\"\"");
-                    set(&mut args.matches, v, &key, d);
-                }
-                "name" => {
-                    let v = lit_str(value, &key, d, "\"issues\"");
-                    set(&mut args.name, v, &key, d);
-                }
-                "group" => {
-                    let v = lit_str(value, &key, d, "\".issue.key\"");
-                    set(&mut args.group, v, &key, d);
-                }
-                "latest_only" => {
-                    let v = match value {
-                        Expr::Lit(syn::ExprLit {
-                            lit: Lit::Bool(b), ..
-                        }) => Some(b),
-                        other => {
-                            d.at(&other, "`latest_only` takes `true` or `false`");
-                            None
-                        }
-                    };
-                    set(&mut args.latest_only, v, &key, d);
-                }
-                "timeout" => {
-                    let v = lit_str(value, &key, d, "\"30s\"");
-                    set(&mut args.timeout, v, &key, d);
-                }
-                "kinds" => {
-                    let v = kinds(value, &key, d);
-                    set(&mut args.kinds, v, &key, d);
-                }
-                "validate" => {
-                    let v = validate(value, d);
-                    set(&mut args.validate, v, &key, d);
-                }
-                "authenticate" => {
-                    let v = authenticate(value, d);
-                    set(&mut args.authenticate, v, &key, d);
-                }
-                "should_process" | "matching_kinds" | "before" | "after" | "on_error"
-                | "on_cancel" => {
-                    let v = fn_path(value, &key, d);
-                    let hooks = &mut args.hooks;
-                    let slot = match name.as_str() {
-                        "should_process" => &mut hooks.should_process,
-                        "matching_kinds" => &mut hooks.matching_kinds,
-                        "before" => &mut hooks.before,
-                        "after" => &mut hooks.after,
-                        "on_error" => &mut hooks.on_error,
-                        _ => &mut hooks.on_cancel,
-                    };
-                    set(slot, v, &key, d);
-                }
-                other => {
-                    let hint = crate::kinds::closest(other, KEYS.iter().copied())
+                Err(other) => {
+                    let word = other.to_string();
+                    let hint = crate::kinds::closest(&word, Key::ALL.iter().map(|k| k.name()))
                         .map(|k| format!(" (did you mean `{k}`?)"))
                         .unwrap_or_default();
-                    d.at(
-                        &key,
+                    args.diag.at(
+                        &other,
                         format!(
-                            "unknown key `{other}`{hint}; expected one of: {}",
-                            KEYS.join(", ")
+                            "unknown key `{word}`{hint}; expected one of: {}",
+                            key_names()
                         ),
                     );
+                    if input.parse::<Option<Token![=]>>()?.is_some() {
+                        input.parse::<Expr>()?;
+                    }
                 }
             }
         }
@@ -377,6 +389,89 @@ fn parse_args(input: ParseStream<'_>, args: &mut Args) -> syn::Result<()> {
         input.parse::<Token![,]>()?;
     }
     Ok(())
+}
+
+/// `retry(...)`, or the mistake of writing `retry = ...`.
+fn retry_key(input: ParseStream<'_>, key: Ident, args: &mut Args) -> syn::Result<()> {
+    if input.peek(syn::token::Paren) {
+        let value = retry(input, &mut args.diag)?;
+        set(&mut args.retry, Some(value), &key, &mut args.diag);
+    } else {
+        args.diag.at(
+            &key,
+            "write `retry(max = 3, initial = \"1s\", max_delay = \"30s\", base = 2)`",
+        );
+        if input.parse::<Option<Token![=]>>()?.is_some() {
+            input.parse::<Expr>()?;
+        }
+    }
+    Ok(())
+}
+
+/// A hook's fn path into its slot.
+fn hook(slot: &mut Option<syn::Path>, value: Expr, key: &Ident, diag: &mut Diag) {
+    let v = fn_path(value, key, diag);
+    set(slot, v, key, diag);
+}
+
+/// Stores the value of a `key = value` pair, or reports why it cannot be.
+fn value(known: Key, key: Ident, value: Expr, args: &mut Args) {
+    let d = &mut args.diag;
+    let hooks = &mut args.hooks;
+    match known {
+        Key::Path => {
+            let v = lit_str(value, &key, d, "\"/webhook\"");
+            set(&mut args.path, v, &key, d);
+        }
+        Key::Matches => {
+            let v = lit_str(value, &key, d, "\".action == \\\"opened\\\"\"");
+            set(&mut args.matches, v, &key, d);
+        }
+        Key::Name => {
+            let v = lit_str(value, &key, d, "\"issues\"");
+            set(&mut args.name, v, &key, d);
+        }
+        Key::Group => {
+            let v = lit_str(value, &key, d, "\".issue.key\"");
+            set(&mut args.group, v, &key, d);
+        }
+        Key::LatestOnly => {
+            let v = match value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => Some(b),
+                other => {
+                    d.at(&other, "`latest_only` takes `true` or `false`");
+                    None
+                }
+            };
+            set(&mut args.latest_only, v, &key, d);
+        }
+        Key::Timeout => {
+            let v = lit_str(value, &key, d, "\"30s\"");
+            set(&mut args.timeout, v, &key, d);
+        }
+        Key::Kinds => {
+            let v = kinds(value, &key, d);
+            set(&mut args.kinds, v, &key, d);
+        }
+        Key::Validate => {
+            let v = validate(value, d);
+            set(&mut args.validate, v, &key, d);
+        }
+        Key::Authenticate => {
+            let v = authenticate(value, d);
+            set(&mut args.authenticate, v, &key, d);
+        }
+        // Parsed before a `=` is looked for; see `retry_key`.
+        Key::Retry => d.at(&key, "write `retry(...)`"),
+        Key::ShouldProcess => hook(&mut hooks.should_process, value, &key, d),
+        Key::MatchingKinds => hook(&mut hooks.matching_kinds, value, &key, d),
+        Key::Before => hook(&mut hooks.before, value, &key, d),
+        Key::After => hook(&mut hooks.after, value, &key, d),
+        Key::OnError => hook(&mut hooks.on_error, value, &key, d),
+        Key::OnCancel => hook(&mut hooks.on_cancel, value, &key, d),
+    }
 }
 
 /// Parses the attribute arguments and the annotated fn.
@@ -398,10 +493,13 @@ pub(super) fn parse(
         timeout: None,
         hooks: Hooks::default(),
         func,
+        krate: None,
         diag: Diag::default(),
     };
-    (|input: ParseStream<'_>| parse_args(input, &mut out)).parse2(args)?;
-    Ok(out)
+    match (|input: ParseStream<'_>| parse_args(input, &mut out)).parse2(args) {
+        Ok(()) => Ok(out),
+        Err(e) => Err(out.diag.fail(e)),
+    }
 }
 
 /// Where to report a missing key: the attribute as a whole.

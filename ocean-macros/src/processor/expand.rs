@@ -8,18 +8,19 @@ use syn::{FnArg, LitStr};
 use super::args::Validate;
 use super::validate::{Auth, Model, Retry};
 
-fn rt() -> TokenStream {
-    quote!(::ocean_runtime::__private)
+/// The runtime's private module, which is all that generated code names of the runtime.
+fn rt(model: &Model) -> TokenStream {
+    let krate = &model.krate;
+    quote!(#krate::__private)
 }
 
-fn duration(ms: u64) -> TokenStream {
-    let rt = rt();
+fn duration(rt: &TokenStream, ms: u64) -> TokenStream {
     quote!(#rt::Duration::from_millis(#ms))
 }
 
 /// The handler: each argument extracted by type, the fn called, its result converted.
 fn handle(model: &Model) -> TokenStream {
-    let rt = rt();
+    let rt = rt(model);
     let sig = &model.func.sig;
     let ident = &sig.ident;
     let mut names = Vec::new();
@@ -59,7 +60,7 @@ fn handle(model: &Model) -> TokenStream {
 
 /// `fn requirements()`: what each argument type needs from the app.
 fn requirements(model: &Model) -> TokenStream {
-    let rt = rt();
+    let rt = rt(model);
     let pushes = model
         .func
         .sig
@@ -88,18 +89,17 @@ fn requirements(model: &Model) -> TokenStream {
     }
 }
 
-fn retry_policy(retry: &Retry) -> TokenStream {
-    let rt = rt();
+fn retry_policy(rt: &TokenStream, retry: &Retry) -> TokenStream {
     let mut fields = Vec::new();
     if let Some(max) = retry.max {
         fields.push(quote!(max_retries: #max,));
     }
     if let Some(ms) = retry.initial_ms {
-        let d = duration(ms);
+        let d = duration(rt, ms);
         fields.push(quote!(initial: #d,));
     }
     if let Some(ms) = retry.max_delay_ms {
-        let d = duration(ms);
+        let d = duration(rt, ms);
         fields.push(quote!(max_delay: #d,));
     }
     if let Some(base) = retry.base {
@@ -114,7 +114,7 @@ fn retry_policy(retry: &Retry) -> TokenStream {
 
 /// The optional trait methods the attribute's keys fill in.
 fn options(model: &Model) -> TokenStream {
-    let rt = rt();
+    let rt = rt(model);
     let hooks = &model.hooks;
     let mut out = TokenStream::new();
     if let Some(f) = &hooks.should_process {
@@ -143,10 +143,10 @@ fn options(model: &Model) -> TokenStream {
         });
     }
     if let Some(retry) = &model.retry {
-        out.extend(retry_policy(retry));
+        out.extend(retry_policy(&rt, retry));
     }
     if let Some(ms) = model.timeout_ms {
-        let d = duration(ms);
+        let d = duration(&rt, ms);
         out.extend(quote! {
             fn timeout(&self) -> ::core::option::Option<#rt::Duration> {
                 ::core::option::Option::Some(#d)
@@ -186,7 +186,7 @@ fn options(model: &Model) -> TokenStream {
 
 /// The registration's builder calls for the options kept in the registration.
 fn registration_options(model: &Model) -> (TokenStream, TokenStream) {
-    let rt = rt();
+    let rt = rt(model);
     let mut calls = TokenStream::new();
     let mut items = TokenStream::new();
     if let Some(m) = &model.matches {
@@ -221,7 +221,7 @@ fn registration_options(model: &Model) -> (TokenStream, TokenStream) {
             tolerance_ms,
         }) => {
             let secret = secret_lit(secret);
-            let tolerance = duration(*tolerance_ms);
+            let tolerance = duration(&rt, *tolerance_ms);
             Some(
                 quote!(#rt::Authenticate::StandardWebhooks { secret: #secret, tolerance: #tolerance }),
             )
@@ -243,6 +243,38 @@ fn registration_options(model: &Model) -> (TokenStream, TokenStream) {
     (calls, items)
 }
 
+/// `name` and `path` in an identifier, one to one: ASCII letters and digits stay, every other byte
+/// is `_` and two hex digits.
+fn ident_part(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A constant named after the processor's path and name, in the module the processor is in: a
+/// second processor with the same name on the same path in that module defines it again, which
+/// rustc reports at the second `name` ("the name `duplicate_processor_name_…` is defined multiple
+/// times"). Across modules the registry refuses the pair when the app starts.
+fn duplicate_marker(path: &LitStr, name: &LitStr) -> TokenStream {
+    let marker = format_ident!(
+        "duplicate_processor_name_{}_on_path_{}",
+        ident_part(&name.value()),
+        ident_part(&path.value()),
+        span = name.span()
+    );
+    quote_spanned! {name.span()=>
+        #[doc(hidden)]
+        #[allow(dead_code, non_upper_case_globals)]
+        const #marker: () = ();
+    }
+}
+
 /// Generates the code; no error paths.
 pub(super) fn tokens(model: &Model) -> TokenStream {
     let Model {
@@ -252,18 +284,21 @@ pub(super) fn tokens(model: &Model) -> TokenStream {
         func,
         ..
     } = model;
-    let rt = rt();
+    let rt = rt(model);
     let kind_checks = kinds.iter().map(|k| {
         // A plain literal with the user's span, so the checker's patterns match `r"…"` too.
         let lit = LitStr::new(&k.value(), k.span());
-        quote_spanned!(k.span()=> crate::kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root!(#lit);)
+        quote_spanned!(k.span()=> crate::kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root!(#lit; #rt);)
     });
+    let marker = duplicate_marker(path, name);
     let handle = handle(model);
     let options = options(model);
     let requirements = requirements(model);
     let (calls, items) = registration_options(model);
     quote! {
         #func
+
+        #marker
 
         const _: () = {
             #(#kind_checks)*

@@ -64,7 +64,7 @@ mod tests {
         assert!(out.contains("inventory :: submit"), "{out}");
         assert!(
             out.contains(
-                "kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root ! (\"issue\")"
+                "kinds_are_declared_with_ocean_runtime_kinds_at_the_crate_root ! (\"issue\" ; :: ocean_runtime :: __private)"
             ),
             "{out}"
         );
@@ -227,6 +227,65 @@ mod tests {
             item(),
         );
         assert!(out.contains("`token` needs the header"), "{out}");
+    }
+
+    #[test]
+    fn a_facade_names_the_runtime_with_crate() {
+        let out = expand(
+            quote!(
+                crate = "my_facade::ocean",
+                path = "/a",
+                kinds = ["x"],
+                retry(max = 2, initial = "1s")
+            ),
+            item(),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(!out.contains("ocean_runtime ::"), "{out}");
+        assert!(
+            out.contains("my_facade :: ocean :: __private :: Registration :: new"),
+            "{out}"
+        );
+        assert!(
+            out.contains("(\"x\" ; my_facade :: ocean :: __private)"),
+            "{out}"
+        );
+        let out = errors(
+            quote!(crate = "not a path", path = "/a", kinds = ["x"]),
+            item(),
+        );
+        assert!(out.contains("`crate` is not a path"), "{out}");
+        let out = errors(
+            quote!(crate = my_facade, path = "/a", kinds = ["x"]),
+            item(),
+        );
+        assert!(out.contains("`crate` takes the runtime's path"), "{out}");
+    }
+
+    #[test]
+    fn the_duplicate_marker_is_one_to_one() {
+        let marker = |path: &str, name: &str| {
+            expand(quote!(path = #path, kinds = ["x"], name = #name), item())
+                .to_string()
+                .split_whitespace()
+                .find(|w| w.starts_with("duplicate_processor_name_"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            marker("/webhook", "issues").as_deref(),
+            Some("duplicate_processor_name_issues_on_path__2fwebhook")
+        );
+        // `_` is escaped too, so `/a_b` and `/a/b` differ.
+        assert_ne!(marker("/a_b", "n"), marker("/a/b", "n"));
+        assert_ne!(marker("/a", "n_x"), marker("/a", "n/x"));
+    }
+
+    #[test]
+    fn problems_before_a_syntax_error_are_reported_with_it() {
+        let out = errors(quote!(colour = "red", path = "/a" kinds = ["x"]), item());
+        assert!(out.contains("unknown key `colour`"), "{out}");
+        assert!(out.contains("expected `,`"), "{out}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(super) struct Model {
     pub(super) timeout_ms: Option<u64>,
     pub(super) hooks: Hooks,
     pub(super) func: ItemFn,
+    /// The runtime's path: `crate = "..."`, else `::ocean_runtime`.
+    pub(super) krate: syn::Path,
 }
 
 /// Whether `name` is a built-in verifier (the table is `ocean_jq::spec::Verifier`, which the
@@ -300,6 +302,7 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
         timeout,
         hooks,
         func,
+        krate,
         mut diag,
     } = args;
     if let Some(l) = &latest_only
@@ -377,6 +380,7 @@ pub(super) fn check(args: Args) -> syn::Result<Model> {
             timeout_ms,
             hooks,
             func,
+            krate: krate.unwrap_or_else(crate::default_runtime_path),
         }),
         _ => Err(syn::Error::new(call_site, "missing `path` or `kinds`")),
     }
