@@ -8,7 +8,6 @@
 use proc_macro::TokenStream;
 
 mod diag;
-mod duration;
 mod jq_check;
 mod kinds;
 mod main_macro;

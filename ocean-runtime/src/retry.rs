@@ -1,6 +1,7 @@
 //! The retry policy of a processor's handler, and the one rule for which HTTP statuses are worth
 //! trying again (used by the Port client, the pipeline and processors' upstream errors alike).
 
+use ocean_jq::spec::retry as spec;
 use std::time::Duration;
 
 /// Whether an HTTP answer with this status may succeed when the same request is sent again: 408
@@ -39,10 +40,10 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Ocean's defaults: 3 retries, 1 s initial delay, 30 s cap, base 2.
     pub const OCEAN: Self = Self {
-        max_retries: 3,
-        initial: Duration::from_secs(1),
-        max_delay: Duration::from_secs(30),
-        base: 2.0,
+        max_retries: spec::MAX,
+        initial: Duration::from_millis(spec::INITIAL_MS),
+        max_delay: Duration::from_millis(spec::MAX_DELAY_MS),
+        base: spec::BASE,
     };
 
     /// No retries at all.

@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn an_initial_delay_past_the_default_cap_is_refused() {
+        let out = errors(
+            quote!(path = "/a", kinds = ["x"], retry(initial = "1m")),
+            item(),
+        );
+        assert!(
+            out.contains("`initial` is longer than the default `max_delay` of 30 s"),
+            "{out}"
+        );
+        let out = expand(
+            quote!(
+                path = "/a",
+                kinds = ["x"],
+                retry(initial = "1m", max_delay = "2m")
+            ),
+            item(),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
     fn a_facade_names_the_runtime_with_crate() {
         let out = expand(
             quote!(

@@ -6,9 +6,11 @@ use syn::{FnArg, ItemFn, Lit, LitStr, ReturnType, Type};
 
 use super::args::{Args, AuthArg, Hooks, RetryArg, Validate};
 use crate::diag::Diag;
-use crate::duration::parse_millis;
 use crate::jq_check;
-use ocean_jq::spec::{PathProblem, Verifier, path_problem};
+use ocean_jq::spec::{
+    PathProblem, STANDARD_WEBHOOKS_TOLERANCE_MS, Verifier, duration_millis, path_problem,
+    retry as retry_spec,
+};
 
 /// A built-in verifier with its resolved arguments.
 pub(super) enum Auth {
@@ -73,7 +75,7 @@ fn check_path(path: &LitStr, diag: &mut Diag) {
 }
 
 fn duration(lit: &LitStr, diag: &mut Diag) -> Option<u64> {
-    match parse_millis(&lit.value()) {
+    match duration_millis(&lit.value()) {
         Ok(ms) => Some(ms),
         Err(e) => {
             diag.at(lit, e);
@@ -145,9 +147,12 @@ fn check_signature(func: &ItemFn, diag: &mut Diag) {
 
 fn check_retry(retry: RetryArg, diag: &mut Diag) -> Retry {
     let max = retry.max.and_then(|m| match m.base10_parse::<u32>() {
-        Ok(n) if n <= 100 => Some(n),
+        Ok(n) if n <= retry_spec::MAX_LIMIT => Some(n),
         Ok(_) => {
-            diag.at(&m, "`max` is at most 100 retries");
+            diag.at(
+                &m,
+                format!("`max` is at most {} retries", retry_spec::MAX_LIMIT),
+            );
             None
         }
         Err(e) => {
@@ -157,10 +162,18 @@ fn check_retry(retry: RetryArg, diag: &mut Diag) -> Retry {
     });
     let initial_ms = retry.initial.as_ref().and_then(|l| duration(l, diag));
     let max_delay_ms = retry.max_delay.as_ref().and_then(|l| duration(l, diag));
-    if let (Some(i), Some(m), Some(lit)) = (initial_ms, max_delay_ms, &retry.initial)
-        && i > m
+    // Against the default `max_delay` too: a longer `initial` would be cut to it unseen.
+    if let (Some(i), Some(lit)) = (initial_ms, &retry.initial)
+        && i > max_delay_ms.unwrap_or(retry_spec::MAX_DELAY_MS)
     {
-        diag.at(lit, "`initial` is longer than `max_delay`");
+        let limit = match max_delay_ms {
+            Some(_) => "`max_delay`".to_owned(),
+            None => format!(
+                "the default `max_delay` of {} s; raise `max_delay` too",
+                retry_spec::MAX_DELAY_MS / 1000
+            ),
+        };
+        diag.at(lit, format!("`initial` is longer than {limit}"));
     }
     let base = retry.base.and_then(|lit| {
         let value = match &lit {
@@ -169,9 +182,16 @@ fn check_retry(retry: RetryArg, diag: &mut Diag) -> Retry {
             _ => None,
         };
         match value {
-            Some(b) if (1.0..=10.0).contains(&b) => Some(b),
+            Some(b) if retry_spec::BASE_RANGE.contains(&b) => Some(b),
             _ => {
-                diag.at(&lit, "`base` is a number from 1 to 10, e.g. `base = 2`");
+                diag.at(
+                    &lit,
+                    format!(
+                        "`base` is a number from {} to {}, e.g. `base = 2`",
+                        retry_spec::BASE_RANGE.start(),
+                        retry_spec::BASE_RANGE.end()
+                    ),
+                );
                 None
             }
         }
@@ -282,7 +302,7 @@ fn check_auth(auth: AuthArg, diag: &mut Diag) -> Option<Auth> {
         },
         Verifier::StandardWebhooks => ok.then_some(Auth::StandardWebhooks {
             secret,
-            tolerance_ms: tolerance_ms.unwrap_or(5 * 60 * 1000),
+            tolerance_ms: tolerance_ms.unwrap_or(STANDARD_WEBHOOKS_TOLERANCE_MS),
         }),
     }
 }
