@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Shared, error, identified, parse_object, taken, unstored};
+use super::Shared;
+use super::respond::{error, identified, parse_object, taken, unstored};
 use crate::group_commit::StorageError;
 use crate::time::now_rfc3339;
 

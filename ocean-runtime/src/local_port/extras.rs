@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Shared, error, identified, taken, unstored};
+use super::Shared;
+use super::respond::{error, identified, taken, unstored};
 
 /// Stores `body` under `prefix/<identifier>`; `field` is the answer's key (`action`, …).
 async fn create(shared: &Shared, prefix: String, field: &'static str, body: &Bytes) -> Response {
