@@ -1,137 +1,18 @@
 //! A mapping compiled once: every jq leaf parsed and compiled, ready to run per item.
 
 use std::fmt;
-use std::ops::Range;
 
-use ocean_jq::{Input, JqErrors, JqProgram, from_val};
+use ocean_jq::{Input, JqProgram, from_val};
 use serde_json::{Map, Value};
 
 use super::{PortAppConfig, ResourceConfig};
 
-/// A mapping leaf that does not compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappingError {
-    /// Where in the mapping, e.g. `resources[0].port.entity.mappings.properties.status`.
-    pub field: String,
-    /// The jq expression.
-    pub expression: String,
-    /// What jq said, with positions inside the expression.
-    pub error: JqErrors,
-}
+mod issues;
+mod node;
 
-impl fmt::Display for MappingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: jq `{}`: {}",
-            self.field, self.expression, self.error
-        )
-    }
-}
-
-impl std::error::Error for MappingError {}
-
-/// What went wrong with one mapped item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IssueKind {
-    /// A field's jq raised an error; the field was sent as `null`.
-    Failed(String),
-    /// A field's jq yielded `null` or nothing; the field was sent as `null`.
-    Null,
-    /// The item (or the `itemsToParse` element) produced no entity, for this reason.
-    Skipped(String),
-    /// The item was mapped, with this remark (e.g. the parent could not be trimmed).
-    Note(String),
-}
-
-/// A problem with one item of a batch; the rest of the batch is mapped regardless.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MappingIssue {
-    /// The resource's index in the mapping.
-    pub resource: usize,
-    /// The raw item's index in the job's results.
-    pub item: usize,
-    /// The element's index, when the item was expanded with `itemsToParse`.
-    pub element: Option<usize>,
-    /// The entity's identifier, when it was mapped with a plain string one.
-    pub identifier: Option<String>,
-    /// The entity's blueprint, when it was mapped.
-    pub blueprint: Option<String>,
-    /// Where in the resource, e.g. `port.entity.mappings.properties.status`.
-    pub field: String,
-    /// The jq expression at fault, if one is.
-    pub expression: Option<String>,
-    /// The part of `expression` at fault, as a byte range, when known (for a path yielding
-    /// `null`: up to the first step that found nothing).
-    pub span: Option<Range<usize>>,
-    /// What happened.
-    pub kind: IssueKind,
-}
-
-impl MappingIssue {
-    /// The mapping field under `port.entity.mappings` (`properties.status`), if the issue is about
-    /// one.
-    #[must_use]
-    pub fn mapping_field(&self) -> Option<&str> {
-        self.field.strip_prefix("port.entity.mappings.")
-    }
-}
-
-impl fmt::Display for MappingIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "resources[{}] item {}", self.resource, self.item)?;
-        if let Some(e) = self.element {
-            write!(f, " element {e}")?;
-        }
-        if let Some(id) = &self.identifier {
-            write!(f, " ({id})")?;
-        }
-        write!(f, ": {}", self.field)?;
-        if let Some(code) = &self.expression {
-            write!(f, ": jq `{code}`")?;
-        }
-        match &self.kind {
-            IssueKind::Failed(e) => write!(f, " failed: {e}; sent as null")?,
-            IssueKind::Null => write!(f, " yielded null")?,
-            IssueKind::Skipped(why) => write!(f, ": {why}; skipped")?,
-            IssueKind::Note(what) => write!(f, ": {what}")?,
-        }
-        if let (Some(code), Some(span)) = (&self.expression, &self.span)
-            && let Some(part) = code.get(span.clone())
-        {
-            write!(
-                f,
-                " (`{part}` at {}..{} found nothing)",
-                span.start, span.end
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Where an item is while it is mapped, for its issues.
-#[derive(Clone, Copy)]
-struct At {
-    resource: usize,
-    item: usize,
-    element: Option<usize>,
-}
-
-impl At {
-    fn issue(self, field: String, kind: IssueKind) -> MappingIssue {
-        MappingIssue {
-            resource: self.resource,
-            item: self.item,
-            element: self.element,
-            identifier: None,
-            blueprint: None,
-            field,
-            expression: None,
-            span: None,
-            kind,
-        }
-    }
-}
+use issues::At;
+pub use issues::{IssueKind, MappingError, MappingIssue};
+use node::{Field, Node};
 
 /// `itemsToParse`, compiled.
 struct ItemsToParse {
@@ -161,112 +42,6 @@ impl ItemsToParse {
                 issues.push(issue);
                 item.json().clone()
             }
-        }
-    }
-}
-
-/// A mapping tree with jq leaves compiled.
-enum Node {
-    Jq(JqProgram),
-    Literal(Value),
-    Object(Vec<(String, Node)>),
-    Array(Vec<Node>),
-}
-
-impl Node {
-    fn compile(value: &Value, field: &str, errors: &mut Vec<MappingError>) -> Self {
-        match value {
-            Value::String(code) => match JqProgram::compile(code) {
-                Ok(p) => Self::Jq(p),
-                Err(error) => {
-                    errors.push(MappingError {
-                        field: field.to_owned(),
-                        expression: code.clone(),
-                        error,
-                    });
-                    Self::Literal(Value::Null)
-                }
-            },
-            Value::Object(map) => Self::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), Self::compile(v, &format!("{field}.{k}"), errors)))
-                    .collect(),
-            ),
-            Value::Array(items) => Self::Array(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| Self::compile(v, &format!("{field}[{i}]"), errors))
-                    .collect(),
-            ),
-            other => Self::Literal(other.clone()),
-        }
-    }
-
-    /// Evaluates the node on an item: a jq leaf gives its first output, or `null` (with an issue
-    /// naming the field) when it fails, yields `null` or yields nothing.
-    fn eval(
-        &self,
-        item: &Input<'_>,
-        field: &Field<'_>,
-        at: At,
-        issues: &mut Vec<MappingIssue>,
-    ) -> Value {
-        match self {
-            Self::Jq(p) => {
-                let (value, kind) = match p.first_json(item) {
-                    Ok(Some(v)) if !v.is_null() => return v.into_owned(),
-                    Ok(_) => (Value::Null, IssueKind::Null),
-                    Err(e) => (Value::Null, IssueKind::Failed(e.to_string())),
-                };
-                let mut issue = at.issue(field.to_string(), kind);
-                issue.span = p.null_origin(item.json());
-                issue.expression = Some(p.code().to_owned());
-                issues.push(issue);
-                value
-            }
-            Self::Literal(v) => v.clone(),
-            Self::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, n)| (k.clone(), n.eval(item, &field.key(k), at, issues)))
-                    .collect(),
-            ),
-            Self::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| n.eval(item, &field.index(i), at, issues))
-                    .collect(),
-            ),
-        }
-    }
-}
-
-/// Where a mapping leaf is (`port.entity.mappings.properties.status`), written out only when a
-/// problem is reported.
-enum Field<'a> {
-    Root(&'a str),
-    Key(&'a Field<'a>, &'a str),
-    Index(&'a Field<'a>, usize),
-}
-
-impl<'a> Field<'a> {
-    fn key(&'a self, key: &'a str) -> Self {
-        Self::Key(self, key)
-    }
-
-    fn index(&'a self, index: usize) -> Self {
-        Self::Index(self, index)
-    }
-}
-
-impl fmt::Display for Field<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Root(name) => write!(f, "port.entity.mappings.{name}"),
-            Self::Key(parent, key) => write!(f, "{parent}.{key}"),
-            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
     }
 }
