@@ -189,9 +189,13 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
             .map(|n| json!({"status": "ok", "purged": n}))
             .map_err(|e| e.to_string()),
         Command::Replay(id) => {
-            let event = letter(*id).await?.to_event().map_err(|e| e.to_string())?;
-            let event_id = event.id().to_owned();
-            if !queue.replay(*id, event).await.map_err(|e| e.to_string())? {
+            let envelope = letter(*id).await?.to_event().map_err(|e| e.to_string())?;
+            let event_id = envelope.event.id().to_owned();
+            if !queue
+                .replay(*id, envelope)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no dead letter {id}"));
             }
             Ok(json!({"status": "ok", "replayed": id, "eventId": event_id, "note": note}))

@@ -40,7 +40,7 @@ pub enum StorageError {
     Behind(Arc<StorageError>),
     /// A stored event or dead letter could not be written or read back.
     #[error(transparent)]
-    Record(#[from] crate::event::RecordError),
+    Record(#[from] crate::envelope::RecordError),
     /// Redis refused a command.
     #[error("redis: {0}")]
     Redis(Arc<redis::RedisError>),

@@ -43,6 +43,7 @@
 mod app;
 mod cli;
 mod config;
+mod envelope;
 mod event;
 mod extract;
 mod group_commit;
@@ -86,7 +87,8 @@ pub use upstream::{Rate, Upstream, UpstreamSettings};
 pub mod error {
     pub use crate::app::StartError;
     pub use crate::config::ConfigError;
-    pub use crate::event::{InvalidJson, RecordError};
+    pub use crate::envelope::RecordError;
+    pub use crate::event::InvalidJson;
     pub use crate::group_commit::StorageError;
     pub use crate::local_port::LocalPortError;
     pub use crate::port::PortError;

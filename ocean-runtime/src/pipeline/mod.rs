@@ -14,7 +14,7 @@ use ocean_jq::Input;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::extract::Extensions;
 use crate::mapping::{CompiledMapping, MappingStore, ResourceConfig};
 use crate::metrics::Metrics;
@@ -112,12 +112,13 @@ struct Job<'a> {
 
 /// The dead letter of a job that failed for good.
 fn dead_letter(
-    event: &WebhookEvent,
+    envelope: &Envelope,
     job: &Job<'_>,
     error: &ProcessError,
     attempts: u32,
 ) -> DeadLetter {
-    let stored = crate::queue::stored_json(event);
+    let stored = crate::queue::stored_json(envelope);
+    let event = &envelope.event;
     DeadLetter {
         id: 0,
         event_id: event.id().to_owned(),
@@ -135,14 +136,14 @@ fn dead_letter(
 
 /// The one dead letter of an event some of whose entities Port refused for good: it lists them with
 /// Port's answers; replaying it runs the event again, which writes them.
-fn refused_letter(event: &WebhookEvent, delivery: u32, applied: &Applied) -> DeadLetter {
+fn refused_letter(envelope: &Envelope, delivery: u32, applied: &Applied) -> DeadLetter {
     let first = &applied.refused[0];
     let more = match applied.refused.len() {
         1 => String::new(),
         n => format!(" (and {} more)", n - 1),
     };
     let mut letter = DeadLetter::of_event(
-        event,
+        envelope,
         format!(
             "Port refused {} of the event's entities: {} `{}` of {}: {}{more}",
             applied.refused.len(),
@@ -206,15 +207,16 @@ impl Pipeline {
 
     fn select<'a>(
         &'a self,
-        event: &WebhookEvent,
+        envelope: &Envelope,
         payload: &Input<'_>,
         mapping: &'a CompiledMapping,
     ) -> Option<Vec<Job<'a>>> {
+        let event = &envelope.event;
         let processors = self.registry.processors(event.path())?;
         let mut selected_any = false;
         let mut jobs = Vec::new();
         let authentic = |p: &&RegisteredProcessor| {
-            let refused = event.unauthenticated().iter().any(|n| n == p.name());
+            let refused = envelope.unauthenticated().iter().any(|n| n == p.name());
             if refused {
                 tracing::debug!(
                     processor = p.name(),
@@ -250,7 +252,7 @@ impl Pipeline {
     }
 
     async fn run_job(&self, job: &Job<'_>, lease: &Lease, payload: &Input<'_>) -> JobEnd {
-        let event = &*lease.event;
+        let event = &lease.envelope.event;
         let p = job.processor.processor();
         let limit = p.timeout().unwrap_or(self.job_timeout);
         let first = JobContext::new(event, job.resource, job.index, 1, &self.extensions);
@@ -340,7 +342,7 @@ impl Pipeline {
     /// jobs are cancelled if the lease is lost, and nothing is written to Port unless the lease is
     /// still held just before.
     pub(crate) async fn process(&self, lease: &Lease) -> Outcome {
-        let event = &*lease.event;
+        let event = &lease.envelope.event;
         let Some(mapping) = self.mapping.current() else {
             return Outcome::NoMapping;
         };
@@ -348,7 +350,7 @@ impl Pipeline {
         // values at most once, and only if a program is outside the directly evaluated subset.
         let payload = Input::new(event.payload());
         let payload = &payload;
-        let Some(jobs) = self.select(event, payload, &mapping) else {
+        let Some(jobs) = self.select(&lease.envelope, payload, &mapping) else {
             tracing::warn!(
                 path = event.path(),
                 "no processor selected the event (unsupported event)"
@@ -377,7 +379,7 @@ impl Pipeline {
                     self.metrics
                         .job(job.processor.name(), &job.resource.kind, "failure");
                     tracing::error!(processor = job.processor.name(), resource = job.index, attempts, error = %e, "job failed for good; kept as a dead letter");
-                    dead_letters.push(dead_letter(event, job, &e, attempts));
+                    dead_letters.push(dead_letter(&lease.envelope, job, &e, attempts));
                 }
                 JobEnd::Cancelled => {
                     self.metrics
@@ -407,7 +409,7 @@ impl Pipeline {
         {
             Ok(mut applied) => {
                 if !applied.refused.is_empty() {
-                    dead_letters.push(refused_letter(event, lease.delivery, &applied));
+                    dead_letters.push(refused_letter(&lease.envelope, lease.delivery, &applied));
                 }
                 applied.dead_letters = dead_letters;
                 Outcome::Applied(applied)
@@ -453,14 +455,14 @@ impl Pipeline {
     /// the event leased for good: it is kept as a dead letter naming the panic, and the worker
     /// goes on.
     async fn after_panic(&self, queue: &dyn EventQueue, lease: &Lease, message: &str) {
-        let event = &*lease.event;
+        let event = &lease.envelope.event;
         tracing::error!(
             event_id = event.id(),
             panic = message,
             "the worker panicked on this event; it is kept as a dead letter"
         );
         let letter = DeadLetter::of_event(
-            event,
+            &lease.envelope,
             format!("the worker panicked: {message}"),
             lease.delivery,
             crate::event::unix_ms(std::time::SystemTime::now()),
@@ -507,8 +509,8 @@ impl Pipeline {
     async fn handle_lease(&self, queue: &dyn EventQueue, lease: &Lease) -> Option<Lease> {
         let span = tracing::info_span!(
             "event",
-            event_id = lease.event.id(),
-            path = lease.event.path(),
+            event_id = lease.envelope.event.id(),
+            path = lease.envelope.event.path(),
             delivery = lease.delivery
         );
         // Instrumented, not entered: a guard held across an await would leave the span entered on
@@ -610,8 +612,8 @@ mod tests {
         let pipeline = Arc::new(pipeline);
         let queue = Arc::new(MemoryQueue::new(100));
         for n in 0..20 {
-            let e = WebhookEvent::new(n.to_string(), "/w", [], "{}".to_owned()).unwrap();
-            queue.push(e).await.unwrap();
+            let e = crate::event::WebhookEvent::new(n.to_string(), "/w", [], "{}".to_owned());
+            queue.push(Envelope::new(e.unwrap())).await.unwrap();
         }
         let workers: Vec<_> = (0..2)
             .map(|_| {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::event::WebhookEvent;
 use crate::testing::RedisServer;
 
 #[derive(Clone, Copy)]
@@ -76,15 +77,17 @@ async fn open(kind: Kind, capacity: usize) -> Setup {
     }
 }
 
-fn event(n: u32, keys: &[&str]) -> WebhookEvent {
-    let mut e = WebhookEvent::new(
-        format!("e{n}"),
-        "/w",
-        [("x-n".to_owned(), n.to_string())],
-        format!("{{\"n\": {n}}}"),
-    )
-    .unwrap();
-    e.set_group_keys(keys.iter().map(|k| (*k).to_owned()).collect());
+fn event(n: u32, keys: &[&str]) -> Envelope {
+    let mut e = Envelope::new(
+        WebhookEvent::new(
+            format!("e{n}"),
+            "/w",
+            [("x-n".to_owned(), n.to_string())],
+            format!("{{\"n\": {n}}}"),
+        )
+        .unwrap(),
+    );
+    e.schedule.group_keys = keys.iter().map(|k| (*k).to_owned()).collect();
     e
 }
 
@@ -112,9 +115,13 @@ async fn fifo_with_leases_acks_and_figures(kind: Kind) {
     q.push(event(2, &[])).await.unwrap();
     let a = pull(q).await;
     let b = pull(q).await;
-    assert_eq!((a.event.id(), b.event.id()), ("e1", "e2"));
-    assert_eq!(a.event.raw_body(), b"{\"n\": 1}", "the body byte for byte");
-    assert_eq!(a.event.header("x-n"), Some("1"));
+    assert_eq!((a.envelope.event.id(), b.envelope.event.id()), ("e1", "e2"));
+    assert_eq!(
+        a.envelope.event.raw_body(),
+        b"{\"n\": 1}",
+        "the body byte for byte"
+    );
+    assert_eq!(a.envelope.event.header("x-n"), Some("1"));
     assert_eq!(a.delivery, 1);
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.depth, 2, "leased events still count");
@@ -141,7 +148,11 @@ async fn a_group_runs_one_at_a_time_in_arrival_order_and_a_retry_keeps_its_place
     let second = pull(q).await;
     let third = pull(q).await;
     assert_eq!(
-        [first.event.id(), second.event.id(), third.event.id()],
+        [
+            first.envelope.event.id(),
+            second.envelope.event.id(),
+            third.envelope.event.id()
+        ],
         ["e1", "e3", "e5"],
         "2 waits for 1, 4 waits for 2 and 3"
     );
@@ -158,14 +169,14 @@ async fn a_group_runs_one_at_a_time_in_arrival_order_and_a_retry_keeps_its_place
         "2 and 4 still wait behind 1's retry"
     );
     let again = pull(q).await;
-    assert_eq!((again.event.id(), again.delivery), ("e1", 2));
+    assert_eq!((again.envelope.event.id(), again.delivery), ("e1", 2));
     q.ack(&again).await.unwrap();
     let next = pull(q).await;
-    assert_eq!(next.event.id(), "e2");
+    assert_eq!(next.envelope.event.id(), "e2");
     assert!(pull_within(q, NOTHING).await.is_none(), "4 waits for 2");
     q.ack(&next).await.unwrap();
     let last = pull(q).await;
-    assert_eq!(last.event.id(), "e4");
+    assert_eq!(last.envelope.event.id(), "e4");
     q.ack(&last).await.unwrap();
     q.ack(&third).await.unwrap();
     assert_eq!(depth(q).await, 0);
@@ -183,12 +194,12 @@ async fn only_the_latest_of_a_supersedable_group_is_handed_out(kind: Kind) {
         (6, "C", false),
     ] {
         let mut e = event(n, &[key]);
-        e.set_supersedable(sup);
+        e.schedule.supersedable = sup;
         q.push(e).await.unwrap();
     }
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(pull(q).await.event.id().to_owned());
+        ids.push(pull(q).await.envelope.event.id().to_owned());
     }
     ids.sort();
     assert_eq!(ids, ["e3", "e4", "e5"], "1 and 2 superseded by 4");
@@ -197,7 +208,8 @@ async fn only_the_latest_of_a_supersedable_group_is_handed_out(kind: Kind) {
     assert_eq!(stats.depth, 4, "3, 4, 5 leased and 6 waiting");
 }
 
-fn letter(event: &WebhookEvent, error: &str) -> DeadLetter {
+fn letter(envelope: &Envelope, error: &str) -> DeadLetter {
+    let event = &envelope.event;
     DeadLetter {
         id: 0,
         event_id: event.id().to_owned(),
@@ -208,7 +220,7 @@ fn letter(event: &WebhookEvent, error: &str) -> DeadLetter {
         error: error.into(),
         attempts: 3,
         failed_at_ms: 1,
-        event: stored_json(event),
+        event: stored_json(envelope),
         refused: Vec::new(),
     }
 }
@@ -220,7 +232,7 @@ async fn dead_letters_are_kept_with_the_ack_and_replayed_once(kind: Kind) {
     let a = pull(q).await;
     q.ack_dead(
         &a,
-        vec![letter(&a.event, "first"), letter(&a.event, "second")],
+        vec![letter(&a.envelope, "first"), letter(&a.envelope, "second")],
     )
     .await
     .unwrap();
@@ -237,15 +249,15 @@ async fn dead_letters_are_kept_with_the_ack_and_replayed_once(kind: Kind) {
     let first = all[0].id;
     assert_eq!(dead.get(first).await.unwrap().unwrap().event_id, "e1");
     let back = all[0].to_event().unwrap();
-    assert_eq!(back.raw_body(), b"{\"n\": 1}");
+    assert_eq!(back.event.raw_body(), b"{\"n\": 1}");
     assert!(dead.replay(first, back.clone()).await.unwrap());
     assert!(
         !dead.replay(first, back).await.unwrap(),
         "a dead letter is replayed once"
     );
     let replayed = pull(q).await;
-    assert_eq!(replayed.event.id(), "e1");
-    assert_eq!(replayed.event.group_keys(), ["g"]);
+    assert_eq!(replayed.envelope.event.id(), "e1");
+    assert_eq!(replayed.envelope.group_keys(), ["g"]);
     q.ack(&replayed).await.unwrap();
     let second = all[1].id;
     assert_eq!(
@@ -255,7 +267,7 @@ async fn dead_letters_are_kept_with_the_ack_and_replayed_once(kind: Kind) {
     assert_eq!(dead.remove(second).await.unwrap(), None);
     q.push(event(2, &[])).await.unwrap();
     let b = pull(q).await;
-    q.ack_dead(&b, vec![letter(&b.event, "third")])
+    q.ack_dead(&b, vec![letter(&b.envelope, "third")])
         .await
         .unwrap();
     assert!(
@@ -338,17 +350,17 @@ async fn a_settle_with_a_stale_token_is_refused_and_the_event_keeps_its_place() 
     frozen.push(event(1, &["g"])).await.unwrap();
     live.push(event(2, &["g"])).await.unwrap();
     let stale = pull(&frozen).await;
-    assert_eq!(stale.event.id(), "e1");
+    assert_eq!(stale.envelope.event.id(), "e1");
     // Not renewed: the live replica's reaper takes it over, at the head of its group.
     let taken = pull(&live).await;
-    assert_eq!((taken.event.id(), taken.delivery), ("e1", 2));
+    assert_eq!((taken.envelope.event.id(), taken.delivery), ("e1", 2));
     assert!(taken.token > stale.token);
     assert!(!stale.is_held(), "the frozen holder knows by its own clock");
     for refused in [
         frozen.ack(&stale).await,
         frozen.retry_later(&stale, Duration::ZERO).await,
         frozen
-            .ack_dead(&stale, vec![letter(&stale.event, "x")])
+            .ack_dead(&stale, vec![letter(&stale.envelope, "x")])
             .await,
     ] {
         assert!(matches!(refused, Err(QueueError::Fenced(_))), "{refused:?}");
@@ -363,7 +375,7 @@ async fn a_settle_with_a_stale_token_is_refused_and_the_event_keeps_its_place() 
         "2 still waits behind 1"
     );
     live.ack(&taken).await.unwrap();
-    assert_eq!(pull(&live).await.event.id(), "e2");
+    assert_eq!(pull(&live).await.envelope.event.id(), "e2");
     let stats = live.stats().await.unwrap();
     assert_eq!(stats.takeovers, 1);
     assert_eq!(frozen.stats().await.unwrap().fenced, 3);
@@ -389,11 +401,14 @@ async fn an_event_taken_over_too_often_becomes_a_dead_letter() {
     frozen.push(event(2, &["g"])).await.unwrap();
     let first = pull(&frozen).await;
     let second = pull(&frozen).await;
-    assert_eq!((first.event.id(), second.event.id()), ("e1", "e1"));
+    assert_eq!(
+        (first.envelope.event.id(), second.envelope.event.id()),
+        ("e1", "e1")
+    );
     assert_eq!(second.delivery, 2);
     // The second takeover is one too many: a dead letter, and the group moves on.
     let next = pull(&live).await;
-    assert_eq!(next.event.id(), "e2");
+    assert_eq!(next.envelope.event.id(), "e2");
     let letters = live.list().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].event_id, "e1");
@@ -402,7 +417,7 @@ async fn an_event_taken_over_too_often_becomes_a_dead_letter() {
         "{letters:?}"
     );
     let back = letters[0].to_event().unwrap();
-    assert_eq!(back.raw_body(), b"{\"n\": 1}");
+    assert_eq!(back.event.raw_body(), b"{\"n\": 1}");
     assert_eq!(live.stats().await.unwrap().given_up, 1);
 }
 
@@ -415,7 +430,7 @@ async fn a_released_lease_is_taken_up_at_once_and_a_delivery_id_is_accepted_once
     let taken = pull_within(&live, Duration::from_secs(2))
         .await
         .expect("taken up long before the 30 s lease would expire");
-    assert_eq!((taken.event.id(), taken.delivery), ("e1", 2));
+    assert_eq!((taken.envelope.event.id(), taken.delivery), ("e1", 2));
     assert!(matches!(
         frozen.ack(&held).await,
         Err(QueueError::Fenced(_))
@@ -423,9 +438,9 @@ async fn a_released_lease_is_taken_up_at_once_and_a_delivery_id_is_accepted_once
     assert_eq!(live.stats().await.unwrap().takeovers, 0);
 
     let mut first = event(7, &[]);
-    first.set_delivery_key(Some("/w\u{1f}webhook-id\u{1f}d-7".into()));
+    first.schedule.delivery_key = Some("/w\u{1f}webhook-id\u{1f}d-7".into());
     let mut again = event(8, &[]);
-    again.set_delivery_key(first.delivery_key().map(str::to_owned));
+    again.schedule.delivery_key = first.delivery_key().map(str::to_owned);
     assert_eq!(frozen.push(first).await.unwrap(), Pushed::Queued);
     assert_eq!(
         live.push(again).await.unwrap(),
@@ -451,7 +466,7 @@ async fn a_lease_past_its_validity_is_given_back_not_renewed() {
     let again = pull_within(&live, Duration::from_secs(2))
         .await
         .expect("given back at once, not held until it expires");
-    assert_eq!((again.event.id(), again.delivery), ("e1", 2));
+    assert_eq!((again.envelope.event.id(), again.delivery), ("e1", 2));
     assert!(matches!(
         live.ack(&stalled).await,
         Err(QueueError::Fenced(_))
@@ -464,7 +479,7 @@ async fn a_lease_past_its_validity_is_given_back_not_renewed() {
     let abandoned = pull(&live).await;
     live.give_up(&abandoned).await;
     let retaken = pull_within(&live, Duration::from_secs(2)).await.unwrap();
-    assert_eq!((retaken.event.id(), retaken.delivery), ("e2", 2));
+    assert_eq!((retaken.envelope.event.id(), retaken.delivery), ("e2", 2));
     assert_eq!(live.stats().await.unwrap().leases_lost, 2);
 }
 
@@ -496,7 +511,7 @@ async fn concurrent_pushes_share_script_calls_and_each_gets_its_own_answer() {
             let q = Arc::clone(if (n + round) % 2 == 0 { &a } else { &b });
             tokio::spawn(async move {
                 let mut e = event(n * 10 + round, &[]);
-                e.set_delivery_key(Some(format!("d-{n}")));
+                e.schedule.delivery_key = Some(format!("d-{n}"));
                 (n, round, q.push(e).await.unwrap())
             })
         })
@@ -682,7 +697,7 @@ async fn rediss_with_a_user_and_password_in_the_url() {
     let queue = connect(url("s3cret"), Some(&ca)).await.unwrap();
     queue.push(event(1, &["g"])).await.unwrap();
     let lease = pull(&queue).await;
-    assert_eq!(lease.event.id(), "e1");
+    assert_eq!(lease.envelope.event.id(), "e1");
     queue.ack(&lease).await.unwrap();
     assert_eq!(depth(&queue).await, 0);
     drop(queue);
@@ -697,17 +712,17 @@ async fn an_ack_leases_the_next_event_in_the_same_call() {
         q.push(event(n, &[group])).await.unwrap();
     }
     let first = pull(&q).await;
-    assert_eq!(first.event.id(), "e1");
+    assert_eq!(first.envelope.event.id(), "e1");
     let (acked, next) = q.ack_and_lease_next(&first, Vec::new()).await;
     acked.unwrap();
     // e2 became ready with e1's ack; e3 was ready before: the lowest sequence number comes first.
     let second = next.expect("the next ready event, leased with the ack");
-    assert_eq!((second.event.id(), second.delivery), ("e2", 1));
+    assert_eq!((second.envelope.event.id(), second.delivery), ("e2", 1));
     assert!(second.is_held());
     // The lease is this replica's: another replica gets the other event, and settles of the
     // leased one work.
     let third = pull_within(&other, Duration::from_secs(2)).await.unwrap();
-    assert_eq!(third.event.id(), "e3");
+    assert_eq!(third.envelope.event.id(), "e3");
     other.ack(&third).await.unwrap();
     let (acked, next) = q.ack_and_lease_next(&second, Vec::new()).await;
     acked.unwrap();
@@ -780,13 +795,13 @@ async fn the_queue_runs_unchanged_on_a_redis_cluster() {
         for group in ["a", "b"] {
             n += 1;
             let mut e = event(n, &[group]);
-            e.set_delivery_key(Some(format!("d-{n}")));
+            e.schedule.delivery_key = Some(format!("d-{n}"));
             assert_eq!(q.push(e).await.unwrap(), Pushed::Queued, "replica {i}");
         }
     }
     // A redelivery through another seed is recognised.
     let mut again = event(99, &["a"]);
-    again.set_delivery_key(Some("d-1".to_owned()));
+    again.schedule.delivery_key = Some("d-1".to_owned());
     assert_eq!(
         replicas[2].push(again).await.unwrap(),
         Pushed::Duplicate("e1".into())
@@ -798,10 +813,10 @@ async fn the_queue_runs_unchanged_on_a_redis_cluster() {
         let lease = pull_within(q, Duration::from_secs(5))
             .await
             .expect("an event is ready");
-        seen.push(lease.event.id().to_owned());
+        seen.push(lease.envelope.event.id().to_owned());
         if i == 0 {
             // A dead letter through one seed, listed and replayed through another.
-            q.ack_dead(&lease, vec![letter(&lease.event, "boom")])
+            q.ack_dead(&lease, vec![letter(&lease.envelope, "boom")])
                 .await
                 .unwrap();
         } else {
@@ -821,7 +836,7 @@ async fn the_queue_runs_unchanged_on_a_redis_cluster() {
     let replayed = pull_within(&replicas[0], Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(replayed.event.id(), "e1");
+    assert_eq!(replayed.envelope.event.id(), "e1");
     replicas[0].ack(&replayed).await.unwrap();
     assert_eq!(depth(&replicas[1]).await, 0);
     assert_eq!(replicas[2].purge().await.unwrap(), 0);

@@ -18,7 +18,7 @@ use super::{DeadLetter, DeadLetterStore, DeliveryLog, EventQueue, Lease, Pushed,
 use crate::metrics::QueueGauges;
 use serde_json::{Value, json};
 
-use crate::event::{RecordError, WebhookEvent};
+use crate::envelope::{Envelope, RecordError};
 use crate::group_commit::{Db, GroupWriter, StorageError};
 use crate::processor::BoxFuture;
 
@@ -188,7 +188,7 @@ impl DiskQueue {
                 let (seq, bytes) = row.map_err(|e| fail(e.to_string()))?;
                 let seq = seq.value();
                 next = next.max(seq + 1);
-                match WebhookEvent::from_record(bytes.value()) {
+                match Envelope::from_record(bytes.value()) {
                     Ok(event) => {
                         let held = if restored < HOT_EVENTS {
                             Held::Event(Arc::new(event))
@@ -254,13 +254,13 @@ impl DiskQueue {
     }
 
     /// Reads a queued event back.
-    fn load(&self, seq: u64) -> Result<WebhookEvent, StorageError> {
+    fn load(&self, seq: u64) -> Result<Envelope, StorageError> {
         let bytes = self
             .read_table(EVENTS)?
             .get(seq)
             .map_err(db_error)?
             .ok_or_else(|| StorageError::NotFound(format!("queued event {seq}")))?;
-        Ok(WebhookEvent::from_record(bytes.value())?)
+        Ok(Envelope::from_record(bytes.value())?)
     }
 
     async fn write(&self, op: Op) -> Result<(), StorageError> {
@@ -277,7 +277,7 @@ impl DiskQueue {
     }
 
     /// The record of `event` and, when it has a delivery id, that id's record.
-    fn encode(&self, event: &WebhookEvent) -> Result<(Vec<u8>, Option<Delivery>), QueueError> {
+    fn encode(&self, event: &Envelope) -> Result<(Vec<u8>, Option<Delivery>), QueueError> {
         let bytes = event.to_record().map_err(StorageError::from)?;
         let delivery = event.delivery_key().map(|key| {
             let now = now_ms();
@@ -288,7 +288,7 @@ impl DiskQueue {
             {
                 self.prune_deliveries(now, window_ms);
             }
-            let record = json!({"id": event.id(), "at": now});
+            let record = json!({"id": event.event.id(), "at": now});
             (key.to_owned(), record.to_string().into_bytes())
         });
         Ok((bytes, delivery))
@@ -296,7 +296,7 @@ impl DiskQueue {
 
     /// Hands a committed event to the scheduler; when it no longer fits (filled up or closed while
     /// committing), the stored copy is removed and the sender is told to retry.
-    async fn schedule(&self, seq: u64, event: WebhookEvent) -> Result<(), QueueError> {
+    async fn schedule(&self, seq: u64, event: Envelope) -> Result<(), QueueError> {
         // A short queue keeps whole events, so handing one out costs nothing; past that, only
         // what scheduling needs stays in memory and the event is read back when handed out.
         let held = if self.sched.depth() < HOT_EVENTS {
@@ -313,7 +313,7 @@ impl DiskQueue {
 }
 
 impl EventQueue for DiskQueue {
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>> {
+    fn push(&self, event: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>> {
         Box::pin(async move {
             self.sched.has_room()?;
             let (bytes, delivery) = self.encode(&event)?;
@@ -473,7 +473,7 @@ impl DeadLetterStore for DiskQueue {
         })
     }
 
-    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
+    fn replay(&self, id: u64, event: Envelope) -> BoxFuture<'_, Result<bool, QueueError>> {
         Box::pin(async move {
             if self.get(id).await?.is_none() {
                 return Ok(false);
@@ -497,20 +497,23 @@ impl DeadLetterStore for DiskQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::WebhookEvent;
 
     fn dir() -> PathBuf {
         std::env::temp_dir().join(format!("ocean-queue-{}", uuid::Uuid::new_v4().simple()))
     }
 
-    fn event(n: u32, key: &str) -> WebhookEvent {
-        let mut e = WebhookEvent::new(
-            format!("e{n}"),
-            "/w",
-            [("x-delivery".to_owned(), n.to_string())],
-            format!("{{\"n\":{n}}}"),
-        )
-        .unwrap();
-        e.set_group_keys(vec![key.to_owned()]);
+    fn event(n: u32, key: &str) -> Envelope {
+        let mut e = Envelope::new(
+            WebhookEvent::new(
+                format!("e{n}"),
+                "/w",
+                [("x-delivery".to_owned(), n.to_string())],
+                format!("{{\"n\":{n}}}"),
+            )
+            .unwrap(),
+        );
+        e.schedule.group_keys = vec![key.to_owned()];
         e
     }
 
@@ -531,7 +534,7 @@ mod tests {
         // Ingress asks once at start; that sets the window.
         assert!(q.recent(Duration::from_millis(20)).await.is_empty());
         let mut first = event(0, "p:A");
-        first.set_delivery_key(Some("d-0".into()));
+        first.schedule.delivery_key = Some("d-0".into());
         q.push(first).await.unwrap();
         assert_eq!(stored_deliveries(&q), ["d-0"]);
         // Later deliveries, once the window has passed, remove the old id.
@@ -539,7 +542,7 @@ mod tests {
         crate::testing::eventually("d-0 to be pruned", Duration::from_secs(5), || {
             n += 1;
             let mut e = event(n, "p:B");
-            e.set_delivery_key(Some(format!("d-{n}")));
+            e.schedule.delivery_key = Some(format!("d-{n}"));
             let q = &q;
             async move {
                 q.push(e).await.map_err(|e| e.to_string())?;
@@ -561,11 +564,11 @@ mod tests {
         }
         for i in 0..n {
             let lease = q.pull().await.unwrap();
-            assert_eq!(lease.event.id(), format!("e{i}"));
-            assert_eq!(lease.event.payload()["n"], i);
-            assert_eq!(lease.event.group_keys(), [format!("p:{i}")]);
+            assert_eq!(lease.envelope.event.id(), format!("e{i}"));
+            assert_eq!(lease.envelope.event.payload()["n"], i);
+            assert_eq!(lease.envelope.group_keys(), [format!("p:{i}")]);
             assert_eq!(
-                lease.event.header("x-delivery"),
+                lease.envelope.event.header("x-delivery"),
                 Some(i.to_string().as_str())
             );
             q.ack(&lease).await.unwrap();
@@ -593,20 +596,21 @@ mod tests {
         .await;
         assert_eq!(q.depth(), 2);
         let a = q.pull().await.unwrap();
-        assert_eq!(a.event.id(), "e2");
-        assert_eq!(a.event.header("x-delivery"), Some("2"));
-        assert_eq!(a.event.group_keys(), ["p:A"]);
-        assert_eq!(a.event.payload()["n"], 2);
+        assert_eq!(a.envelope.event.id(), "e2");
+        assert_eq!(a.envelope.event.header("x-delivery"), Some("2"));
+        assert_eq!(a.envelope.group_keys(), ["p:A"]);
+        assert_eq!(a.envelope.event.payload()["n"], 2);
         q.ack(&a).await.unwrap();
         let b = q.pull().await.unwrap();
-        assert_eq!(b.event.id(), "e3");
+        assert_eq!(b.envelope.event.id(), "e3");
         q.push(event(4, "p:B")).await.unwrap();
         let c = q.pull().await.unwrap();
         assert!(c.seq > b.seq, "numbering continues after a restart");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    fn letter(event: &WebhookEvent) -> DeadLetter {
+    fn letter(envelope: &Envelope) -> DeadLetter {
+        let event = &envelope.event;
         DeadLetter {
             id: 0,
             event_id: event.id().to_owned(),
@@ -617,7 +621,7 @@ mod tests {
             error: "bad payload".into(),
             attempts: 1,
             failed_at_ms: 1,
-            event: serde_json::from_slice(&event.to_stored().unwrap()).unwrap(),
+            event: serde_json::from_slice(&envelope.to_stored().unwrap()).unwrap(),
             refused: Vec::new(),
         }
     }
@@ -630,7 +634,7 @@ mod tests {
             q.push(event(1, "k")).await.unwrap();
             q.push(event(2, "k")).await.unwrap();
             let a = q.pull().await.unwrap();
-            q.ack_dead(&a, vec![letter(&a.event), letter(&a.event)])
+            q.ack_dead(&a, vec![letter(&a.envelope), letter(&a.envelope)])
                 .await
                 .unwrap();
             assert_eq!(q.depth(), 1);
@@ -644,14 +648,17 @@ mod tests {
         let letters = q.list().await.unwrap();
         assert_eq!(letters.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
         let back = letters[0].to_event().unwrap();
-        assert_eq!((back.id(), back.payload()["n"].as_u64()), ("e1", Some(1)));
+        assert_eq!(
+            (back.event.id(), back.event.payload()["n"].as_u64()),
+            ("e1", Some(1))
+        );
         assert_eq!(
             DeadLetterStore::remove(&q, 1).await.unwrap().map(|d| d.id),
             Some(1)
         );
         assert_eq!(DeadLetterStore::remove(&q, 1).await.unwrap(), None);
         let b = q.pull().await.unwrap();
-        q.ack_dead(&b, vec![letter(&b.event)]).await.unwrap();
+        q.ack_dead(&b, vec![letter(&b.envelope)]).await.unwrap();
         assert_eq!(
             q.list().await.unwrap().last().map(|d| d.id),
             Some(3),

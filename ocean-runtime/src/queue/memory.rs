@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::sched::{Held, Scheduler};
 use super::{DeadLetter, DeadLetterStore, DeliveryLog, EventQueue, Lease, Pushed, QueueError};
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::metrics::QueueGauges;
 use crate::processor::BoxFuture;
 
@@ -46,14 +46,14 @@ impl MemoryQueue {
         self.dead.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn enqueue(&self, event: WebhookEvent) -> Result<(), QueueError> {
+    fn enqueue(&self, event: Envelope) -> Result<(), QueueError> {
         let seq = self.sched.next_seq();
         self.sched.insert(seq, Held::Event(Arc::new(event)), false)
     }
 }
 
 impl EventQueue for MemoryQueue {
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>> {
+    fn push(&self, event: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>> {
         let result = self.enqueue(event).map(|()| Pushed::Queued);
         Box::pin(async move { result })
     }
@@ -141,7 +141,7 @@ impl DeadLetterStore for MemoryQueue {
         Box::pin(async move { Ok(n) })
     }
 
-    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
+    fn replay(&self, id: u64, event: Envelope) -> BoxFuture<'_, Result<bool, QueueError>> {
         let result = {
             let mut dead = self.dead();
             if dead.1.contains_key(&id) {
@@ -161,8 +161,11 @@ impl DeliveryLog for MemoryQueue {}
 mod tests {
     use super::*;
 
-    fn event(n: u32) -> WebhookEvent {
-        WebhookEvent::new(n.to_string(), "/w", [], format!("{{\"n\":{n}}}")).unwrap()
+    fn event(n: u32) -> Envelope {
+        Envelope::new(
+            crate::event::WebhookEvent::new(n.to_string(), "/w", [], format!("{{\"n\":{n}}}"))
+                .unwrap(),
+        )
     }
 
     // The rest of the queue's behaviour is checked for every backend in `queue::contract`.
@@ -176,10 +179,10 @@ mod tests {
         q.retry_later(&a, Duration::from_secs(5)).await.unwrap();
         // Event 1 is not due yet, so event 2 goes first.
         let b = q.pull().await.unwrap();
-        assert_eq!(b.event.id(), "2");
+        assert_eq!(b.envelope.event.id(), "2");
         let started = tokio::time::Instant::now();
         let again = q.pull().await.unwrap();
-        assert_eq!((again.event.id(), again.delivery), ("1", 2));
+        assert_eq!((again.envelope.event.id(), again.delivery), ("1", 2));
         assert!(started.elapsed() >= Duration::from_secs(4));
     }
 }

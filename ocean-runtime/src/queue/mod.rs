@@ -29,14 +29,14 @@ mod contract;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub(crate) use crate::event::RecordError;
+pub(crate) use crate::envelope::RecordError;
 pub(crate) use crate::group_commit::StorageError;
 pub(crate) use disk::{DiskQueue, DiskQueueError};
 pub(crate) use memory::MemoryQueue;
 pub(crate) use redis::redact as redact_url;
 pub(crate) use redis::{RedisOptions, RedisQueue, RedisQueueError};
 
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::metrics::QueueGauges;
 use crate::processor::BoxFuture;
 
@@ -86,8 +86,8 @@ impl Hold {
 pub(crate) struct Lease {
     /// Arrival order, unique in the queue.
     pub seq: u64,
-    /// The event.
-    pub event: Arc<WebhookEvent>,
+    /// The event with its scheduling facts.
+    pub envelope: Arc<Envelope>,
     /// How many times the event has been handed out, this time included.
     pub delivery: u32,
     /// The fencing token: a settle carrying an older token than the queue's is refused
@@ -99,10 +99,10 @@ pub(crate) struct Lease {
 impl Lease {
     /// A lease of a queue inside this process: held until settled.
     #[must_use]
-    pub(crate) fn local(seq: u64, event: Arc<WebhookEvent>, delivery: u32) -> Self {
+    pub(crate) fn local(seq: u64, envelope: Arc<Envelope>, delivery: u32) -> Self {
         Self {
             seq,
-            event,
+            envelope,
             delivery,
             token: 0,
             hold: None,
@@ -111,14 +111,14 @@ impl Lease {
 
     pub(crate) fn networked(
         seq: u64,
-        event: Arc<WebhookEvent>,
+        envelope: Arc<Envelope>,
         delivery: u32,
         token: u64,
         hold: Arc<Hold>,
     ) -> Self {
         Self {
             seq,
-            event,
+            envelope,
             delivery,
             token,
             hold: Some(hold),
@@ -220,10 +220,10 @@ impl DeadLetter {
     ///
     /// # Errors
     /// The stored event is unreadable.
-    pub(crate) fn to_event(&self) -> Result<WebhookEvent, RecordError> {
+    pub(crate) fn to_event(&self) -> Result<Envelope, RecordError> {
         let bytes = serde_json::to_vec(&self.event)
             .map_err(|e| RecordError::Malformed(std::sync::Arc::new(e)))?;
-        WebhookEvent::from_stored(&bytes)
+        Envelope::from_stored(&bytes)
     }
 
     /// A copy to show (over HTTP or the CLI), in which the values of secret-bearing headers
@@ -252,22 +252,22 @@ impl DeadLetter {
 
     /// The dead letter of an event the queue gave up on (no processor's job failed).
     pub(crate) fn of_event(
-        event: &WebhookEvent,
+        envelope: &Envelope,
         error: String,
         attempts: u32,
         failed_at_ms: u64,
     ) -> Self {
         Self {
             id: 0,
-            event_id: event.id().to_owned(),
-            path: event.path().to_owned(),
+            event_id: envelope.event.id().to_owned(),
+            path: envelope.event.path().to_owned(),
             processor: String::new(),
             resource: 0,
             kind: String::new(),
             error,
             attempts,
             failed_at_ms,
-            event: stored_json(event),
+            event: stored_json(envelope),
             refused: Vec::new(),
         }
     }
@@ -287,8 +287,8 @@ pub(crate) async fn ack_with<Q: EventQueue + ?Sized>(
 }
 
 /// The event as [`DeadLetter::event`] holds it.
-pub(crate) fn stored_json(event: &WebhookEvent) -> serde_json::Value {
-    event
+pub(crate) fn stored_json(envelope: &Envelope) -> serde_json::Value {
+    envelope
         .to_stored()
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -335,7 +335,7 @@ pub(crate) enum Pushed {
 pub(crate) trait EventQueue: Send + Sync + 'static {
     /// Stores an event; when this returns `Ok(Pushed::Queued)` the event is held with the
     /// backend's durability.
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>>;
+    fn push(&self, event: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>>;
 
     /// Waits for the next event that is due and leases it; `None` once the queue is closed.
     fn pull(&self) -> BoxFuture<'_, Option<Lease>>;
@@ -434,7 +434,7 @@ pub(crate) trait DeadLetterStore: Send + Sync + 'static {
     /// Queues `event` (read from dead letter `id`) again and removes the dead letter, in one step
     /// where the backend allows it; `Ok(false)` when the dead letter was gone (replayed or deleted
     /// meanwhile), and then nothing is queued.
-    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>>;
+    fn replay(&self, id: u64, event: Envelope) -> BoxFuture<'_, Result<bool, QueueError>>;
 }
 
 /// Delivery ids accepted recently, for deduplication after a restart.

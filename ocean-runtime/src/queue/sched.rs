@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::QueueError;
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 
 struct Entry {
     seq: u64,
@@ -26,7 +26,7 @@ struct Entry {
 /// disk) only what scheduling needs.
 pub(crate) enum Held {
     /// The whole event.
-    Event(Arc<WebhookEvent>),
+    Event(Arc<Envelope>),
     /// What scheduling needs; the event itself is read back when it is handed out.
     Stored(Box<Sched>),
 }
@@ -40,11 +40,11 @@ pub(crate) struct Sched {
 
 impl Held {
     /// Keeps only the scheduling facts of `event`.
-    pub(crate) fn stored(event: &WebhookEvent) -> Self {
+    pub(crate) fn stored(event: &Envelope) -> Self {
         Self::Stored(Box::new(Sched {
             group_keys: event.group_keys().into(),
             supersedable: event.supersedable(),
-            received_at: event.received_at(),
+            received_at: event.event.received_at(),
         }))
     }
 
@@ -64,12 +64,12 @@ impl Held {
 
     fn received_at(&self) -> std::time::SystemTime {
         match self {
-            Self::Event(e) => e.received_at(),
+            Self::Event(e) => e.event.received_at(),
             Self::Stored(s) => s.received_at,
         }
     }
 
-    fn event(&self) -> Option<Arc<WebhookEvent>> {
+    fn event(&self) -> Option<Arc<Envelope>> {
         match self {
             Self::Event(e) => Some(Arc::clone(e)),
             Self::Stored(_) => None,
@@ -82,7 +82,7 @@ impl Held {
 pub(crate) struct Taken {
     pub(crate) seq: u64,
     pub(crate) delivery: u32,
-    pub(crate) event: Option<Arc<WebhookEvent>>,
+    pub(crate) event: Option<Arc<Envelope>>,
 }
 
 #[derive(Default)]

@@ -10,6 +10,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::envelope::{Envelope, Schedule};
 use crate::event::WebhookEvent;
 use crate::mapping::MappingStore;
 use crate::metrics::{Metrics, QueueGauges};
@@ -172,7 +173,7 @@ async fn webhook(
     // A body read from the connection may share (and keep alive) a larger read buffer; a queued
     // event holds its own exact copy.
     let bytes = bytes::Bytes::copy_from_slice(&bytes);
-    let mut event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
+    let event = match WebhookEvent::new(id.clone(), path, headers, bytes) {
         Ok(e) => e,
         Err(e) => {
             ingress.metrics.rejected("invalid_json");
@@ -183,14 +184,17 @@ async fn webhook(
         .registry
         .processors(event.path())
         .unwrap_or_default();
-    if let Err(reason) = authenticate(processors, &mut event) {
-        tracing::info!(
-            path = event.path(),
-            reason,
-            "delivery refused by the path's verifiers"
-        );
-        return reject(StatusCode::UNAUTHORIZED, reason);
-    }
+    let unauthenticated = match authenticate(processors, &event) {
+        Ok(refused) => refused,
+        Err(reason) => {
+            tracing::info!(
+                path = event.path(),
+                reason,
+                "delivery refused by the path's verifiers"
+            );
+            return reject(StatusCode::UNAUTHORIZED, reason);
+        }
+    };
     let mut keys: Vec<String> = if processors.iter().any(RegisteredProcessor::has_group) {
         let payload = ocean_jq::Input::new(event.payload());
         processors
@@ -203,10 +207,7 @@ async fn webhook(
     keys.sort_unstable();
     keys.dedup();
     // Supersedable only when every processor of the path just needs the latest event of a group.
-    event.set_supersedable(
-        !keys.is_empty() && processors.iter().all(RegisteredProcessor::latest_only),
-    );
-    event.set_group_keys(keys);
+    let supersedable = !keys.is_empty() && processors.iter().all(RegisteredProcessor::latest_only);
     // A shared queue checks delivery ids itself, in the same step that stores the event, so that
     // a redelivery to another replica is recognised; otherwise this process's memory does.
     let shared = ingress.queue.events.shared();
@@ -227,8 +228,16 @@ async fn webhook(
             }
         }
     };
-    event.set_delivery_key(delivery.clone());
-    let pushed = ingress.queue.events.push(event).await;
+    let envelope = Envelope {
+        event,
+        schedule: Schedule {
+            group_keys: keys,
+            supersedable,
+            delivery_key: delivery.clone(),
+            unauthenticated,
+        },
+    };
+    let pushed = ingress.queue.events.push(envelope).await;
     if !shared {
         match &pushed {
             Ok(_) => ingress.dedup.accepted(delivery, &id),
@@ -278,11 +287,11 @@ fn duplicate(ingress: &Ingress, first: &str) -> Response {
 
 /// Runs the verifiers of the path's processors over the raw delivery. The delivery is refused when
 /// every processor has a verifier and none accepts it; otherwise the processors whose verifier
-/// refused it are recorded on the event and skip it.
+/// refused it are returned, to be recorded beside the event; they skip it.
 fn authenticate(
     processors: &[RegisteredProcessor],
-    event: &mut WebhookEvent,
-) -> Result<(), String> {
+    event: &WebhookEvent,
+) -> Result<Vec<String>, String> {
     let mut refused = Vec::new();
     let mut reasons = Vec::new();
     let mut open = false;
@@ -304,8 +313,7 @@ fn authenticate(
             reasons.join("; ")
         ));
     }
-    event.set_unauthenticated(refused);
-    Ok(())
+    Ok(refused)
 }
 
 async fn metrics(State(ingress): State<Arc<Ingress>>) -> Response {
@@ -398,7 +406,7 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
     let Some(letter) = letter else {
         return reject(StatusCode::NOT_FOUND, format!("no dead letter {id}"));
     };
-    let event = match letter.to_event() {
+    let envelope = match letter.to_event() {
         Ok(e) => e,
         Err(e) => {
             return reject(
@@ -407,6 +415,7 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
             );
         }
     };
+    let event = &envelope.event;
     if ingress.registry.processors(event.path()).is_none() {
         return reject(
             StatusCode::CONFLICT,
@@ -414,7 +423,7 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
         );
     }
     let event_id = event.id().to_owned();
-    match ingress.queue.dead_letters.replay(id, event).await {
+    match ingress.queue.dead_letters.replay(id, envelope).await {
         Ok(true) => {
             Json(json!({"status": "ok", "replayed": id, "eventId": event_id})).into_response()
         }

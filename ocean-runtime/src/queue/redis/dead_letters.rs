@@ -6,7 +6,7 @@ use super::super::{DeadLetter, DeadLetterStore, QueueError};
 use super::RedisQueue;
 use super::inner::Inner;
 use super::reply::{classify, parse_letter, stored_letter, text, unexpected};
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::group_commit::StorageError;
 use crate::processor::BoxFuture;
 
@@ -71,7 +71,7 @@ impl DeadLetterStore for RedisQueue {
         })
     }
 
-    fn replay(&self, id: u64, event: WebhookEvent) -> BoxFuture<'_, Result<bool, QueueError>> {
+    fn replay(&self, id: u64, event: Envelope) -> BoxFuture<'_, Result<bool, QueueError>> {
         Box::pin(async move {
             let inner = &self.inner;
             let record = event.to_record().map_err(StorageError::from)?;

@@ -16,7 +16,7 @@ use super::scripts::Scripts;
 use super::{
     CONNECT_TIMEOUT, POLL, PUSH_BATCH, PUSH_BATCH_BYTES, PushRequest, RedisOptions, again, redact,
 };
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::queue::{DeadLetter, Hold, Lease, QueueError};
 
 /// A lease this replica holds.
@@ -143,7 +143,7 @@ impl Inner {
                     Some(Value::BulkString(b)) => b.as_slice(),
                     _ => &[],
                 };
-                match WebhookEvent::from_record(record) {
+                match Envelope::from_record(record) {
                     Ok(event) => Ok(Ok(Lease::networked(
                         seq,
                         Arc::new(event),
@@ -188,7 +188,7 @@ impl Inner {
                             self.fenced.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(
                                 seq = lease.seq,
-                                event_id = lease.event.id(),
+                                event_id = lease.envelope.event.id(),
                                 "settle refused: the lease was taken over by another replica"
                             );
                             break Err(QueueError::Fenced(lease.seq));
@@ -447,7 +447,7 @@ impl Inner {
         }
     }
 
-    pub(super) fn event_args(event: &WebhookEvent) -> (String, Vec<String>) {
+    pub(super) fn event_args(event: &Envelope) -> (String, Vec<String>) {
         let groups = event.group_keys().iter().map(|g| hex(g)).collect();
         let sup = if event.supersedable() { "1" } else { "0" };
         (sup.to_owned(), groups)

@@ -49,7 +49,7 @@ use crate::group_commit::StorageError;
 use tokio::task::JoinHandle;
 
 use super::{DeadLetter, DeliveryLog, EventQueue, Lease, Pushed, QueueError};
-use crate::event::WebhookEvent;
+use crate::envelope::Envelope;
 use crate::metrics::QueueGauges;
 use crate::processor::BoxFuture;
 use conn::Conn;
@@ -375,7 +375,7 @@ impl RedisQueue {
 }
 
 impl EventQueue for RedisQueue {
-    fn push(&self, event: WebhookEvent) -> BoxFuture<'_, Result<Pushed, QueueError>> {
+    fn push(&self, event: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>> {
         Box::pin(async move {
             let inner = &self.inner;
             if inner.closed.load(Ordering::Relaxed) {
@@ -390,7 +390,7 @@ impl EventQueue for RedisQueue {
             };
             let mut args = vec![
                 record,
-                event.id().as_bytes().to_vec(),
+                event.event.id().as_bytes().to_vec(),
                 key.as_bytes().to_vec(),
                 sup.into_bytes(),
                 groups.len().to_string().into_bytes(),

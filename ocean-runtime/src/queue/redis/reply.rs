@@ -5,7 +5,7 @@ use std::sync::Arc;
 use redis::Value;
 
 use super::super::{DeadLetter, QueueError};
-use crate::event::{RecordError, WebhookEvent};
+use crate::envelope::{Envelope, RecordError};
 use crate::group_commit::StorageError;
 
 pub(super) fn hex(s: &str) -> String {
@@ -76,7 +76,7 @@ pub(super) fn parse_letter(id: u64, bytes: &[u8]) -> Result<DeadLetter, StorageE
             .position(|b| *b == b'\n')
             .ok_or(RecordError::Truncated)?;
         let meta: serde_json::Value = serde_json::from_slice(&rest[..nl]).map_err(letter_error)?;
-        let event = WebhookEvent::from_record(&rest[nl + 1..])?;
+        let event = Envelope::from_record(&rest[nl + 1..])?;
         let mut letter = DeadLetter::of_event(
             &event,
             meta["error"].as_str().unwrap_or_default().to_owned(),
