@@ -12,6 +12,22 @@ use crate::processor::ProcessError;
 ///
 /// The raw body is kept byte for byte so signatures can be verified long after the request is gone;
 /// the payload is that body parsed as JSON once.
+///
+/// ```
+/// use ocean_runtime::WebhookEvent;
+///
+/// let event = WebhookEvent::new(
+///     "ev-1",
+///     "/webhook",
+///     [("X-GitHub-Event".to_owned(), "issues".to_owned())],
+///     r#"{"action": "opened", "issue": {"number": 7}}"#,
+/// )?;
+/// assert_eq!(event.header("x-github-event"), Some("issues"));
+/// assert_eq!(event.str_at("/action")?, "opened");
+/// assert_eq!(event.value_at("/issue/number")?, 7);
+/// assert!(event.str_at("/issue/title").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct WebhookEvent {
     id: String,
@@ -29,6 +45,8 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// A request body that is not JSON.
+///
+/// Returned by [`WebhookEvent::new`](crate::WebhookEvent::new).
 #[derive(Debug, thiserror::Error)]
 #[error("body is not valid JSON: {0}")]
 pub struct InvalidJson(#[from] pub(crate) serde_json::Error);

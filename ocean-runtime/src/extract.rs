@@ -70,7 +70,7 @@ impl fmt::Debug for Requirement {
 
 /// The state and integration configs handlers can ask for, by type.
 #[derive(Default, Clone)]
-pub struct Extensions {
+pub(crate) struct Extensions {
     states: HashMap<TypeId, Shared>,
     configs: HashMap<TypeId, Shared>,
 }
@@ -86,19 +86,19 @@ impl fmt::Debug for Extensions {
 
 impl Extensions {
     /// Adds a state value (replacing one of the same type).
-    pub fn insert_state(&mut self, value: Shared) {
+    pub(crate) fn insert_state(&mut self, value: Shared) {
         self.states.insert((*value).type_id(), value);
     }
 
     /// Whether a state of this type is present.
     #[must_use]
-    pub fn has_state(&self, type_id: TypeId) -> bool {
+    pub(crate) fn has_state(&self, type_id: TypeId) -> bool {
         self.states.contains_key(&type_id)
     }
 
     /// The state of type `T`.
     #[must_use]
-    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+    pub(crate) fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.states
             .get(&TypeId::of::<T>())
             .and_then(|v| Arc::clone(v).downcast().ok())
@@ -108,7 +108,7 @@ impl Extensions {
     ///
     /// # Errors
     /// A variable is missing or malformed.
-    pub fn load_config(
+    pub(crate) fn load_config(
         &mut self,
         type_id: TypeId,
         load: fn(&IntegrationVars) -> Result<Shared, ConfigError>,
@@ -122,7 +122,7 @@ impl Extensions {
 
     /// The integration config of type `T`, if loaded.
     #[must_use]
-    pub fn config<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+    pub(crate) fn config<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.configs
             .get(&TypeId::of::<T>())
             .and_then(|v| Arc::clone(v).downcast().ok())
@@ -238,7 +238,9 @@ impl<'a, T: DeserializeOwned + 'static> FromJob<'a> for Selector<T> {
     }
 }
 
-/// Shared state built once at start-up by `ocean_runtime::main!(state = path::to_fn)`.
+/// Shared state built once at start-up by `ocean_runtime::main!(state = path::to_fn)` (see the
+/// example on [`main!`](crate::main)), or the runtime's [`Upstream`](crate::Upstream) client.
+/// A handler that takes a `State<T>` the app was not given is refused at start-up, naming `T`.
 #[derive(Debug)]
 pub struct State<T>(pub Arc<T>);
 
@@ -272,6 +274,24 @@ impl<'a, T: Send + Sync + 'static> FromJob<'a> for State<T> {
 
 /// The integration's own settings, deserialized from `OCEAN__INTEGRATION__CONFIG__*` at start-up
 /// (field names are lower-cased, values read as YAML scalars); a missing or malformed variable stops start-up, naming it.
+///
+/// ```
+/// use ocean_runtime::prelude::*;
+/// # ocean_runtime::kinds!["issue"];
+///
+/// #[derive(Deserialize)]
+/// struct JiraConfig {
+///     jira_url: String,          // OCEAN__INTEGRATION__CONFIG__JIRA_URL
+///     page_size: Option<u32>,    // OCEAN__INTEGRATION__CONFIG__PAGE_SIZE, may be unset
+/// }
+///
+/// #[webhook_processor(path = "/webhook", kinds = ["issue"])]
+/// async fn issues(event: &WebhookEvent, config: Config<JiraConfig>) -> Result<RawResults, ProcessError> {
+///     let _url = format!("{}/rest/api/3/issue/{}", config.jira_url, event.str_at("/issue/key")?);
+///     Ok(RawResults::none())
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug)]
 pub struct Config<T>(pub Arc<T>);
 

@@ -71,7 +71,6 @@ mod verify;
 #[cfg(test)]
 mod arbitrary;
 
-pub use app::{App, RunningApp};
 pub use config::{Config as Settings, DEFAULT_EVENTS_IN_FLIGHT};
 pub use event::WebhookEvent;
 pub use extract::{Config, Selector, State};
@@ -227,6 +226,7 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::app::{App, RunningApp};
     pub use crate::config::{ConfigError, IntegrationInfo};
     pub use crate::event::WebhookEvent;
     pub use crate::extract::{FromJob, IntoResults, Probe, ProbeKnown, ProbeUnknown, Requirement};

@@ -13,13 +13,27 @@ use crate::mapping::ResourceConfig;
 use crate::retry::RetryPolicy;
 use crate::verify::Authenticate;
 
-/// A boxed, `Send` future: the return type of the processor trait's async methods.
+/// A boxed, `Send` future: the return type of the processor trait's async methods (see the
+/// example on [`WebhookProcessor`]).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a processor's handler found: third-party items to upsert and items to delete.
 ///
 /// Items are raw third-party objects; the mapping of the matched resource turns them into entities.
 /// Deleted items need only enough fields for the mapping to compute `identifier` and `blueprint`.
+///
+/// ```
+/// use ocean_runtime::RawResults;
+/// use serde_json::json;
+///
+/// let issue = json!({"key": "A-1", "fields": {"summary": "Broken"}});
+/// let results = RawResults::updated([issue]);
+/// assert_eq!(results.updated.len(), 1);
+///
+/// // A deletion needs only what the mapping reads for `identifier` and `blueprint`.
+/// let gone = RawResults::deleted([json!({"key": "A-2"})]);
+/// assert!(gone.updated.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawResults {
     /// Items that exist now; upserted if they pass the resource's selector.
@@ -54,7 +68,7 @@ impl RawResults {
 
 /// Whether a failure may go away if the handler is called again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+enum Retry {
     /// Transient (network error, upstream 429 or 5xx): retried by the processor's policy.
     Retryable,
     /// Final (bad payload, upstream 4xx, a bug): never retried.
@@ -62,6 +76,24 @@ pub enum Retry {
 }
 
 /// A processor failure, with whether retrying may help.
+///
+/// Retryable failures are retried by the processor's [`RetryPolicy`]; permanent ones go to the
+/// dead letters at once. `?` converts `reqwest` errors (retryable when they are timeouts,
+/// connection failures, 429 or 5xx), `serde_json` errors (permanent) and strings (permanent).
+///
+/// ```
+/// use ocean_runtime::ProcessError;
+///
+/// fn check(status: u16) -> Result<(), ProcessError> {
+///     match status {
+///         200 => Ok(()),
+///         404 => Err(ProcessError::permanent("the issue is gone")),
+///         other => Err(ProcessError::from_status(other, "Jira answered")),
+///     }
+/// }
+/// assert!(check(503).unwrap_err().is_retryable());
+/// assert!(!check(404).unwrap_err().is_retryable());
+/// ```
 #[derive(Debug)]
 pub struct ProcessError {
     retry: Retry,
@@ -99,12 +131,6 @@ impl ProcessError {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         self.retry == Retry::Retryable
-    }
-
-    /// The failure's class.
-    #[must_use]
-    pub fn retry(&self) -> Retry {
-        self.retry
     }
 }
 
@@ -183,7 +209,18 @@ impl ProcessError {
     }
 }
 
-/// Says explicitly whether an error is worth retrying: `fetch().await.retryable("fetching the issue")?`.
+/// Says explicitly whether an error is worth retrying.
+///
+/// ```
+/// use ocean_runtime::{ProcessError, ResultExt};
+///
+/// fn parse(text: &str) -> Result<u32, ProcessError> {
+///     text.parse::<u32>().permanent("the payload's count")
+/// }
+/// let e = parse("many").unwrap_err();
+/// assert!(!e.is_retryable());
+/// assert_eq!(e.message(), "the payload's count");
+/// ```
 pub trait ResultExt<T> {
     /// Any error is retryable.
     ///
@@ -206,7 +243,23 @@ impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for Result<T,
     }
 }
 
-/// One job: a processor run for one event against one matching mapping resource.
+/// One job: a processor run for one event against one matching mapping resource. Handlers and
+/// the `before`, `after` and `on_error` hooks take it.
+///
+/// ```
+/// use ocean_runtime::prelude::*;
+/// # ocean_runtime::kinds!["issue"];
+///
+/// async fn log_attempt(job: &JobContext<'_>) {
+///     tracing::info!(event = job.event().id(), attempt = job.attempt(), "starting");
+/// }
+///
+/// #[webhook_processor(path = "/webhook", kinds = ["issue"], before = log_attempt)]
+/// async fn issues(job: &JobContext<'_>) -> Result<RawResults, ProcessError> {
+///     Ok(RawResults::updated([job.event().value_at("/issue")?.clone()]))
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug)]
 pub struct JobContext<'a> {
     event: &'a WebhookEvent,
@@ -219,7 +272,7 @@ pub struct JobContext<'a> {
 impl<'a> JobContext<'a> {
     /// A job for `event` against `resources[resource_index]` of the mapping; `attempt` counts from 1.
     #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         event: &'a WebhookEvent,
         resource: &'a ResourceConfig,
         resource_index: usize,
@@ -237,7 +290,7 @@ impl<'a> JobContext<'a> {
 
     /// The app's state and integration configs (what `State<T>` and `Config<T>` read).
     #[must_use]
-    pub fn extensions(&self) -> &'a Extensions {
+    pub(crate) fn extensions(&self) -> &'a Extensions {
         self.extensions
     }
 
@@ -301,9 +354,12 @@ pub trait WebhookProcessor: Send + Sync + 'static {
         None
     }
 
-    /// Checks the event's origin. Run once per job before the handler; never retried.
-    /// (Signature verifiers declared in the registration run earlier, at ingress.)
-    fn authenticate<'a>(
+    /// Decides whether this job may run, e.g. by a token inside the payload. Run once per job
+    /// before the handler; a refusal is permanent and never retried. Ocean calls this check
+    /// `authenticate`; here that name belongs to the ingress verifiers of
+    /// [`Registration::authenticate`], which check signatures over the raw body before the event is
+    /// even queued.
+    fn authorize<'a>(
         &'a self,
         _event: &'a WebhookEvent,
     ) -> BoxFuture<'a, Result<(), ProcessError>> {

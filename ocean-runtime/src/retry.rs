@@ -25,6 +25,23 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// each next delay multiplied by 2, no delay longer than 30 s. Unlike Ocean, whose counter is bumped
 /// before the delay is computed (so its sleeps are 2, 4, 8 s), the first retry here waits `initial`
 /// (1, 2, 4 s), which is what the setting's name says.
+///
+/// A processor sets it with `retry(max = 5, initial = "500ms")` on
+/// [`#[webhook_processor]`](crate::webhook_processor), or from
+/// [`WebhookProcessor::retry_policy`](crate::WebhookProcessor::retry_policy).
+///
+/// ```
+/// use std::time::Duration;
+/// use ocean_runtime::RetryPolicy;
+///
+/// let ocean = RetryPolicy::OCEAN;
+/// assert_eq!(ocean.delay(0), Some(Duration::from_secs(1)));
+/// assert_eq!(ocean.delay(2), Some(Duration::from_secs(4)));
+/// assert_eq!(ocean.delay(3), None, "three retries, then the dead letters");
+///
+/// let patient = RetryPolicy { max_retries: 10, ..RetryPolicy::OCEAN };
+/// assert_eq!(patient.delay(9), Some(Duration::from_secs(30)), "capped at max_delay");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.

@@ -1,37 +1,5 @@
-//! An HTTP client for processors' calls to their upstream API (Jira, GitHub…), what Ocean's
-//! `http_async_client` gives its integrations, with the limits a production integration needs.
-//!
-//! Handlers take it as [`State<Upstream>`](crate::extract::State): the runtime builds one from
-//! the `OCEAN__UPSTREAM__…` settings unless the integration provides its own. Per host (and port):
-//!
-//! - at most `OCEAN__UPSTREAM__RATE_LIMIT` requests (`10/s`, `600/m`, `5000/h` as GitHub counts;
-//!   unset: no limit), through a [`governor`] rate limiter;
-//! - at most `OCEAN__UPSTREAM__MAX_CONCURRENCY` requests at once (default 64);
-//! - 429s, retryable 5xx ([`is_retryable_status`](crate::retry::is_retryable_status)),
-//!   timeouts and connection failures are retried up to `OCEAN__UPSTREAM__MAX_RETRIES` times (default
-//!   5), waiting what `Retry-After` or `X-RateLimit-Reset` says, else 0.2 s doubling with ±10 %
-//!   jitter. Such a wait pauses the whole host, not just the request that was told;
-//! - an answer with `X-RateLimit-Remaining: 0` pauses the host until its `X-RateLimit-Reset`;
-//! - each request times out after `OCEAN__UPSTREAM__TIMEOUT_SECONDS` (default 30) and runs in an
-//!   `upstream` tracing span.
-//!
-//! `ocean_upstream_requests_total{host,status}`, `ocean_upstream_request_seconds` and
-//! `ocean_upstream_rate_limit_waits_total{host}` / `…_wait_seconds_total{host}` count what it does.
-//!
-//! ```no_run
-//! use ocean_runtime::prelude::*;
-//! # ocean_runtime::kinds!["issue"];
-//!
-//! #[webhook_processor(path = "/webhook", kinds = ["issue"])]
-//! async fn issues(event: &WebhookEvent, upstream: State<Upstream>) -> Result<RawResults, ProcessError> {
-//!     let key = event.str_at("/issue/key")?;
-//!     let answer = upstream
-//!         .send(upstream.get(format!("https://jira.example.com/rest/api/2/issue/{key}")))
-//!         .await?;
-//!     Ok(RawResults::updated([answer.error_for_status()?.json::<Value>().await?]))
-//! }
-//! # fn main() {}
-//! ```
+//! The upstream HTTP client of processors: per-host rate limits, concurrency caps, retries and
+//! metrics. Everything an author reads is on [`Upstream`].
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -46,7 +14,17 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::processor::ProcessError;
 
-/// A rate: `count` requests per `per`.
+/// A rate: `count` requests per `per`, as `OCEAN__UPSTREAM__RATE_LIMIT` writes it.
+///
+/// ```
+/// use std::time::Duration;
+/// use ocean_runtime::Rate;
+///
+/// let github: Rate = "5000/h".parse()?;
+/// assert_eq!((github.count.get(), github.per), (5000, Duration::from_secs(3600)));
+/// assert!("ten/s".parse::<Rate>().is_err());
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     /// Requests allowed per period (also the burst).
@@ -77,7 +55,22 @@ impl std::str::FromStr for Rate {
     }
 }
 
-/// The `OCEAN__UPSTREAM__…` settings.
+/// The `OCEAN__UPSTREAM__…` settings, for an integration that builds its own [`Upstream`] (e.g. in
+/// its `main!(state = …)` fn) instead of taking the runtime's.
+///
+/// ```
+/// use std::time::Duration;
+/// use ocean_runtime::{Upstream, UpstreamSettings};
+///
+/// let settings = UpstreamSettings {
+///     timeout: Duration::from_secs(10),
+///     rate: Some("10/s".parse()?),
+///     ..UpstreamSettings::default()
+/// };
+/// let jira = Upstream::new(settings)?;
+/// assert_eq!(jira.settings().max_retries, 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// Time limit of one request (`OCEAN__UPSTREAM__TIMEOUT_SECONDS`).
@@ -136,7 +129,42 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
 }
 
-/// The upstream HTTP client (see the module docs). Cheap to clone; clones share their limits.
+/// An HTTP client for processors' calls to their upstream API (Jira, GitHub…), what Ocean's
+/// `http_async_client` gives its integrations, with the limits a production integration needs.
+///
+/// Handlers take it as [`State<Upstream>`](crate::State): the runtime builds one from
+/// the `OCEAN__UPSTREAM__…` settings unless the integration provides its own. Per host (and port):
+///
+/// - at most `OCEAN__UPSTREAM__RATE_LIMIT` requests (`10/s`, `600/m`, `5000/h` as GitHub counts;
+///   unset: no limit), through a [`governor`] rate limiter;
+/// - at most `OCEAN__UPSTREAM__MAX_CONCURRENCY` requests at once (default 256, as many as the events in flight);
+/// - 429s, retryable 5xx ([`is_retryable_status`](crate::is_retryable_status)),
+///   timeouts and connection failures are retried up to `OCEAN__UPSTREAM__MAX_RETRIES` times (default
+///   5), waiting what `Retry-After` or `X-RateLimit-Reset` says, else 0.2 s doubling with ±10 %
+///   jitter. Such a wait pauses the whole host, not just the request that was told;
+/// - an answer with `X-RateLimit-Remaining: 0` pauses the host until its `X-RateLimit-Reset`;
+/// - each request times out after `OCEAN__UPSTREAM__TIMEOUT_SECONDS` (default 30) and runs in an
+///   `upstream` tracing span.
+///
+/// `ocean_upstream_requests_total{host,status}`, `ocean_upstream_request_seconds` and
+/// `ocean_upstream_rate_limit_waits_total{host}` / `…_wait_seconds_total{host}` count what it does.
+///
+/// ```no_run
+/// use ocean_runtime::prelude::*;
+/// # ocean_runtime::kinds!["issue"];
+///
+/// #[webhook_processor(path = "/webhook", kinds = ["issue"])]
+/// async fn issues(event: &WebhookEvent, upstream: State<Upstream>) -> Result<RawResults, ProcessError> {
+///     let key = event.str_at("/issue/key")?;
+///     let answer = upstream
+///         .send(upstream.get(format!("https://jira.example.com/rest/api/2/issue/{key}")))
+///         .await?;
+///     Ok(RawResults::updated([answer.error_for_status()?.json::<Value>().await?]))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// Cheap to clone; clones share their limits.
 #[derive(Clone)]
 pub struct Upstream {
     inner: Arc<Inner>,
@@ -232,8 +260,8 @@ impl Upstream {
         }))
     }
 
-    /// Sends `request` within the host's limits, retrying what may succeed later (see the module
-    /// docs). Any answer that is not retried is returned as it is, a 404 or a 400 included.
+    /// Sends `request` within the host's limits, retrying what may succeed later (see
+    /// [`Upstream`]). Any answer that is not retried is returned as it is, a 404 or a 400 included.
     ///
     /// # Errors
     /// A retryable failure (status, timeout, connection) still failing after the retries, as a

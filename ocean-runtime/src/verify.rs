@@ -332,6 +332,8 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 ///
 /// # Errors
 /// The secret is not `whsec_<base64>`.
+///
+/// Used like [`github_signature`].
 #[cfg(any(test, feature = "testing"))]
 pub fn standard_webhooks_signature(
     secret: &str,

@@ -34,7 +34,8 @@ use setup::{
 /// How long cancelled jobs get to run their `on_cancel` hooks at shutdown.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
-/// An integration ready to start: settings plus processors.
+/// An integration ready to start: settings plus processors. What the binary of
+/// [`main!`](crate::main) and the harness of `testing::TestApp` run; not public API.
 #[derive(Debug)]
 pub struct App {
     config: Config,

@@ -62,10 +62,12 @@ use crate::integration_config::IntegrationVars;
 mod env;
 
 /// Events processed at once unless `OCEAN__MAX_EVENTS_IN_FLIGHT` or `OCEAN__EVENT_WORKERS_COUNT`
-/// says otherwise.
+/// says otherwise; the table on [`Settings`](crate::Settings) says how to choose.
 pub const DEFAULT_EVENTS_IN_FLIGHT: usize = 256;
 
 /// A setting that is missing or malformed; always names the variable.
+///
+/// Returned when a setting of [`Settings`](crate::Settings) or an integration [`Config<T>`](crate::Config) is malformed; it names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The value does not parse.

@@ -46,6 +46,8 @@ use persist::Store;
 use respond::error;
 
 /// The built-in Port could not start.
+///
+/// Returned by [`LocalPort::start`](crate::LocalPort::start).
 #[derive(Debug, thiserror::Error)]
 pub enum LocalPortError {
     /// The data folder cannot be created or used.
@@ -81,7 +83,7 @@ pub enum LocalPortError {
     Write(String),
 }
 
-/// How to run the built-in Port.
+/// How to run the built-in Port (see the example on [`LocalPort`]).
 #[derive(Debug, Clone)]
 pub struct LocalPortOptions {
     /// Where entities and integration records are kept.
@@ -98,7 +100,25 @@ struct Shared {
     tokens: Mutex<HashMap<String, Instant>>,
 }
 
-/// A running built-in Port.
+/// A running built-in Port: what a binary without Port credentials writes to, and what
+/// `ocean-example-jira local-port` serves on its own. Tests start one to have Port on loopback.
+///
+/// ```no_run
+/// use ocean_runtime::{LocalPort, LocalPortOptions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let port = LocalPort::start(LocalPortOptions {
+///     data_dir: "/tmp/my-port".into(),
+///     addr: "127.0.0.1:0".parse()?,
+///     credentials: None, // any client id and secret get a token
+/// })
+/// .await?;
+/// let entities = reqwest::get(format!("{}/v1/blueprints/service/entities", port.base_url())).await?;
+/// assert_eq!(entities.status(), 401, "every /v1 route wants a token");
+/// port.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct LocalPort {
     addr: SocketAddr,
     shared: Arc<Shared>,

@@ -34,7 +34,21 @@ pub struct PortAppConfig {
     pub resources: Vec<ResourceConfig>,
 }
 
-/// One mapping resource: which items of a kind to take and how to map them to entities.
+/// One mapping resource: which items of a kind to take and how to map them to entities. A handler
+/// that takes `&ResourceConfig` sees the resource its job maps into (its selector's extra fields
+/// are easier to read typed, with [`Selector<T>`](crate::Selector)).
+///
+/// ```
+/// use ocean_runtime::prelude::*;
+/// # ocean_runtime::kinds!["issue"];
+///
+/// #[webhook_processor(path = "/webhook", kinds = ["issue"])]
+/// async fn issues(event: &WebhookEvent, resource: &ResourceConfig) -> Result<RawResults, ProcessError> {
+///     tracing::debug!(kind = %resource.kind, query = %resource.selector.query, "mapping into");
+///     Ok(RawResults::updated([event.value_at("/issue")?.clone()]))
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceConfig {
     /// The kind, as declared with `kinds!`.

@@ -259,7 +259,7 @@ impl Pipeline {
         let attempts = AtomicU32::new(0);
         let work = async {
             let checked = async {
-                p.authenticate(event).await?;
+                p.authorize(event).await?;
                 job.processor.validate_payload(payload)?;
                 p.validate(event)
             };

@@ -68,6 +68,9 @@ const RETRIES: u32 = 4;
 const BODY_EXCERPT: usize = 500;
 
 /// A Port call that failed.
+///
+/// A write that fails for good this way is kept as a dead letter quoting it (see `dead-letters` in
+/// [`main!`](crate::main)'s binary).
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// Port could not be reached or the connection broke.

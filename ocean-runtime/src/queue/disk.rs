@@ -29,7 +29,8 @@ const DELIVERIES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("deliv
 /// Dead letters by id.
 const DEAD: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("dead_letters");
 
-/// The queue's database cannot be opened or read.
+/// The queue's database cannot be opened or read (`OCEAN__QUEUE__PATH` on
+/// [`Settings`](crate::Settings)).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open the event queue at {path} (OCEAN__QUEUE__PATH): {reason}")]
 pub struct DiskQueueError {

@@ -296,6 +296,8 @@ pub(crate) fn stored_json(envelope: &Envelope) -> serde_json::Value {
 }
 
 /// A queue operation that failed.
+///
+/// The cause of a webhook answered 503 or a worker that could not settle an event; see `OCEAN__QUEUE__BACKEND` on [`Settings`](crate::Settings).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue holds as many events as it may.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 const LINE_WAIT: Duration = Duration::from_secs(30);
 
 /// A running integration binary, killed when dropped.
+///
+/// Its tests in `examples/jira/tests/binary.rs` are the example.
 #[derive(Debug)]
 pub struct TestBinary {
     child: Child,

@@ -36,6 +36,8 @@ use crate::registry::{Registry, RegistryError};
 use crate::state::StateInit;
 
 /// The harness could not start the app or talk to it.
+///
+/// Returned by the requests of [`TestApp`].
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
     /// Bad settings.
@@ -74,6 +76,8 @@ pub struct TestAppBuilder {
 }
 
 /// A running app on free loopback ports with its own built-in Port in a temporary folder.
+///
+/// See [the module example](crate::testing).
 #[derive(Debug)]
 pub struct TestApp {
     app: RunningApp,
@@ -397,6 +401,8 @@ pub fn metric(text: &str, series: &str) -> f64 {
 ///
 /// # Errors
 /// The request failed.
+///
+/// Parse a series from the text with [`metric`].
 pub async fn metrics_of(http: &reqwest::Client, base_url: &str) -> Result<String, TestError> {
     Ok(http
         .get(format!("{base_url}/metrics"))
@@ -439,6 +445,8 @@ pub async fn drained(
 ///
 /// # Errors
 /// The request failed or the answer had no token.
+///
+/// Read what was written with [`port_entities`].
 pub async fn local_port_token(http: &reqwest::Client, port_url: &str) -> Result<String, TestError> {
     let answer: Value = http
         .post(format!("{port_url}/v1/auth/access_token"))
@@ -458,6 +466,8 @@ pub async fn local_port_token(http: &reqwest::Client, port_url: &str) -> Result<
 ///
 /// # Errors
 /// The request failed or the answer was not Port's.
+///
+/// Authenticates with [`local_port_token`].
 pub async fn port_entities(
     http: &reqwest::Client,
     port_url: &str,
@@ -487,6 +497,8 @@ pub async fn port_entities(
 ///
 /// # Panics
 /// When `timeout` passes first, naming `what` (this is a test helper).
+///
+/// See [the module example](crate::testing).
 pub async fn eventually<T, E, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     E: std::fmt::Debug,

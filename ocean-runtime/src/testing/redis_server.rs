@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 const START_WAIT: Duration = Duration::from_secs(10);
 
 /// A `redis-server` process started by a test.
+///
+/// The Redis queue's tests (`tests/tests/scale_out.rs`) are the example.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
