@@ -1,5 +1,10 @@
 //! Wiring: the built-in Port (when no credentials are set), the Port client, the mapping, the queue,
 //! the workers and the webhook server, started together and stopped together.
+//!
+//! In: [`Settings`](crate::Settings) and the registry of processors. Out: a running app whose
+//! ingress URL, Port URL and queue depth can be read, and which stops in order (ingress, then the
+//! workers after `OCEAN__MAX_WAIT_SECONDS_BEFORE_SHUTDOWN`, then the queue and the built-in Port).
+//! `setup.rs` holds the start-up steps, `error.rs` why a start fails.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
-//! The workers: select processors → authenticate → validate → handle (retry, timeout) → map → apply
+//! The workers: select processors → authorize → validate → handle (retry, timeout) → map → apply
 //! to Port → ack.
+//!
+//! In: leases from the queue (an event in its envelope). Out: entities upserted and deleted in
+//! Port (`apply`), dead letters for what failed for good, and an ack or a retry for every lease.
 
 mod apply;
 

@@ -1,4 +1,8 @@
 //! The webhook server: `POST /integration/<path>` for every registered path, health and readiness.
+//!
+//! In: HTTP requests. Out: events in their envelope (verified, grouped, deduplicated) pushed to
+//! the queue, each answered 200 once it is stored; refusals answered with a status and a JSON
+//! reason. `serve.rs` owns the accept loop and connection limits, `dedup.rs` the delivery ids.
 
 use std::sync::Arc;
 
