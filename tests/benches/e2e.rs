@@ -55,11 +55,7 @@ fn http(connections: usize) -> reqwest::Client {
 }
 
 async fn run(index: usize, events: usize, connections: usize) -> Run {
-    let dir = std::env::temp_dir()
-        .join(format!("ocean-bench-e2e-{}", std::process::id()))
-        .join(index.to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, mapping) = jira::run_dir("e2e", index);
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..events).map(|n| jira::event(index, n)).collect());
 
     // The baseline, with a client of its own (no warm connections carried over).
@@ -76,8 +72,6 @@ async fn run(index: usize, events: usize, connections: usize) -> Run {
     );
     drop(bare);
 
-    std::fs::write(dir.join("mapping.yml"), jira::MAPPING).unwrap();
-    let mapping = dir.join("mapping.yml").display().to_string();
     let app_bin = std::env::var("E2E_APP_BIN").unwrap_or_else(|_| REPLICA.to_owned());
     let mut app = TestBinary::start(
         &app_bin,

@@ -45,13 +45,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn run(index: usize, rate: usize, seconds: usize) -> Run {
-    let dir = std::env::temp_dir()
-        .join(format!("ocean-bench-latency-{}", std::process::id()))
-        .join(index.to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("mapping.yml"), jira::MAPPING).unwrap();
-    let mapping = dir.join("mapping.yml").display().to_string();
+    let (dir, mapping) = jira::run_dir("latency", index);
     let mut app = TestBinary::start(
         REPLICA,
         &dir.join("app"),

@@ -103,8 +103,13 @@ fn script_stats(port: u16) -> (f64, f64) {
     (field("calls"), field("usec"))
 }
 
-fn start_replica(dir: &Path, i: usize, port_url: &str, redis: Option<&RedisServer>) -> TestBinary {
-    let mapping = dir.join("mapping.yml").display().to_string();
+fn start_replica(
+    dir: &Path,
+    mapping: &str,
+    i: usize,
+    port_url: &str,
+    redis: Option<&RedisServer>,
+) -> TestBinary {
     let redis_url = redis.map(RedisServer::url).unwrap_or_default();
     let in_flight = env(
         "REPLICAS_IN_FLIGHT",
@@ -116,7 +121,7 @@ fn start_replica(dir: &Path, i: usize, port_url: &str, redis: Option<&RedisServe
         ("OCEAN__PORT__CLIENT_ID", "bench"),
         ("OCEAN__PORT__CLIENT_SECRET", "bench"),
         ("OCEAN__PORT__BASE_URL", port_url),
-        ("OCEAN__PORT_APP_CONFIG_FILE", mapping.as_str()),
+        ("OCEAN__PORT_APP_CONFIG_FILE", mapping),
         ("OCEAN__INTEGRATION__IDENTIFIER", "bench"),
         ("RUST_LOG", "info"),
     ];
@@ -128,18 +133,13 @@ fn start_replica(dir: &Path, i: usize, port_url: &str, redis: Option<&RedisServe
 }
 
 async fn run(setup: Setup, index: usize, events: usize, connections: usize) -> Measure {
-    let dir = std::env::temp_dir()
-        .join(format!("ocean-bench-replicas-{}", std::process::id()))
-        .join(index.to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("mapping.yml"), jira::MAPPING).unwrap();
+    let (dir, mapping) = jira::run_dir("replicas", index);
     let redis = setup.redis.then(|| RedisServer::start_durable().unwrap());
     let mut port = TestBinary::start_args(REPLICA, &["local-port"], &dir.join("port"), &[])
         .expect("the standalone built-in Port starts");
     let port_url = port.port_url();
     let mut replicas: Vec<TestBinary> = (0..setup.replicas)
-        .map(|i| start_replica(&dir, i, &port_url, redis.as_ref()))
+        .map(|i| start_replica(&dir, &mapping, i, &port_url, redis.as_ref()))
         .collect();
     let urls: Vec<String> = replicas.iter_mut().map(TestBinary::ingress_url).collect();
     let http = reqwest::Client::builder()

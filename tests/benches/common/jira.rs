@@ -3,9 +3,25 @@
 //! The benchmarks' Jira-like workload: issue webhooks of about 2 KB, the example's mapping, and
 //! the senders that post them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+
+/// A fresh folder for run `index` of `bench`, holding [`MAPPING`] as `mapping.yml`; and that
+/// file's path, for `OCEAN__PORT_APP_CONFIG_FILE`.
+#[allow(clippy::unwrap_used)]
+pub(crate) fn run_dir(bench: &str, index: usize) -> (PathBuf, String) {
+    let dir = std::env::temp_dir()
+        .join(format!("ocean-bench-{bench}-{}", std::process::id()))
+        .join(index.to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mapping = dir.join("mapping.yml");
+    std::fs::write(&mapping, MAPPING).unwrap();
+    let mapping = mapping.display().to_string();
+    (dir, mapping)
+}
 
 /// The Jira example's mapping of issues.
 pub(crate) const MAPPING: &str = r#"
