@@ -92,6 +92,15 @@ pub(super) async fn bulk_upsert(
     }
 }
 
+/// 404: blueprint `blueprint` has no entity `id`.
+fn no_entity(blueprint: &str, id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
+    )
+}
+
 pub(super) async fn single_upsert(
     State(shared): State<Arc<Shared>>,
     Path(blueprint): Path<String>,
@@ -150,11 +159,7 @@ pub(super) async fn get_entity(
             .map(|st| st.entity.clone())
     }) {
         Some(entity) => Json(json!({"ok": true, "entity": entity})).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
-        ),
+        None => no_entity(&blueprint, &id),
     }
 }
 
@@ -177,11 +182,7 @@ pub(super) async fn delete_entity(
                 r.error,
                 r.message,
             ),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("entity `{id}` of blueprint `{blueprint}` does not exist"),
-            ),
+            None => no_entity(&blueprint, &id),
         },
         Err(e) => unstored(e),
     }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::respond::{error, parse_body, parse_object, taken, unstored};
+use crate::group_commit::StorageError;
 use crate::time::now_rfc3339;
 
 pub(super) async fn organization() -> Response {
@@ -74,6 +75,20 @@ pub(super) fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The answer to a write of an integration record: the record as stored, `absent` when the write
+/// found nothing to do, 500 when it could not be stored.
+fn written(
+    result: Result<Result<Option<Value>, String>, StorageError>,
+    absent: impl FnOnce() -> Response,
+) -> Response {
+    match result {
+        Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
+        Ok(Ok(None)) => absent(),
+        Ok(Err(e)) => unstored(e),
+        Err(e) => unstored(e),
+    }
+}
+
 /// Edits existing integration `id` with `edit` inside the store's write, so concurrent edits of
 /// one record do not lose each other (404 when it does not exist).
 pub(super) async fn write_integration(
@@ -95,12 +110,7 @@ pub(super) async fn write_integration(
                 .map(|()| Some(record))
         })
         .await;
-    match result {
-        Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
-        Ok(Ok(None)) => no_integration(&id),
-        Ok(Err(e)) => unstored(e),
-        Err(e) => unstored(e),
-    }
+    written(result, || no_integration(&id))
 }
 
 pub(super) async fn create_integration(
@@ -142,12 +152,7 @@ pub(super) async fn create_integration(
                 .map(|()| Some(record))
         })
         .await;
-    match result {
-        Ok(Ok(Some(record))) => Json(json!({"ok": true, "integration": record})).into_response(),
-        Ok(Ok(None)) => taken("integration", &id),
-        Ok(Err(e)) => unstored(e),
-        Err(e) => unstored(e),
-    }
+    written(result, || taken("integration", &id))
 }
 
 pub(super) async fn patch_integration(
