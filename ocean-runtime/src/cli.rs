@@ -189,7 +189,10 @@ async fn offline(command: &Command, config: &Config) -> Result<Value, String> {
             .map(|n| json!({"status": "ok", "purged": n}))
             .map_err(|e| e.to_string()),
         Command::Replay(id) => {
-            let envelope = letter(*id).await?.to_event().map_err(|e| e.to_string())?;
+            let envelope = letter(*id)
+                .await?
+                .to_envelope()
+                .map_err(|e| e.to_string())?;
             let event_id = envelope.event.id().to_owned();
             if !queue
                 .replay(*id, envelope)

@@ -15,7 +15,8 @@ use crate::verify::{Authenticate, Verifier};
 
 /// A registry that cannot be built.
 ///
-/// Why the processors of a binary cannot be served, e.g. two with one name on a path (see [`#[webhook_processor]`](crate::webhook_processor)).
+/// Why the processors of a binary cannot be served, e.g. two with one name on a path (see
+/// [`#[webhook_processor]`](crate::webhook_processor)).
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// Nothing was registered.

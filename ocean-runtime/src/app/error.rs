@@ -9,7 +9,8 @@ use crate::queue::{DiskQueueError, RedisQueueError};
 
 /// The app could not start.
 ///
-/// Returned when the app cannot start; the generated `main` prints it and exits non-zero (see [`main!`](crate::main)).
+/// Returned when the app cannot start; the generated `main` prints it and exits non-zero (see
+/// [`main!`](crate::main)).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The built-in Port could not start.

@@ -67,7 +67,8 @@ pub const DEFAULT_EVENTS_IN_FLIGHT: usize = 256;
 
 /// A setting that is missing or malformed; always names the variable.
 ///
-/// Returned when a setting of [`Settings`](crate::Settings) or an integration [`Config<T>`](crate::Config) is malformed; it names the variable.
+/// Returned when a setting of [`Settings`](crate::Settings) or an integration
+/// [`Config<T>`](crate::Config) is malformed; it names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The value does not parse.

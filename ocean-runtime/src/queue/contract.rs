@@ -248,7 +248,7 @@ async fn dead_letters_are_kept_with_the_ack_and_replayed_once(kind: Kind) {
     );
     let first = all[0].id;
     assert_eq!(dead.get(first).await.unwrap().unwrap().event_id, "e1");
-    let back = all[0].to_event().unwrap();
+    let back = all[0].to_envelope().unwrap();
     assert_eq!(back.event.raw_body(), b"{\"n\": 1}");
     assert!(dead.replay(first, back.clone()).await.unwrap());
     assert!(
@@ -416,7 +416,7 @@ async fn an_event_taken_over_too_often_becomes_a_dead_letter() {
         letters[0].error.contains("taken over 2 times"),
         "{letters:?}"
     );
-    let back = letters[0].to_event().unwrap();
+    let back = letters[0].to_envelope().unwrap();
     assert_eq!(back.event.raw_body(), b"{\"n\": 1}");
     assert_eq!(live.stats().await.unwrap().given_up, 1);
 }
@@ -829,7 +829,7 @@ async fn the_queue_runs_unchanged_on_a_redis_cluster() {
     assert_eq!(letters[0].error, "boom");
     assert!(
         replicas[2]
-            .replay(letters[0].id, letters[0].to_event().unwrap())
+            .replay(letters[0].id, letters[0].to_envelope().unwrap())
             .await
             .unwrap()
     );

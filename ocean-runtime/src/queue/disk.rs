@@ -648,7 +648,7 @@ mod tests {
         assert_eq!(q.depth(), 1, "the dead-lettered event was acked");
         let letters = q.list().await.unwrap();
         assert_eq!(letters.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
-        let back = letters[0].to_event().unwrap();
+        let back = letters[0].to_envelope().unwrap();
         assert_eq!(
             (back.event.id(), back.event.payload()["n"].as_u64()),
             ("e1", Some(1))

@@ -216,11 +216,11 @@ pub(crate) struct RefusedEntity {
 }
 
 impl DeadLetter {
-    /// The event, to process again.
+    /// The event with its scheduling facts, to process again.
     ///
     /// # Errors
     /// The stored event is unreadable.
-    pub(crate) fn to_event(&self) -> Result<Envelope, RecordError> {
+    pub(crate) fn to_envelope(&self) -> Result<Envelope, RecordError> {
         let bytes = serde_json::to_vec(&self.event)
             .map_err(|e| RecordError::Malformed(std::sync::Arc::new(e)))?;
         Envelope::from_stored(&bytes)
@@ -297,7 +297,8 @@ pub(crate) fn stored_json(envelope: &Envelope) -> serde_json::Value {
 
 /// A queue operation that failed.
 ///
-/// The cause of a webhook answered 503 or a worker that could not settle an event; see `OCEAN__QUEUE__BACKEND` on [`Settings`](crate::Settings).
+/// The cause of a webhook answered 503 or a worker that could not settle an event; see
+/// `OCEAN__QUEUE__BACKEND` on [`Settings`](crate::Settings).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue holds as many events as it may.
@@ -337,7 +338,7 @@ pub(crate) enum Pushed {
 pub(crate) trait EventQueue: Send + Sync + 'static {
     /// Stores an event; when this returns `Ok(Pushed::Queued)` the event is held with the
     /// backend's durability.
-    fn push(&self, event: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>>;
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<Pushed, QueueError>>;
 
     /// Waits for the next event that is due and leases it; `None` once the queue is closed.
     fn pull(&self) -> BoxFuture<'_, Option<Lease>>;
@@ -436,7 +437,7 @@ pub(crate) trait DeadLetterStore: Send + Sync + 'static {
     /// Queues `event` (read from dead letter `id`) again and removes the dead letter, in one step
     /// where the backend allows it; `Ok(false)` when the dead letter was gone (replayed or deleted
     /// meanwhile), and then nothing is queued.
-    fn replay(&self, id: u64, event: Envelope) -> BoxFuture<'_, Result<bool, QueueError>>;
+    fn replay(&self, id: u64, envelope: Envelope) -> BoxFuture<'_, Result<bool, QueueError>>;
 }
 
 /// Delivery ids accepted recently, for deduplication after a restart.

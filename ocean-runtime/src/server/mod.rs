@@ -410,7 +410,7 @@ async fn replay_dead(State(ingress): State<Arc<Ingress>>, Path(id): Path<u64>) -
     let Some(letter) = letter else {
         return reject(StatusCode::NOT_FOUND, format!("no dead letter {id}"));
     };
-    let envelope = match letter.to_event() {
+    let envelope = match letter.to_envelope() {
         Ok(e) => e,
         Err(e) => {
             return reject(

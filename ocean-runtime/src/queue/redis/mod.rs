@@ -103,7 +103,8 @@ pub(crate) struct RedisOptions {
 
 /// The Redis queue could not start.
 ///
-/// The Redis queue could not start (`OCEAN__QUEUE__BACKEND=redis` on [`Settings`](crate::Settings)).
+/// The Redis queue could not start (`OCEAN__QUEUE__BACKEND=redis` on
+/// [`Settings`](crate::Settings)).
 #[derive(Debug, thiserror::Error)]
 pub enum RedisQueueError {
     /// The URL does not parse.
